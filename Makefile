@@ -1,0 +1,47 @@
+# The front door. Every target installs what it needs first (scripts/setup.sh), so each works on a fresh clone.
+.DEFAULT_GOAL := build
+SHELL := /bin/bash
+
+.PHONY: setup build crds test test-unit test-integration lint format cluster-build cluster-up cluster-down clean
+
+setup:
+	@bash scripts/setup.sh
+
+## build: compile the TypeScript into dist/
+build: setup
+	npx tsc -p tsconfig.build.json
+
+## crds: regenerate crds/*.yaml from the zod schemas in api/ (a unit test fails when they drift)
+crds: build
+	node dist/api/crd/main.js
+
+## test: every tier (static checks, unit, integration against a real kube-apiserver); what CI runs
+test:
+	@bash scripts/test.sh
+
+test-unit: setup
+	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects unit
+
+test-integration: setup cluster-build
+	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects integration --runInBand
+
+lint: setup
+	npx eslint --max-warnings=0 . && npx prettier --check --log-level=warn .
+
+format: setup
+	npx eslint --fix . && npx prettier --write --log-level=warn .
+
+## cluster-build: build kube-apiserver, kubectl and etcd from their Go modules (cached, keyed by version)
+cluster-build: setup
+	@bash e2e/cluster/build.sh
+
+## cluster-up: a local control plane on loopback; admin kubeconfig in .cache/cluster/kubeconfig
+cluster-up: setup
+	@bash e2e/cluster/cluster.sh up
+
+## cluster-down: stop it and remove its data
+cluster-down:
+	@bash e2e/cluster/cluster.sh down
+
+clean:
+	rm -rf dist coverage .cache/test-results

@@ -1,0 +1,46 @@
+/** What an integration test needs to talk to the control plane that e2e/jest/global-setup.ts started. */
+import { spawn } from 'node:child_process';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KUBECTL } from './paths.js';
+
+export function testKubeconfigPath(): string {
+  const path = process.env.CONTAINER_AUDITOR_TEST_KUBECONFIG;
+  if (!path)
+    throw new Error('CONTAINER_AUDITOR_TEST_KUBECONFIG is not set: run this test in the integration tier');
+  return path;
+}
+
+export function testKubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(testKubeconfigPath());
+  return kc;
+}
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the kubectl built with the control plane against it, as a user would. */
+export function kubectl(args: string[], input?: string): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(KUBECTL, ['--kubeconfig', testKubeconfigPath(), ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** kubectl that must succeed; throws with its stderr otherwise. */
+export async function kubectlOk(args: string[], input?: string): Promise<string> {
+  const result = await kubectl(args, input);
+  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
+  return result.stdout;
+}

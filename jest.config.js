@@ -1,0 +1,26 @@
+// Two tiers, selected with --selectProjects: `unit` (pure logic, no root, no network) and `integration`
+// (against a real kube-apiserver + etcd that e2e/jest/global-setup.mjs starts and stops).
+const tsJest = [
+  'ts-jest',
+  { useESM: true, tsconfig: 'tsconfig.json', diagnostics: { ignoreCodes: ['TS151001'] } },
+];
+const common = {
+  extensionsToTreatAsEsm: ['.ts'],
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  transform: { '^.+\\.ts$': tsJest },
+  testPathIgnorePatterns: ['/node_modules/', '/dist/', '/.cache/'],
+};
+
+export default {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/**/*.test.ts', '!**/*.integration.test.ts'] },
+    {
+      ...common,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/**/*.integration.test.ts'],
+      globalSetup: '<rootDir>/e2e/jest/global-setup.mjs',
+      globalTeardown: '<rootDir>/e2e/jest/global-teardown.mjs',
+      testTimeout: 60_000,
+    },
+  ],
+};

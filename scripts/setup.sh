@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need, idempotently: the Debian packages behind the commands we call,
+# and the npm dependencies from the lock file. Safe to run again; does nothing when all is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# command -> Debian package that provides it. Later capabilities (bpftrace, runc, containerd) join this list.
+declare -A PACKAGE_OF=(
+  [openssl]=openssl      # certificates of the local control plane
+  [curl]=curl            # readiness probes of the local control plane
+  [ss]=iproute2          # naming what holds a port the control plane wants
+  [make]=make
+  [git]=git
+)
+
+missing=()
+for cmd in "${!PACKAGE_OF[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PACKAGE_OF[$cmd]}")
+done
+if ((${#missing[@]})); then
+  [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root or install them: apt-get install ${missing[*]}"
+  step "Installing Debian packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+command -v node >/dev/null 2>&1 || die "Node.js 20 or newer (below 23) is needed: https://nodejs.org/ or your distribution's nodejs package"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+((node_major >= 20 && node_major < 23)) || die "Node.js $(node --version) found; 20.x to 22.x is needed"
+
+# npm ci only when the lock file changed since the last install (its hash is kept beside the modules).
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ "$(cat node_modules/.lock-hash 2>/dev/null)" != "$lock_hash" ]]; then
+  step "Installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund
+  echo "$lock_hash" >node_modules/.lock-hash
+fi
