@@ -27,6 +27,7 @@ test-integration: setup cluster-build
 
 lint: setup
 	npx eslint --max-warnings=0 . && npx prettier --check --log-level=warn .
+	shellcheck .ci/run scripts/*.sh e2e/cluster/*.sh
 
 format: setup
 	npx eslint --fix . && npx prettier --write --log-level=warn .
@@ -35,9 +36,12 @@ format: setup
 cluster-build: setup
 	@bash e2e/cluster/build.sh
 
-## cluster-up: a local control plane on loopback; admin kubeconfig in .cache/cluster/kubeconfig
+## cluster-up: a local control plane on loopback with our CRDs installed; admin kubeconfig in .cache/cluster/kubeconfig
 cluster-up: setup
 	@bash e2e/cluster/cluster.sh up
+	@echo "Installing the CRDs from crds/"
+	@.cache/bin/kubectl --kubeconfig .cache/cluster/kubeconfig apply --server-side -f crds/
+	@.cache/bin/kubectl --kubeconfig .cache/cluster/kubeconfig wait --for=condition=Established --timeout=60s -f crds/
 
 ## cluster-down: stop it and remove its data
 cluster-down:

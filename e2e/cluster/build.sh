@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Build the binaries of the local test control plane (kube-apiserver, kubectl,
+# etcd and optionally kube-controller-manager) from the Go module next to this
+# script, into a machine-wide cache outside the git clone, then symlink them
+# into <repo>/.cache/bin/.
+#
+# Usage: build.sh [component...]
+#   components: kube-apiserver kubectl etcd kube-controller-manager
+#   default:    kube-apiserver kubectl etcd
+#
+# Environment:
+#   CONTAINER_AUDITOR_CACHE  cache root (default: $HOME/.cache/container-auditor)
+#
+# The cache directory name contains the Kubernetes and etcd versions and a hash
+# of go.mod + go.sum, so a fresh clone (e.g. in CI) reuses earlier builds and a
+# dependency change gets a new directory. Binaries are only built when missing.
+set -euo pipefail
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_dir=$(cd "$script_dir/../.." && pwd)
+link_dir="$repo_dir/.cache/bin"
+
+die() { printf 'build.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# Version of a required module, read from go.mod (no Go toolchain needed, so a
+# machine with a warm cache can run the cluster without Go).
+module_version() {
+	local v
+	v=$(awk -v m="$1" '
+		$1 == "require" && $2 == m && $3 ~ /^v/ { print $3; exit }
+		$1 == m && $2 ~ /^v/ { print $2; exit } # skips tool and replace lines
+	' "$script_dir/go.mod")
+	[[ -n $v ]] || die "module $1 not found in $script_dir/go.mod"
+	printf '%s\n' "$v"
+}
+
+k8s_version=$(module_version k8s.io/kubernetes)
+etcd_version=$(module_version go.etcd.io/etcd/server/v3)
+mod_hash=$(cat "$script_dir/go.mod" "$script_dir/go.sum" | sha256sum | cut -c1-12)
+cache_root=${CONTAINER_AUDITOR_CACHE:-$HOME/.cache/container-auditor}
+cache_dir="$cache_root/k8s-$k8s_version-etcd-$etcd_version-$mod_hash"
+bin_dir="$cache_dir/bin"
+
+# Kubernetes binaries report their version from ldflags (what `make` in the
+# kubernetes repo does); without it they say v0.0.0 and kubectl warns about skew.
+k8s_major=${k8s_version#v}; k8s_major=${k8s_major%%.*}
+k8s_minor=${k8s_version#v*.}; k8s_minor=${k8s_minor%%.*}
+k8s_ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+	k8s_ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$k8s_major -X $pkg.gitMinor=$k8s_minor"
+done
+k8s_ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+
+# Cold-build times measured on 2 cores, in the default order (later components
+# reuse packages compiled for earlier ones): kube-apiserver 8m31s, kubectl 52s,
+# etcd 25s; kube-controller-manager 2m03s after those.
+declare -A cold_minutes=([kube-apiserver]=9 [kubectl]=1 [etcd]=1 [kube-controller-manager]=2)
+
+# Go package and ldflags per component.
+component_pkg() {
+	case $1 in
+	kube-apiserver | kubectl | kube-controller-manager) printf 'k8s.io/kubernetes/cmd/%s\n' "$1" ;;
+	etcd) printf 'go.etcd.io/etcd/server/v3\n' ;; # the module root is package main
+	*) die "unknown component '$1' (known: kube-apiserver kubectl etcd kube-controller-manager)" ;;
+	esac
+}
+component_version() { if [[ $1 == etcd ]]; then echo "$etcd_version"; else echo "$k8s_version"; fi; }
+component_ldflags() { if [[ $1 == etcd ]]; then echo "-s -w"; else echo "$k8s_ldflags"; fi; }
+
+components=("$@")
+[[ ${#components[@]} -gt 0 ]] || components=(kube-apiserver kubectl etcd)
+for c in "${components[@]}"; do component_pkg "$c" >/dev/null; done
+
+go_checked=""
+check_go() {
+	[[ -z $go_checked ]] || return 0
+	# Go's own installer puts it in /usr/local/go; non-login shells (CI, make) may not have it on PATH.
+	if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+		PATH="/usr/local/go/bin:$PATH"
+	fi
+	command -v go >/dev/null 2>&1 ||
+		die "'go' not found in PATH. Go $(required_go)+ is needed to build the local test control plane (only for that; the operator itself does not need Go). Install it from https://go.dev/dl/"
+	local have need
+	# Run inside the module: with GOTOOLCHAIN=auto an older go may switch to the
+	# toolchain that go.mod asks for, which is fine.
+	have=$(cd "$script_dir" && go env GOVERSION 2>&1) ||
+		die "'go env GOVERSION' failed: $have
+Go $(required_go)+ is needed to build the local test control plane."
+	need=$(required_go)
+	if [[ $have =~ ^go([0-9]+\.[0-9]+(\.[0-9]+)?) ]]; then
+		have=${BASH_REMATCH[1]}
+		if [[ $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1) != "$need" ]]; then
+			die "Go $have is too old: Go $need+ is needed to build the local test control plane (go.mod uses 'tool' directives). Install a newer Go from https://go.dev/dl/"
+		fi
+	fi # devel builds: can't compare, just try
+	go_checked=1
+}
+required_go() { awk '$1 == "go" { print $2; exit }' "$script_dir/go.mod"; }
+
+build_pid=""
+tmp_out=""
+cleanup() {
+	# Stop an in-flight go build (its own process group, see below) and drop
+	# the partial output so the cache never holds a half-written binary.
+	if [[ -n $build_pid ]]; then
+		kill -TERM -- "-$build_pid" 2>/dev/null || kill -TERM "$build_pid" 2>/dev/null || true
+		wait "$build_pid" 2>/dev/null || true
+	fi
+	[[ -z $tmp_out ]] || rm -f "$tmp_out"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+fmt_duration() { if (($1 >= 60)); then printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); else printf '%ds' "$1"; fi; }
+
+build_one() {
+	local name=$1 out="$bin_dir/$1" pkg version ldflags start elapsed rc
+	pkg=$(component_pkg "$name")
+	version=$(component_version "$name")
+	ldflags=$(component_ldflags "$name")
+	if [[ -x $out ]]; then
+		return 0
+	fi
+	check_go
+	local m=${cold_minutes[$name]}
+	echo "Building $name $version (first build: about $m minute$( ((m == 1)) || echo s) on 2 cores; cached afterwards in $bin_dir)"
+	tmp_out="$out.tmp.$$"
+	start=$SECONDS
+	# - GOWORK=off: never pick up a go.work from a parent directory.
+	# - GOFLAGS cleared: flags such as -mod=vendor or -tags from the environment
+	#   could break or change the build; the flags we need are given explicitly.
+	# - CGO_ENABLED=0: static binaries, no C toolchain needed.
+	# - GOOS/GOARCH unset: the binaries must run on this machine.
+	# - setsid: own process group, so cleanup can stop the compiler processes too.
+	(
+		cd "$script_dir"
+		unset GOOS GOARCH
+		export GOWORK=off GOFLAGS="" CGO_ENABLED=0
+		exec setsid -w go build -trimpath -buildvcs=false -mod=readonly -ldflags "$ldflags" -o "$tmp_out" "$pkg"
+	) &
+	build_pid=$!
+	while kill -0 "$build_pid" 2>/dev/null; do
+		sleep 1
+		elapsed=$((SECONDS - start))
+		if ((elapsed > 0 && elapsed % 30 == 0)) && kill -0 "$build_pid" 2>/dev/null; then
+			echo "... still building $name, $(fmt_duration "$elapsed") elapsed"
+		fi
+	done
+	rc=0
+	wait "$build_pid" || rc=$?
+	build_pid=""
+	if ((rc != 0)); then
+		die "go build of $name ($pkg) failed (exit $rc)"
+	fi
+	mv -f "$tmp_out" "$out" # atomic: the final name only ever holds a complete binary
+	tmp_out=""
+	echo "Built $name in $(fmt_duration $((SECONDS - start)))"
+}
+
+mkdir -p "$bin_dir" "$link_dir"
+
+# Serialise concurrent builds into the same cache dir (e.g. two test runs
+# starting at once); the second one waits and then finds the binaries there.
+exec 9>"$cache_dir/.lock"
+if ! flock -n 9; then
+	echo "Another build into $cache_dir is running; waiting for it to finish ..."
+	flock 9
+fi
+
+for c in "${components[@]}"; do
+	build_one "$c"
+	ln -sfn "$bin_dir/$c" "$link_dir/$c"
+done
+
+for c in "${components[@]}"; do
+	printf '%-24s %s\n' "$c:" "$link_dir/$c -> $bin_dir/$c"
+done

@@ -1,0 +1,528 @@
+#!/usr/bin/env bash
+# A real, minimal Kubernetes control plane (etcd + kube-apiserver) on loopback
+# for tests and demos, started the way controller-runtime's envtest does it:
+# no kubelet, no scheduler, no controller-manager.
+#
+# Usage: cluster.sh up|down|status|env
+#   up      build the binaries if needed (build.sh), start etcd and
+#           kube-apiserver in the background, wait until /readyz is ok and write
+#           an admin kubeconfig. Does nothing if the cluster is already up.
+#   down    stop kube-apiserver and etcd and delete CLUSTER_DIR. Idempotent.
+#   status  print whether the cluster is running; exit 0 if it is, 1 if not.
+#   env     print `export KUBECONFIG=...` (for: eval "$(cluster.sh env)").
+#
+# Environment (defaults in brackets):
+#   CLUSTER_DIR            state directory, owned by this script and deleted
+#                          by `down` [<repo>/.cache/cluster]
+#   APISERVER_PORT         kube-apiserver HTTPS port on 127.0.0.1 [16443]
+#   ETCD_PORT              etcd client port on 127.0.0.1 [12379]
+#   ETCD_PEER_PORT         etcd peer port on 127.0.0.1 [12380]
+#   CLUSTER_READY_TIMEOUT  seconds `up` waits for readiness [90]
+#
+# Several clusters can run at once (e.g. tests next to a developer's cluster)
+# as long as each has its own CLUSTER_DIR and ports: all state, pid files and
+# logs live in CLUSTER_DIR, and processes are only ever stopped via those pid
+# files.
+#
+# Files in CLUSTER_DIR: kubeconfig (admin, certs embedded), pki/ (CA, serving
+# and admin client certs, service-account key pair), etcd/ (data),
+# etcd.log, kube-apiserver.log, etcd.pid, kube-apiserver.pid, cluster.env
+# (the ports, so later commands need only CLUSTER_DIR), .lock, and the marker
+# .container-auditor-cluster (`down` deletes only a directory that has it).
+# Linux only (uses /proc, setsid, flock, ss).
+set -euo pipefail
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_dir=$(cd "$script_dir/../.." && pwd)
+bin_dir="$repo_dir/.cache/bin"
+
+default_cluster_dir="$repo_dir/.cache/cluster"
+# Port variables given explicitly; the others are taken from the cluster's
+# recorded settings (cluster.env) if there are any, see below.
+explicit_ports=" ${APISERVER_PORT+APISERVER_PORT} ${ETCD_PORT+ETCD_PORT} ${ETCD_PEER_PORT+ETCD_PEER_PORT} "
+CLUSTER_DIR=${CLUSTER_DIR:-$default_cluster_dir}
+APISERVER_PORT=${APISERVER_PORT:-16443}
+ETCD_PORT=${ETCD_PORT:-12379}
+ETCD_PEER_PORT=${ETCD_PEER_PORT:-12380}
+CLUSTER_READY_TIMEOUT=${CLUSTER_READY_TIMEOUT:-90}
+
+# Absolute path: it is recorded in the processes' command lines (used to
+# recognise them) and they run with it as working directory.
+case $CLUSTER_DIR in
+/*) ;;
+*) CLUSTER_DIR="$PWD/$CLUSTER_DIR" ;;
+esac
+CLUSTER_DIR=${CLUSTER_DIR%/}
+
+pki_dir="$CLUSTER_DIR/pki"
+kubeconfig="$CLUSTER_DIR/kubeconfig"
+marker="$CLUSTER_DIR/.container-auditor-cluster" # lets `down` know it may delete the dir
+settings_file="$CLUSTER_DIR/cluster.env"
+service_account_issuer="https://kubernetes.default.svc.cluster.local"
+context_name="container-auditor-local"
+
+log() { printf '%s\n' "$*"; }
+err() { printf 'cluster.sh: error: %s\n' "$*" >&2; }
+die() { err "$*"; exit 1; }
+
+# A cluster remembers its ports (cluster.env), so e.g. `CLUSTER_DIR=x
+# cluster.sh status` works without repeating them. Explicit settings win.
+if [[ -f $settings_file ]]; then
+	while IFS='=' read -r k v; do
+		case $k in
+		APISERVER_PORT | ETCD_PORT | ETCD_PEER_PORT)
+			[[ $explicit_ports == *" $k "* ]] || printf -v "$k" %s "$v"
+			;;
+		esac
+	done <"$settings_file"
+fi
+
+for v in APISERVER_PORT ETCD_PORT ETCD_PEER_PORT CLUSTER_READY_TIMEOUT; do
+	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
+done
+if [[ $APISERVER_PORT == "$ETCD_PORT" || $APISERVER_PORT == "$ETCD_PEER_PORT" || $ETCD_PORT == "$ETCD_PEER_PORT" ]]; then
+	die "APISERVER_PORT ($APISERVER_PORT), ETCD_PORT ($ETCD_PORT) and ETCD_PEER_PORT ($ETCD_PEER_PORT) must differ"
+fi
+case $CLUSTER_DIR in
+"" | / | "$HOME" | "$repo_dir" | "$repo_dir/.cache") die "refusing to use CLUSTER_DIR=$CLUSTER_DIR" ;;
+esac
+
+# How to repeat a command against this cluster (ports are remembered).
+cmd_prefix() {
+	[[ $CLUSTER_DIR == "$default_cluster_dir" ]] || printf 'CLUSTER_DIR=%q ' "$CLUSTER_DIR"
+}
+
+# ---------------------------------------------------------------- processes
+
+pid_file() { printf '%s/%s.pid\n' "$CLUSTER_DIR" "$1"; }
+
+# Prints the pid of component $1 of THIS cluster if it is running. The pid is
+# only trusted if that process's command line is $1 and mentions CLUSTER_DIR,
+# so a recycled pid or another cluster's process is never touched.
+running_pid() {
+	local name=$1 file pid args
+	file=$(pid_file "$name")
+	[[ -f $file ]] || return 1
+	pid=$(<"$file")
+	[[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+	args=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline") || return 1 # empty for zombies
+	[[ $(head -n1 <<<"$args") == */"$name" ]] || return 1
+	grep -qF -- "$CLUSTER_DIR/" <<<"$args" || return 1
+	printf '%s\n' "$pid"
+}
+
+# True if process $1 exists and is not a zombie.
+alive() {
+	local stat
+	{ stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} != Z ]]
+}
+
+# Starts "$@" detached: own session (so it survives the calling shell, a
+# closed terminal, Ctrl-C, or `make` returning), stdin from /dev/null and
+# output appended to CLUSTER_DIR/$name.log, and every other inherited fd
+# closed: no caller's pipe is held open (a test runner reading our output
+# would hang) and the lock on CLUSTER_DIR (fd 8) is not kept by the cluster.
+# The child writes its own pid, which stays valid across the exec.
+start_detached() {
+	local name=$1 file log_file i bg
+	shift
+	file=$(pid_file "$name")
+	log_file="$CLUSTER_DIR/$name.log"
+	rm -f "$file"
+	printf '==== %s: starting %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$log_file"
+	# shellcheck disable=SC2016 # $$/$0/$@ are for the inner sh
+	(
+		cd "$CLUSTER_DIR"
+		for fd in /proc/"$BASHPID"/fd/*; do
+			fd=${fd##*/}
+			if ((fd > 2)); then eval "exec $fd>&-"; fi
+		done
+		exec setsid sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$file" "$@"
+	) \
+		</dev/null >>"$log_file" 2>&1 &
+	bg=$!
+	# Wait until the pid file exists and the exec has happened (before that the
+	# process is still `sh` and running_pid would not recognise it); give up
+	# early if it already died (e.g. bad flags).
+	for ((i = 0; i < 50; i++)); do
+		running_pid "$name" >/dev/null && return 0
+		alive "$bg" || break
+		sleep 0.1
+	done
+	up_failed "$name did not start" "$name"
+}
+
+# TERM, up to ~10 s grace, then KILL.
+stop_component() {
+	local name=$1 pid i
+	if pid=$(running_pid "$name"); then
+		log "Stopping $name (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < 100; i++)); do
+			running_pid "$name" >/dev/null || break
+			sleep 0.1
+		done
+		if running_pid "$name" >/dev/null; then
+			log "$name did not exit within 10s; killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+			for ((i = 0; i < 50; i++)); do
+				running_pid "$name" >/dev/null || break
+				sleep 0.1
+			done
+		fi
+	fi
+	rm -f "$(pid_file "$name")"
+}
+
+stop_all() {
+	stop_component kube-apiserver # first, so it doesn't spin on a vanished etcd
+	stop_component etcd
+}
+
+show_log_tail() {
+	local f="$CLUSTER_DIR/$1.log"
+	[[ -f $f ]] || return 0
+	printf -- '---- last 30 lines of %s ----\n' "$f" >&2
+	tail -n 30 "$f" >&2
+	printf -- '----\n' >&2
+}
+
+# ---------------------------------------------------------------- health
+
+etcd_healthy() {
+	local resp
+	# Plain HTTP on loopback; bash's /dev/tcp avoids depending on curl.
+	# shellcheck disable=SC2016 # $0 is for the inner bash
+	resp=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" &&
+		printf "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' "$ETCD_PORT" 2>/dev/null) || return 1
+	[[ $resp == *'"health":"true"'* ]]
+}
+
+apiserver_ready() {
+	[[ -f $kubeconfig && -x $bin_dir/kubectl ]] || return 1
+	[[ $("$bin_dir/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s get --raw /readyz 2>/dev/null) == ok ]]
+}
+
+# ---------------------------------------------------------------- ports
+
+# Non-empty if something listens on TCP port $1 (any address).
+port_holder() {
+	if command -v ss >/dev/null 2>&1; then
+		ss -Hltnp "sport = :$1" 2>/dev/null || true
+	elif (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+		echo "(something accepts connections on 127.0.0.1:$1; install iproute2's ss to see what)"
+	fi
+}
+
+check_ports_free() {
+	local var holder bad=0
+	for var in APISERVER_PORT ETCD_PORT ETCD_PEER_PORT; do
+		holder=$(port_holder "${!var}")
+		if [[ -n $holder ]]; then
+			err "port ${!var} ($var) is already in use:"
+			printf '    %s\n' "$holder" >&2
+			bad=1
+		fi
+	done
+	if ((bad)); then
+		printf 'Stop whatever holds the port, or choose other ports, e.g.\n    CLUSTER_DIR=/tmp/my-cluster APISERVER_PORT=26443 ETCD_PORT=22379 ETCD_PEER_PORT=22380 %s up\n' "$0" >&2
+		return 1
+	fi
+}
+
+# ---------------------------------------------------------------- certificates
+
+# Once per CLUSTER_DIR: a CA, the apiserver serving cert, an admin client cert
+# (O=system:masters, which RBAC always allows) and the service-account token
+# signing key pair. Generated in a temp dir and renamed, so an interrupted run
+# never leaves a half-made pki/.
+generate_pki() {
+	[[ -f $pki_dir/sa.pub ]] && return 0
+	local tmp="$CLUSTER_DIR/pki.tmp.$$"
+	rm -rf "$tmp"
+	mkdir -m 700 "$tmp"
+	log "Generating certificates in $pki_dir"
+	cat >"$tmp/openssl.cnf" <<-'EOF'
+		# A self-contained config, so the system openssl.cnf defaults don't matter.
+		[req]
+		distinguished_name = dn
+		prompt = no
+		[dn]
+		CN = unused
+		[ca]
+		basicConstraints = critical,CA:TRUE
+		keyUsage = critical,digitalSignature,keyCertSign,cRLSign
+		subjectKeyIdentifier = hash
+		[server]
+		basicConstraints = critical,CA:FALSE
+		keyUsage = critical,digitalSignature,keyEncipherment
+		extendedKeyUsage = serverAuth
+		authorityKeyIdentifier = keyid
+		subjectAltName = IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+		[client]
+		basicConstraints = critical,CA:FALSE
+		keyUsage = critical,digitalSignature,keyEncipherment
+		extendedKeyUsage = clientAuth
+		authorityKeyIdentifier = keyid
+	EOF
+	if ! (
+		set -e
+		umask 077
+		cd "$tmp"
+		ossl() { openssl "$@" 2>>openssl.log; }
+		ossl req -x509 -config openssl.cnf -extensions ca -newkey rsa:2048 -nodes \
+			-keyout ca.key -out ca.crt -days 3650 -subj "/CN=container-auditor-local-ca"
+		leaf() { # name subject extensions-section
+			ossl req -new -config openssl.cnf -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2"
+			ossl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -CAserial ca.srl \
+				-days 3650 -extfile openssl.cnf -extensions "$3" -out "$1.crt"
+			rm -f "$1.csr"
+		}
+		leaf apiserver "/CN=kube-apiserver" server
+		leaf admin "/O=system:masters/CN=admin" client
+		ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
+		ossl pkey -in sa.key -pubout -out sa.pub
+	); then
+		cat "$tmp/openssl.log" >&2 2>/dev/null || true
+		rm -rf "$tmp"
+		die "certificate generation with openssl failed"
+	fi
+	rm -f "$tmp/openssl.log"
+	rm -rf "$pki_dir"
+	mv "$tmp" "$pki_dir"
+}
+
+write_kubeconfig() {
+	local tmp="$kubeconfig.tmp.$$"
+	(
+		umask 077
+		cat >"$tmp" <<-EOF
+			apiVersion: v1
+			kind: Config
+			clusters:
+			- name: $context_name
+			  cluster:
+			    server: https://127.0.0.1:$APISERVER_PORT
+			    certificate-authority-data: $(base64 -w0 <"$pki_dir/ca.crt")
+			users:
+			- name: admin
+			  user:
+			    client-certificate-data: $(base64 -w0 <"$pki_dir/admin.crt")
+			    client-key-data: $(base64 -w0 <"$pki_dir/admin.key")
+			contexts:
+			- name: $context_name
+			  context:
+			    cluster: $context_name
+			    user: admin
+			current-context: $context_name
+		EOF
+	)
+	mv "$tmp" "$kubeconfig"
+}
+
+# ---------------------------------------------------------------- commands
+
+start_etcd() {
+	local etcd_env=() v
+	# etcd reads any ETCD_* environment variable as a flag (ETCD_PORT here is
+	# ours, a developer may have others for a real etcd); keep them out.
+	for v in $(compgen -e); do
+		[[ $v != ETCD_* ]] || etcd_env+=(-u "$v")
+	done
+	mkdir -p "$CLUSTER_DIR/etcd"
+	chmod 700 "$CLUSTER_DIR/etcd" # etcd warns about looser permissions
+	start_detached etcd env "${etcd_env[@]}" "$bin_dir/etcd" \
+		--name=local \
+		--initial-cluster="local=http://127.0.0.1:$ETCD_PEER_PORT" \
+		--data-dir="$CLUSTER_DIR/etcd" \
+		--listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
+		--advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+		--listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+		--initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+		--unsafe-no-fsync=true
+}
+
+start_apiserver() {
+	# ServiceAccount admission is off because no controller-manager creates the
+	# `default` service accounts it would insist on; the service CIDR is only
+	# needed for the apiserver's own `kubernetes` Service (nothing routes it).
+	# The endpoint reconciler is off because Endpoints may not point to
+	# loopback: it would fail and log an error every 10 s.
+	start_detached kube-apiserver "$bin_dir/kube-apiserver" \
+		--bind-address=127.0.0.1 \
+		--advertise-address=127.0.0.1 \
+		--secure-port="$APISERVER_PORT" \
+		--tls-cert-file="$pki_dir/apiserver.crt" \
+		--tls-private-key-file="$pki_dir/apiserver.key" \
+		--client-ca-file="$pki_dir/ca.crt" \
+		--authorization-mode=RBAC \
+		--service-account-key-file="$pki_dir/sa.pub" \
+		--service-account-signing-key-file="$pki_dir/sa.key" \
+		--service-account-issuer="$service_account_issuer" \
+		--api-audiences="$service_account_issuer" \
+		--service-cluster-ip-range=10.96.0.0/24 \
+		--allow-privileged=true \
+		--disable-admission-plugins=ServiceAccount \
+		--etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+		--endpoint-reconciler-type=none
+}
+
+# Polls `$2` until it succeeds, while process $1 is alive, until $3 (SECONDS).
+wait_for() {
+	local name=$1 check=$2 deadline=$3 t0=$SECONDS next_report=$((SECONDS + 10))
+	log "Waiting for $name to become ready (up to $((deadline - SECONDS))s) ..."
+	until "$check"; do
+		running_pid "$name" >/dev/null || up_failed "$name exited during startup" "$name"
+		if ((SECONDS >= deadline)); then
+			if [[ $name == kube-apiserver ]]; then # say which readiness checks fail
+				"$bin_dir/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s get --raw '/readyz?verbose' 2>&1 |
+					sed 's/\\n/\n/g' | grep -E '^\[-\]' >&2 || true
+			fi
+			up_failed "$name did not become ready within ${CLUSTER_READY_TIMEOUT}s (CLUSTER_READY_TIMEOUT)" "$name"
+		fi
+		if ((SECONDS >= next_report)); then
+			log "... still waiting for $name, $((SECONDS - t0))s elapsed"
+			next_report=$((SECONDS + 10))
+		fi
+		sleep 0.3
+	done
+}
+
+# Fail `up`: show the relevant log and stop whatever this run started.
+up_failed() {
+	err "$1"
+	show_log_tail "$2"
+	stop_all
+	exit 1
+}
+
+print_usage_hint() {
+	local p
+	p=$(cmd_prefix)
+	log ""
+	log "Use it with:"
+	log "  $bin_dir/kubectl --kubeconfig $kubeconfig get ns"
+	log "  export KUBECONFIG=$kubeconfig    # or: eval \"\$(${p}$script_dir/cluster.sh env)\""
+	log "Stop it (and delete its data) with: ${p}$script_dir/cluster.sh down"
+}
+
+lock_cluster_dir() {
+	# One `up`/`down` at a time per CLUSTER_DIR.
+	exec 8>"$CLUSTER_DIR/.lock"
+	flock 8
+}
+
+cmd_up() {
+	local start deadline fresh=""
+	"$script_dir/build.sh" kube-apiserver kubectl etcd
+	[[ -d $CLUSTER_DIR ]] || fresh=1
+	mkdir -p "$CLUSTER_DIR"
+	lock_cluster_dir
+
+	if running_pid etcd >/dev/null && running_pid kube-apiserver >/dev/null; then
+		if [[ -f $settings_file && $(<"$settings_file") != "$(settings)" ]]; then
+			die "a cluster with other ports is already running in $CLUSTER_DIR ($(tr '\n' ' ' <"$settings_file")); run '$(cmd_prefix)$0 down' first or use another CLUSTER_DIR"
+		fi
+		if apiserver_ready; then
+			log "Cluster in $CLUSTER_DIR is already up: https://127.0.0.1:$APISERVER_PORT"
+			print_usage_hint
+			return 0
+		fi
+	fi
+	if running_pid etcd >/dev/null || running_pid kube-apiserver >/dev/null; then
+		log "Found a partly running or unhealthy cluster in $CLUSTER_DIR; restarting it"
+		stop_all
+	fi
+
+	if ! check_ports_free; then
+		[[ -z $fresh ]] || rm -rf "$CLUSTER_DIR" # don't leave an empty dir behind
+		exit 1
+	fi
+	touch "$marker"
+	settings >"$settings_file"
+	generate_pki
+	write_kubeconfig
+
+	# Anything that ends this script from here on (error, Ctrl-C, the caller
+	# killing it) stops the processes it started; only success leaves them up.
+	trap 'stop_all' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+
+	start=$SECONDS
+	deadline=$((start + CLUSTER_READY_TIMEOUT))
+	log "Starting etcd on 127.0.0.1:$ETCD_PORT (log: $CLUSTER_DIR/etcd.log)"
+	start_etcd
+	# etcd first: the apiserver would only retry against it, and waiting here
+	# makes a failure point at the right log.
+	wait_for etcd etcd_healthy "$deadline"
+	log "Starting kube-apiserver on https://127.0.0.1:$APISERVER_PORT (log: $CLUSTER_DIR/kube-apiserver.log)"
+	start_apiserver
+	wait_for kube-apiserver apiserver_ready "$deadline"
+	trap - EXIT INT TERM
+
+	log "Cluster is up in $((SECONDS - start))s: https://127.0.0.1:$APISERVER_PORT (admin kubeconfig: $kubeconfig)"
+	log "No controller-manager runs: namespaces are not finalized on delete, ownerReferences are not garbage-collected."
+	print_usage_hint
+}
+
+settings() {
+	printf 'APISERVER_PORT=%s\nETCD_PORT=%s\nETCD_PEER_PORT=%s\n' "$APISERVER_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT"
+}
+
+cmd_down() {
+	if [[ ! -d $CLUSTER_DIR ]]; then
+		log "Cluster in $CLUSTER_DIR is not running (nothing to do)"
+		return 0
+	fi
+	lock_cluster_dir
+	if ! running_pid kube-apiserver >/dev/null && ! running_pid etcd >/dev/null; then
+		log "Cluster in $CLUSTER_DIR is not running"
+	fi
+	stop_all
+	if [[ -f $marker ]]; then
+		rm -rf "$CLUSTER_DIR"
+		log "Removed $CLUSTER_DIR"
+	else
+		log "Not deleting $CLUSTER_DIR: it was not created by '$(basename "$0") up'"
+	fi
+}
+
+cmd_status() {
+	local etcd_pid api_pid
+	etcd_pid=$(running_pid etcd) && etcd_pid="pid $etcd_pid" || etcd_pid=""
+	api_pid=$(running_pid kube-apiserver) && api_pid="pid $api_pid" || api_pid=""
+	if [[ -n $etcd_pid && -n $api_pid ]] && apiserver_ready; then
+		log "running: kube-apiserver https://127.0.0.1:$APISERVER_PORT ($api_pid), etcd 127.0.0.1:$ETCD_PORT ($etcd_pid)"
+		log "kubeconfig: $kubeconfig"
+		return 0
+	fi
+	if [[ -n $etcd_pid || -n $api_pid ]]; then
+		log "not running: unhealthy (etcd: ${etcd_pid:-stopped}; kube-apiserver: ${api_pid:-stopped}${api_pid:+, not ready}); see the logs in $CLUSTER_DIR, '$(cmd_prefix)$0 up' restarts it"
+	else
+		log "not running (CLUSTER_DIR=$CLUSTER_DIR)"
+	fi
+	return 1
+}
+
+cmd_env() {
+	if [[ ! -f $kubeconfig ]]; then
+		err "no kubeconfig at $kubeconfig; start the cluster with '$(cmd_prefix)$0 up'"
+		return 1
+	fi
+	printf 'export KUBECONFIG=%q\n' "$kubeconfig"
+}
+
+case ${1:-} in
+up) cmd_up ;;
+down) cmd_down ;;
+status) cmd_status ;;
+env) cmd_env ;;
+*)
+	# The header comment of this file is the help text.
+	awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2
+	exit 2
+	;;
+esac
