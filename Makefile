@@ -2,14 +2,15 @@
 .DEFAULT_GOAL := build
 SHELL := /bin/bash
 
-.PHONY: setup build crds test test-unit test-integration lint format cluster-build cluster-up cluster-down clean
+.PHONY: setup build crds test test-unit test-integration test-node lint format cluster-build cluster-up cluster-down clean
 
 setup:
 	@bash scripts/setup.sh
 
-## build: compile the TypeScript into dist/
+## build: compile the TypeScript into dist/ and the runc wrapper into runc-wrapper/container-auditor-runc
 build: setup
 	npx tsc -p tsconfig.build.json
+	$(MAKE) -C runc-wrapper
 
 ## crds: regenerate crds/*.yaml from the zod schemas in api/ (a unit test fails when they drift)
 crds: build
@@ -24,6 +25,10 @@ test-unit: setup
 
 test-integration: setup cluster-build
 	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects integration --runInBand
+
+## test-node: the node tier (root): real runc and containerd
+test-node: build
+	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects node --runInBand
 
 lint: setup
 	npx eslint --max-warnings=0 . && npx prettier --check --log-level=warn .
@@ -49,3 +54,4 @@ cluster-down:
 
 clean:
 	rm -rf dist coverage .cache/test-results
+	$(MAKE) -C runc-wrapper clean

@@ -13,7 +13,11 @@ const common = {
 
 export default {
   projects: [
-    { ...common, displayName: 'unit', testMatch: ['<rootDir>/**/*.test.ts', '!**/*.integration.test.ts'] },
+    {
+      ...common,
+      displayName: 'unit',
+      testMatch: ['<rootDir>/**/*.test.ts', '!**/*.integration.test.ts', '!**/*.node.test.ts'],
+    },
     {
       ...common,
       displayName: 'integration',
@@ -22,5 +26,6 @@ export default {
       globalTeardown: '<rootDir>/e2e/jest/global-teardown.mjs',
       testTimeout: 60_000,
     },
+    { ...common, displayName: 'node', testMatch: ['<rootDir>/**/*.node.test.ts'], testTimeout: 120_000 },
   ],
 };

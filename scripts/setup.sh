@@ -14,6 +14,10 @@ declare -A PACKAGE_OF=(
   [ss]=iproute2          # naming what holds a port the control plane wants
   [make]=make
   [shellcheck]=shellcheck # lints our shell scripts (make lint, make test)
+  [gcc]=gcc               # builds runc-wrapper/container-auditor-runc (static, glibc)
+  [runc]=runc             # the real runtime the wrapper runs
+  [containerd]=containerd # node tests start their own containerd (ctr comes with it)
+  [busybox]=busybox-static # root filesystems for test containers (no registry here)
   [git]=git
 )
 

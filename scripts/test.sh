@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make test`: installs what is needed, then runs every tier: static checks, unit tests, and the integration
-# tests against a real kube-apiserver + etcd (built from their Go modules on first use, then cached).
+# `make test`: installs what is needed, then runs every tier: static checks, unit tests, the integration
+# tests against a real kube-apiserver + etcd (built from their Go modules on first use, then cached), and the
+# node tests against real runc and containerd (as root).
 # Ends with one line "tests: N passed, N failed" over all tiers, and a non-zero exit if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -34,12 +35,20 @@ run_step "typecheck" npx tsc -p tsconfig.json --noEmit
 run_step "lint" npx eslint --max-warnings=0 .
 run_step "format" npx prettier --check --log-level=warn .
 run_step "shellcheck" shellcheck .ci/run scripts/*.sh e2e/cluster/*.sh
+run_step "build (TypeScript, runc wrapper)" make -s build
 run_step "unit tests" jest unit
 run_step "control-plane binaries" bash e2e/cluster/build.sh
 if [[ " ${failed_steps[*]} " == *" control-plane binaries "* ]]; then
   echo "integration tests not run: the control plane could not be built" >&2
 else
   run_step "integration tests (real kube-apiserver + etcd)" jest integration --runInBand
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "node tests need root (runc, containerd): run make test as root" >&2
+  failed_steps+=("node tests (not root)")
+else
+  run_step "node tests (real runc + containerd)" jest node --runInBand
 fi
 
 node scripts/test-summary.mjs "$results"/*.json "${#failed_steps[@]}"

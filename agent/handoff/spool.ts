@@ -1,0 +1,151 @@
+/**
+ * The agent's side of the spool that runc-wrapper writes (format: api/handoff/v1.ts, runc-wrapper/README.md).
+ *
+ *   <spool>/<ns>-<pid>-<verb>.json   hand-offs, consumed in name (= time) order and removed
+ *   <spool>/agent.alive              heartbeat: its mtime tells the wrapper an agent is alive
+ *   <spool>/ack/<container id>       "probes attached": lets a waiting `runc create` return
+ *
+ * The spool is created 0700 and owned by root; the wrapper refuses any other. Nothing here follows a
+ * symlink, and nothing a file contains can crash the agent: bad files are logged, counted and removed.
+ */
+import { constants } from 'node:fs';
+import { chmod, lstat, mkdir, open, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  type Handoff,
+  type HandoffRejection,
+  CONTAINER_ID,
+  MAX_HANDOFF_BYTES,
+  parseHandoff,
+} from '../../api/handoff/v1.js';
+import { type Logger, LogField } from '../../common/logging.js';
+
+export const HEARTBEAT_FILE = 'agent.alive';
+export const ACK_DIR = 'ack';
+const HANDOFF_NAME = /^\d{19}-\d+-(create|run|exec|delete)\.json$/;
+
+export type RejectionReason = HandoffRejection | 'not-regular-file' | 'unexpected-name' | 'unreadable';
+
+export interface SpoolStats {
+  accepted: number;
+  rejected: Partial<Record<RejectionReason, number>>;
+}
+
+export interface SpoolOptions {
+  dir: string;
+  logger: Logger;
+  /** Bundles must lie under these directories (containerd's task state dirs); unset accepts any. */
+  bundleRoots?: readonly string[];
+}
+
+export class HandoffSpool {
+  readonly stats: SpoolStats = { accepted: 0, rejected: {} };
+
+  constructor(private readonly options: SpoolOptions) {}
+
+  /** Creates the spool and its ack dir (0700) if needed and refuses one that others could write. */
+  async prepare(): Promise<void> {
+    const { dir } = this.options;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    for (const path of [dir, join(dir, ACK_DIR)]) {
+      await mkdir(path, { recursive: true, mode: 0o700 });
+      const info = await lstat(path);
+      if (!info.isDirectory()) throw new Error(`${path} is not a directory (a symlink?)`);
+      if (info.uid !== process.getuid?.())
+        throw new Error(`${path} is owned by uid ${info.uid}, not by this agent`);
+      await chmod(path, 0o700);
+    }
+  }
+
+  /** Refreshes the heartbeat the wrapper checks before it waits for an acknowledgement. */
+  async heartbeat(now = new Date()): Promise<void> {
+    const path = join(this.options.dir, HEARTBEAT_FILE);
+    try {
+      await utimes(path, now, now);
+    } catch {
+      await writeFile(path, '', {
+        mode: 0o600,
+        flag: constants.O_CREAT | constants.O_WRONLY | constants.O_NOFOLLOW,
+      });
+      await utimes(path, now, now);
+    }
+  }
+
+  /** Tells a `runc create` waiting for this container that its probes are attached. */
+  async acknowledge(containerId: string): Promise<void> {
+    if (!CONTAINER_ID.test(containerId))
+      throw new Error(`not a container id: ${JSON.stringify(containerId)}`);
+    await writeFile(join(this.options.dir, ACK_DIR, containerId), '', {
+      mode: 0o600,
+      flag: constants.O_CREAT | constants.O_WRONLY | constants.O_NOFOLLOW,
+    });
+  }
+
+  /** Forgets an acknowledgement (after the container's delete). */
+  async release(containerId: string): Promise<void> {
+    if (!CONTAINER_ID.test(containerId)) return;
+    await rm(join(this.options.dir, ACK_DIR, containerId), { force: true });
+  }
+
+  /**
+   * Reads every hand-off present, in order, validates it, passes the good ones to `accept`, and removes
+   * each file once handled. A file is removed only after `accept` resolved, so a crash in between replays
+   * it rather than losing it (consumers must be idempotent).
+   */
+  async drain(accept: (handoff: Handoff, file: string) => Promise<void>): Promise<number> {
+    const { dir, logger } = this.options;
+    const names = (await readdir(dir)).filter(
+      (n) => !n.startsWith('.') && n !== HEARTBEAT_FILE && n !== ACK_DIR,
+    );
+    names.sort();
+    let handled = 0;
+    for (const name of names) {
+      const path = join(dir, name);
+      const result = await this.read(path, name);
+      if (result.ok) {
+        await accept(result.handoff, name);
+        this.stats.accepted++;
+      } else {
+        this.stats.rejected[result.reason] = (this.stats.rejected[result.reason] ?? 0) + 1;
+        logger.warn('Refused a hand-off', {
+          [LogField.file]: path,
+          [LogField.reason]: result.reason,
+          [LogField.detail]: result.detail,
+        });
+      }
+      await rm(path, { force: true, recursive: false }).catch((error: unknown) =>
+        logger.error('Cannot remove a hand-off', { [LogField.file]: path, [LogField.error]: String(error) }),
+      );
+      handled++;
+    }
+    return handled;
+  }
+
+  private async read(
+    path: string,
+    name: string,
+  ): Promise<{ ok: true; handoff: Handoff } | { ok: false; reason: RejectionReason; detail: string }> {
+    if (!HANDOFF_NAME.test(name)) return { ok: false, reason: 'unexpected-name', detail: name };
+    let handle;
+    try {
+      // O_NOFOLLOW: a symlink planted in the spool is refused, never read through.
+      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      return code === 'ELOOP'
+        ? { ok: false, reason: 'not-regular-file', detail: 'a symlink' }
+        : { ok: false, reason: 'unreadable', detail: String(error) };
+    }
+    try {
+      const info = await handle.stat();
+      if (!info.isFile())
+        return { ok: false, reason: 'not-regular-file', detail: `mode ${info.mode.toString(8)}` };
+      if (info.size > MAX_HANDOFF_BYTES)
+        return { ok: false, reason: 'oversized', detail: `${info.size} bytes` };
+      const text = await handle.readFile({ encoding: 'utf8' });
+      return parseHandoff(text, { bundleRoots: this.options.bundleRoots });
+    } finally {
+      await handle.close();
+    }
+  }
+}

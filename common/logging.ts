@@ -1,0 +1,33 @@
+/**
+ * Structured logs: winston, JSON, one line per event. Field names are constants so that every component
+ * spells them the same way and log queries keep working.
+ */
+import winston from 'winston';
+
+export const LogField = {
+  component: 'component',
+  containerId: 'containerId',
+  file: 'file',
+  reason: 'reason',
+  detail: 'detail',
+  error: 'error',
+  verb: 'verb',
+  count: 'count',
+} as const;
+
+export type Logger = winston.Logger;
+
+export function createLogger(component: string, level = process.env.LOG_LEVEL ?? 'info'): Logger {
+  return winston.createLogger({
+    level,
+    defaultMeta: { [LogField.component]: component },
+    format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
+    // stderr: stdout belongs to the data (the standalone agent writes its records there).
+    transports: [new winston.transports.Console({ stderrLevels: Object.keys(winston.config.npm.levels) })],
+  });
+}
+
+/** A logger that drops everything, for tests that do not look at logs. */
+export function silentLogger(): Logger {
+  return winston.createLogger({ silent: true });
+}
