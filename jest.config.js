@@ -12,6 +12,8 @@ const common = {
 };
 
 export default {
+  // Global only (Jest ignores it per project): integration and node tests start real processes.
+  testTimeout: 120_000,
   projects: [
     {
       ...common,
@@ -24,8 +26,7 @@ export default {
       testMatch: ['<rootDir>/**/*.integration.test.ts'],
       globalSetup: '<rootDir>/e2e/jest/global-setup.mjs',
       globalTeardown: '<rootDir>/e2e/jest/global-teardown.mjs',
-      testTimeout: 60_000,
     },
-    { ...common, displayName: 'node', testMatch: ['<rootDir>/**/*.node.test.ts'], testTimeout: 120_000 },
+    { ...common, displayName: 'node', testMatch: ['<rootDir>/**/*.node.test.ts'] },
   ],
 };

@@ -94,6 +94,17 @@ static bool acked(int ackfd, const char *id)
 	return fstatat(ackfd, id, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+void forget_ack(int dirfd, const char *id)
+{
+	if (strchr(id, '/') || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
+		return;
+	int ackfd = openat(dirfd, ACK_DIR_NAME, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (ackfd < 0)
+		return;
+	unlinkat(ackfd, id, 0); /* removes the entry itself, never what a symlink points to */
+	close(ackfd);
+}
+
 int wait_for_ack(int dirfd, const char *dir, const char *id, long timeout_ms, char *error, size_t error_len)
 {
 	if (strchr(id, '/') || strcmp(id, ".") == 0 || strcmp(id, "..") == 0) {

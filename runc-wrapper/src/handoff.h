@@ -22,6 +22,9 @@ int spool_write(int dirfd, const char *verb, const char *json, size_t len, char 
 /* True when the agent's heartbeat file in the spool is fresher than stale_ms. */
 bool agent_alive(int dirfd, long stale_ms);
 
+/* Removes ack/<id> if it is there (left by an earlier container with the same id). */
+void forget_ack(int dirfd, const char *id);
+
 /* Waits until the agent acknowledges container `id` (file ack/<id> appears), at most timeout_ms.
  * Returns 0 when acknowledged, 1 on timeout, -1 with *error set when it cannot watch. */
 int wait_for_ack(int dirfd, const char *dir, const char *id, long timeout_ms, char *error, size_t error_len);

@@ -105,17 +105,29 @@ static void forward_signal(int sig)
 /* Signals the shim (or a person) may send to runc; they go to the real runc. */
 static const int FORWARDED[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
 
+/* run_child results that are not a wait status: runc never started, or it ran and its status is lost. */
+#define RUN_FORK_FAILED (-1)
+#define RUN_WAIT_FAILED (-2)
+
 static int run_child(const char *runc, char *argv[])
 {
 	sigset_t all, old;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old); /* no handler may run before child_pid is known */
+	/* An inherited SIGCHLD=SIG_IGN would have the kernel reap runc itself: waitpid would then fail with
+	 * ECHILD once runc ran, and main would run runc a second time. runc gets the inherited disposition back. */
+	struct sigaction dfl, inherited_chld;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &dfl, &inherited_chld);
 	pid_t pid = fork();
 	if (pid < 0) {
+		sigaction(SIGCHLD, &inherited_chld, NULL);
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		return -1;
+		return RUN_FORK_FAILED;
 	}
 	if (pid == 0) {
+		sigaction(SIGCHLD, &inherited_chld, NULL);
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		execv(runc, argv);
 		_exit(127);
@@ -128,10 +140,18 @@ static int run_child(const char *runc, char *argv[])
 	for (size_t k = 0; k < sizeof(FORWARDED) / sizeof(FORWARDED[0]); k++)
 		sigaction(FORWARDED[k], &sa, NULL);
 	sigprocmask(SIG_SETMASK, &old, NULL);
+	/* Wait without reaping first: until runc is reaped its pid cannot be reused, so a signal forwarded
+	 * meanwhile reaches runc or nothing. Then stop forwarding (the ack wait comes next), then reap. */
+	siginfo_t info;
+	while (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT) < 0) {
+		if (errno != EINTR)
+			return RUN_WAIT_FAILED;
+	}
+	child_pid = 0;
 	int status;
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR)
-			return -1;
+			return RUN_WAIT_FAILED;
 	}
 	return status;
 }
@@ -229,6 +249,11 @@ static void hand_off(int status)
 		log_line("no hand-off: %s", error);
 		return;
 	}
+	/* The agent accepts absolute paths in normal form only; `--root rel/` is what runc was given, not that. */
+	char root[PATH_MAX];
+	const char *root_path = inv.root;
+	if (inv.root && realpath(inv.root, root))
+		root_path = root;
 	char bundle[PATH_MAX];
 	const char *bundle_path = NULL;
 	if (inv.verb == VERB_CREATE || inv.verb == VERB_RUN) {
@@ -250,7 +275,7 @@ static void hand_off(int status)
 	sb_printf(&doc, ",\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ\"", tm.tm_year + 1900, tm.tm_mon + 1,
 		  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec);
 	add_string(&doc, "id", inv.id, &bad);
-	add_string(&doc, "root", inv.root, &bad);
+	add_string(&doc, "root", root_path, &bad);
 	add_string(&doc, "bundle", bundle_path, &bad);
 	long pid = read_pid_file(inv.pid_file);
 	if (pid > 0)
@@ -267,6 +292,8 @@ static void hand_off(int status)
 		sb_str(&doc, "]");
 	}
 	sb_str(&doc, "}\n");
+	if (inv.verb == VERB_CREATE && inv.id)
+		forget_ack(dirfd, inv.id); /* an old container's acknowledgement must not release this one */
 	if (doc.failed) {
 		log_line("no hand-off: out of memory");
 	} else if (spool_write(dirfd, inv.verb_name, doc.buf, doc.len, error, sizeof(error)) != 0) {
@@ -309,11 +336,16 @@ int main(int argc, char *argv[])
 		return 127;
 	}
 	int status = run_child(runc, argv);
-	if (status < 0) {
+	if (status == RUN_FORK_FAILED) {
 		/* Could not even start runc as a child: run it in our place, without a hand-off. */
 		log_line("cannot run %s as a child (%s); handing over without a hand-off", runc, strerror(errno));
 		execv(runc, argv);
 		return 127;
+	}
+	if (status == RUN_WAIT_FAILED) {
+		/* runc ran; running it again could create or exec twice. Report failure, hand off nothing. */
+		log_line("lost the exit status of %s (%s); no hand-off", runc, strerror(errno));
+		return 1;
 	}
 	/* create, run and exec are reported when they succeeded; delete always (the container may be gone). */
 	if (inv.verb == VERB_DELETE || (WIFEXITED(status) && WEXITSTATUS(status) == 0))

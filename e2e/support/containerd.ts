@@ -1,0 +1,529 @@
+/**
+ * A private containerd for node tests: its own root, state, gRPC socket and config file (version 2, CRI
+ * disabled), all in a temporary directory, so it never meets the host's containerd or another test's. Tests
+ * drive it with `ctr` (containerd.ctr(namespace, args)) and run containers from a plain directory
+ * (`ctr run --rootfs`) with any runc-compatible runtime binary (`--runc-binary`).
+ *
+ * A rootfs directory can be shared by containers: with `--rootfs`, ctr puts the directory's path in the spec's
+ * root.path and containerd mounts nothing; runc bind-mounts it onto itself inside each container's own mount
+ * namespace (and creates /proc, /dev, /sys if missing). Containers that write into it see each other's files.
+ *
+ * stop() leaves nothing behind: tasks and containers deleted through ctr, then containerd stopped, then any
+ * shim of this containerd (shims are processes of their own) killed with what runs under it, leftover runc
+ * containers deleted, mounts under the directory unmounted, the directory, the shims' sockets and the
+ * namespaces' empty cgroups removed.
+ *
+ * Requires root, containerd, ctr and containerd-shim-runc-v2 (Debian's containerd) and runc.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { CommandResult } from './cluster.js';
+
+export type { CommandResult } from './cluster.js';
+
+export const CONTAINERD = 'containerd';
+export const CTR = 'ctr';
+export const SHIM = 'containerd-shim-runc-v2';
+/** The host's runc, as an absolute path (the shim and the wrapper want one). */
+export const RUNC = (() => {
+  const found = spawnSync('sh', ['-c', 'command -v runc'], { encoding: 'utf8' }).stdout.trim();
+  return found || '/usr/sbin/runc';
+})();
+
+/** containerd 1.6 puts every shim's socket here, whatever its own state directory (hard-coded). */
+const SHIM_SOCKET_ROOT = '/run/containerd';
+
+export interface RunCommandOptions {
+  input?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Killed (SIGKILL) after this long; the result then has code -1 and says so in stderr. */
+  timeoutMs?: number;
+  /** 'latin1' keeps every byte as one character, for byte-for-byte comparisons. Default utf8. */
+  encoding?: BufferEncoding;
+}
+
+/** Runs a program to completion, collecting its output; never rejects for a non-zero exit. */
+export function runCommand(
+  command: string,
+  args: string[],
+  options: RunCommandOptions = {},
+): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let timedOut = false;
+    const timer =
+      options.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+          }, options.timeoutMs);
+    child.stdout.on('data', (d: Buffer) => stdout.push(d));
+    child.stderr.on('data', (d: Buffer) => stderr.push(d));
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const encoding = options.encoding ?? 'utf8';
+      let err = Buffer.concat(stderr).toString(encoding);
+      if (timedOut) err += `\n[${command} killed after ${options.timeoutMs} ms]`;
+      else if (signal) err += `\n[${command} killed by ${signal}]`;
+      resolve({ code: code ?? -1, stdout: Buffer.concat(stdout).toString(encoding), stderr: err });
+    });
+    child.stdin.on('error', () => {}); // a program that does not read its input
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** Quotes a word for sh. */
+export function shellQuote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+export interface RuncBinaryScriptOptions {
+  /** The program the script execs with the shim's arguments (e.g. the wrapper). */
+  exec: string;
+  /** Exported before the exec. The runc shim does not hand containerd's environment to the runtime binary,
+   * so this is how a test configures what it runs. */
+  env?: Record<string, string>;
+  /** If set, each invocation appends "<pid> <arguments>" to this file before the exec: an independent record
+   * of what the shim ran. The pid is also the exec'd program's pid. */
+  trace?: string;
+}
+
+/** Writes an executable shell script to pass as `ctr run --runc-binary`. */
+export function writeRuncBinaryScript(path: string, options: RuncBinaryScriptOptions): void {
+  const lines = [
+    '#!/bin/sh',
+    '# Generated by a test (e2e/support/containerd.ts): the runtime binary of its containers.',
+  ];
+  for (const [name, value] of Object.entries(options.env ?? {})) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`not an environment variable name: ${name}`);
+    lines.push(`export ${name}=${shellQuote(value)}`);
+  }
+  if (options.trace) lines.push(`printf '%s %s\\n' "$$" "$*" >> ${shellQuote(options.trace)}`);
+  lines.push(`exec ${shellQuote(options.exec)} "$@"`, '');
+  writeFileSync(path, lines.join('\n'));
+  chmodSync(path, 0o755);
+}
+
+export interface RunOptions {
+  id: string;
+  /** A root filesystem directory (see e2e/support/rootfs.ts). */
+  rootfs: string;
+  args: string[];
+  /** The runtime binary the shim runs in place of runc; default the host's runc. */
+  runcBinary?: string;
+  detach?: boolean;
+  rm?: boolean;
+  /** The process environment; default PATH=/bin (with --rootfs there is no image config to provide one). */
+  env?: string[];
+  /** Share the host's network namespace; default true (there is no CNI). */
+  netHost?: boolean;
+  /** More `ctr run` flags. */
+  flags?: string[];
+  timeoutMs?: number;
+}
+
+export interface ExecOptions {
+  id: string;
+  execId: string;
+  args: string[];
+  detach?: boolean;
+  tty?: boolean;
+  flags?: string[];
+  timeoutMs?: number;
+}
+
+export interface ContainerdOptions {
+  /** TOML appended to the generated config. */
+  extraConfig?: string;
+  startTimeoutMs?: number;
+}
+
+const DEFAULT_CTR_TIMEOUT_MS = 60_000;
+
+export class Containerd {
+  readonly address: string;
+  readonly root: string;
+  readonly state: string;
+  readonly configFile: string;
+  readonly logFile: string;
+  /** Passed as `ctr run --runc-root`: the shim then runs runc with --root <runcRoot>/<namespace>. */
+  readonly runcRoot: string;
+  /** Passed as --fifo-dir, so ctr does not put its FIFOs in /run/containerd/fifo. */
+  readonly fifoDir: string;
+  private child: ChildProcess | undefined;
+  private exited = false;
+  private stopped = false;
+  private readonly namespaces = new Set<string>();
+  private readonly createdShimSocketDirs: string[] = [];
+
+  private constructor(readonly dir: string) {
+    this.address = join(dir, 'containerd.sock');
+    this.root = join(dir, 'root');
+    this.state = join(dir, 'state');
+    this.configFile = join(dir, 'config.toml');
+    this.logFile = join(dir, 'containerd.log');
+    this.runcRoot = join(dir, 'runc');
+    this.fifoDir = join(dir, 'fifo');
+  }
+
+  /** Starts a containerd in a new temporary directory and waits until it answers `ctr version`. */
+  static async start(options: ContainerdOptions = {}): Promise<Containerd> {
+    const containerd = new Containerd(mkdtempSync(join(tmpdir(), 'ca-containerd-')));
+    try {
+      await containerd.boot(options);
+    } catch (error) {
+      const message = `${(error as Error).message}\n--- containerd log (tail) ---\n${containerd.logTail(40)}`;
+      await containerd.stop();
+      throw new Error(message);
+    }
+    return containerd;
+  }
+
+  private async boot(options: ContainerdOptions): Promise<void> {
+    if (this.address.length > 100) throw new Error(`socket path too long for a unix socket: ${this.address}`);
+    for (const dir of [this.root, this.state, this.runcRoot, this.fifoDir]) mkdirSync(dir, { mode: 0o700 });
+    for (const dir of [SHIM_SOCKET_ROOT, join(SHIM_SOCKET_ROOT, 's')]) {
+      if (!existsSync(dir)) this.createdShimSocketDirs.unshift(dir);
+    }
+    const toml = (s: string) => JSON.stringify(s);
+    writeFileSync(
+      this.configFile,
+      [
+        'version = 2',
+        `root = ${toml(this.root)}`,
+        `state = ${toml(this.state)}`,
+        'disabled_plugins = [',
+        '  "io.containerd.grpc.v1.cri",',
+        '  "io.containerd.snapshotter.v1.aufs",',
+        '  "io.containerd.snapshotter.v1.btrfs",',
+        '  "io.containerd.snapshotter.v1.devmapper",',
+        '  "io.containerd.snapshotter.v1.zfs",',
+        ']',
+        '[grpc]',
+        `  address = ${toml(this.address)}`,
+        '[ttrpc]',
+        `  address = ${toml(`${this.address}.ttrpc`)}`,
+        '[debug]',
+        '  level = "info"',
+        '[plugins."io.containerd.internal.v1.opt"]',
+        `  path = ${toml(join(this.dir, 'opt'))}`,
+        options.extraConfig ?? '',
+        '',
+      ].join('\n'),
+    );
+    const log = openSync(this.logFile, 'a', 0o600);
+    try {
+      this.child = spawn(CONTAINERD, ['--config', this.configFile], {
+        cwd: this.dir,
+        stdio: ['ignore', log, log],
+      });
+    } finally {
+      closeSync(log);
+    }
+    this.child.on('exit', () => (this.exited = true));
+    const spawnError = new Promise<never>((_, reject) => this.child!.on('error', reject));
+    const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
+    for (;;) {
+      if (this.exited) throw new Error(`containerd exited during start-up (code ${this.child.exitCode})`);
+      const version = await Promise.race([
+        runCommand(CTR, ['--address', this.address, 'version'], { timeoutMs: 5_000 }),
+        spawnError,
+      ]);
+      if (version.code === 0) return;
+      if (Date.now() > deadline)
+        throw new Error(`containerd did not answer in time: ${version.stderr.trim()}`);
+      await sleep(100);
+    }
+  }
+
+  /** The last lines of containerd's log. */
+  logTail(lines = 40): string {
+    try {
+      return readFileSync(this.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  /** Runs `ctr --address <socket> -n <namespace> ...args`. */
+  ctr(namespace: string, args: string[], options: RunCommandOptions = {}): Promise<CommandResult> {
+    this.namespaces.add(namespace);
+    return runCommand(CTR, ['--address', this.address, '-n', namespace, ...args], {
+      timeoutMs: DEFAULT_CTR_TIMEOUT_MS,
+      ...options,
+    });
+  }
+
+  /**
+   * `ctr run` arguments. ctr's CLI library moves anything that looks like one of ctr's own flags to the front,
+   * even after the container id (the `-c` of `sh -c` would become `--config`). A `--` right after `--rootfs`
+   * stops that, and Go's flag parser then drops it, so the command reaches the container unchanged.
+   */
+  runArgs(options: RunOptions): string[] {
+    const flags = ['run', '--fifo-dir', this.fifoDir, '--runc-root', this.runcRoot];
+    if (options.runcBinary) flags.push('--runc-binary', options.runcBinary);
+    if (options.detach) flags.push('--detach');
+    if (options.rm) flags.push('--rm');
+    if (options.netHost ?? true) flags.push('--net-host');
+    for (const variable of options.env ?? ['PATH=/bin']) flags.push('--env', variable);
+    return [
+      ...flags,
+      ...(options.flags ?? []),
+      '--rootfs',
+      '--',
+      options.rootfs,
+      options.id,
+      ...options.args,
+    ];
+  }
+
+  /** `ctr run`: with `detach`, returns once the task started; otherwise when it ended, with its exit code. */
+  run(namespace: string, options: RunOptions): Promise<CommandResult> {
+    return this.ctr(namespace, this.runArgs(options), {
+      timeoutMs: options.timeoutMs ?? DEFAULT_CTR_TIMEOUT_MS,
+    });
+  }
+
+  /** `ctr tasks exec` arguments; `--` before the container id for the same reason as in runArgs. */
+  execArgs(options: ExecOptions): string[] {
+    const flags = ['tasks', 'exec', '--fifo-dir', this.fifoDir, '--exec-id', options.execId];
+    if (options.detach) flags.push('--detach');
+    if (options.tty) flags.push('--tty');
+    return [...flags, ...(options.flags ?? []), '--', options.id, ...options.args];
+  }
+
+  /** `ctr tasks exec` (the shim runs `runc exec --process <file> --detach --pid-file <file>`). */
+  exec(namespace: string, options: ExecOptions): Promise<CommandResult> {
+    return this.ctr(namespace, this.execArgs(options), {
+      timeoutMs: options.timeoutMs ?? DEFAULT_CTR_TIMEOUT_MS,
+    });
+  }
+
+  /** Where the shim keeps a container's bundle (the path runc gets as --bundle). */
+  bundleDir(namespace: string, id: string): string {
+    return join(this.state, 'io.containerd.runtime.v2.task', namespace, id);
+  }
+
+  private async listIds(namespace: string, kind: 'tasks' | 'containers'): Promise<string[]> {
+    const result = await this.ctr(namespace, [kind, 'ls', '-q'], { timeoutMs: 20_000 });
+    return result.code === 0 ? result.stdout.split('\n').filter(Boolean) : [];
+  }
+
+  /** Kills and deletes every task and deletes every container of a namespace. */
+  async removeAll(namespace: string): Promise<void> {
+    if (this.exited || this.stopped) return;
+    for (const id of await this.listIds(namespace, 'tasks')) {
+      await this.ctr(namespace, ['tasks', 'delete', '--force', id], { timeoutMs: 20_000 });
+    }
+    for (const id of await this.listIds(namespace, 'containers')) {
+      await this.ctr(namespace, ['containers', 'delete', id], { timeoutMs: 20_000 });
+    }
+  }
+
+  /** Pids of the runc shims this containerd started (matched on their `-address` argument). */
+  shimPids(): number[] {
+    const pids: number[] = [];
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      let argv: string[];
+      try {
+        argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      } catch {
+        continue; // gone meanwhile
+      }
+      const at = argv.indexOf('-address');
+      if ((argv[0] ?? '').endsWith(SHIM) && at > 0 && argv[at + 1] === this.address) pids.push(Number(entry));
+    }
+    return pids;
+  }
+
+  /** Stops everything this containerd started and removes its directory. Idempotent; never throws. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    const shimSockets = this.shimSockets();
+    if (this.child && !this.exited) {
+      try {
+        const listed = await runCommand(CTR, ['--address', this.address, 'namespaces', 'ls', '-q'], {
+          timeoutMs: 20_000,
+        });
+        if (listed.code === 0) for (const ns of listed.stdout.split('\n')) if (ns) this.namespaces.add(ns);
+        for (const ns of this.namespaces) await this.removeAll(ns);
+      } catch {
+        // containerd is past helping: what follows kills everything anyway
+      }
+    }
+    this.stopped = true;
+    await this.stopContainerd();
+    await this.killShims();
+    this.deleteLeftoverRuncContainers();
+    for (const socket of shimSockets) rmSync(socket, { force: true });
+    unmountUnder(this.dir);
+    rmSync(this.dir, { recursive: true, force: true });
+    for (const ns of this.namespaces) removeEmptyCgroups(ns);
+    for (const dir of this.createdShimSocketDirs) {
+      try {
+        rmdirSync(dir); // only if empty: another containerd may have started using it meanwhile
+      } catch {
+        // not empty, or gone
+      }
+    }
+  }
+
+  private async stopContainerd(): Promise<void> {
+    const child = this.child;
+    if (!child || this.exited) return;
+    child.kill('SIGTERM');
+    for (let i = 0; i < 100 && !this.exited; i++) await sleep(100);
+    if (!this.exited) {
+      child.kill('SIGKILL');
+      for (let i = 0; i < 50 && !this.exited; i++) await sleep(100);
+    }
+  }
+
+  /** Kills the shims of this containerd, and first what runs under them (the containers' processes). */
+  private async killShims(): Promise<void> {
+    for (let round = 0; round < 3; round++) {
+      const shims = this.shimPids();
+      if (shims.length === 0) return;
+      for (const shim of shims) {
+        for (const child of childrenOf(shim)) signal(child, 'SIGKILL');
+        signal(shim, 'SIGKILL');
+      }
+      for (let i = 0; i < 50 && shims.some(isAlive); i++) await sleep(100);
+    }
+  }
+
+  /** Shim socket paths recorded in the bundles (`address` files), e.g. unix:///run/containerd/s/<hash>. */
+  private shimSockets(): string[] {
+    const sockets: string[] = [];
+    const tasks = join(this.state, 'io.containerd.runtime.v2.task');
+    for (const ns of readdirOrEmpty(tasks)) {
+      for (const id of readdirOrEmpty(join(tasks, ns))) {
+        try {
+          const address = readFileSync(join(tasks, ns, id, 'address'), 'utf8').trim();
+          if (address.startsWith(`unix://${SHIM_SOCKET_ROOT}/`))
+            sockets.push(address.slice('unix://'.length));
+        } catch {
+          // no address file
+        }
+      }
+    }
+    return sockets;
+  }
+
+  /** Containers runc still knows under our --runc-root (e.g. a shim killed mid-way): delete them, which kills
+   * their processes and removes their cgroups. */
+  private deleteLeftoverRuncContainers(): void {
+    for (const ns of readdirOrEmpty(this.runcRoot)) {
+      const root = join(this.runcRoot, ns);
+      for (const id of readdirOrEmpty(root)) {
+        spawnSync(RUNC, ['--root', root, 'delete', '--force', id], { stdio: 'ignore', timeout: 20_000 });
+      }
+    }
+  }
+}
+
+export function startContainerd(options: ContainerdOptions = {}): Promise<Containerd> {
+  return Containerd.start(options);
+}
+
+function readdirOrEmpty(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // already gone
+  }
+}
+
+/** Alive and not a zombie (a reaped-later zombie holds nothing). */
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Direct children of a process, from /proc/<pid>/stat. */
+export function childrenOf(parent: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === parent) children.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return children;
+}
+
+/** Mount points at or under dir, from /proc/self/mountinfo (octal escapes decoded). */
+export function mountsUnder(dir: string): string[] {
+  const decode = (s: string) =>
+    s.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => decode(line.split(' ')[4] ?? ''))
+    .filter((mountPoint) => mountPoint === dir || mountPoint.startsWith(`${dir}/`));
+}
+
+/** Unmounts (lazily) everything mounted at or under dir, deepest first. */
+export function unmountUnder(dir: string): void {
+  for (let round = 0; round < 5; round++) {
+    const mounts = mountsUnder(dir).sort((a, b) => b.length - a.length);
+    if (mounts.length === 0) return;
+    for (const mountPoint of mounts) spawnSync('umount', ['-l', mountPoint], { stdio: 'ignore' });
+  }
+}
+
+/** ctr puts containers in cgroup /<namespace>/<id>; runc removes <id>, nobody removes <namespace>. */
+function removeEmptyCgroups(namespace: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(namespace)) return;
+  const hierarchies = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((line) => / - cgroup2? /.test(line))
+    .map((line) => line.split(' ')[4] ?? '');
+  for (const hierarchy of hierarchies) {
+    const dir = join(hierarchy, namespace);
+    try {
+      if (statSync(dir).isDirectory()) rmdirSync(dir);
+    } catch {
+      // absent, or still in use
+    }
+  }
+}
