@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := build
 SHELL := /bin/bash
 
-.PHONY: setup build crds test test-unit test-integration test-node lint format cluster-build cluster-up cluster-down clean
+.PHONY: setup build crds test test-unit test-integration test-node bench lint format cluster-build cluster-up cluster-down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +29,10 @@ test-integration: setup cluster-build
 ## test-node: the node tier (root): real runc and containerd
 test-node: build
 	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects node --runInBand
+
+## bench: the runc wrapper's added cost (root): runc alone vs through the wrapper, interleaved, one table
+bench: build
+	node dist/bench/runc-wrapper.js $(BENCH_ARGS)
 
 lint: setup
 	npx eslint --max-warnings=0 . && npx prettier --check --log-level=warn .

@@ -103,8 +103,7 @@ export function shellQuote(s: string): string {
 export interface RuncBinaryScriptOptions {
   /** The program the script execs with the shim's arguments (e.g. the wrapper). */
   exec: string;
-  /** Exported before the exec. The runc shim does not hand containerd's environment to the runtime binary,
-   * so this is how a test configures what it runs. */
+  /** Exported before the exec: each container gets its own settings, whatever environment the shim has. */
   env?: Record<string, string>;
   /** If set, each invocation appends "<pid> <arguments>" to this file before the exec: an independent record
    * of what the shim ran. The pid is also the exec'd program's pid. */

@@ -1,6 +1,7 @@
 /* Where things are: the real runc, the spool, the log, the bounds. Environment first, then the config file,
- * then built-in defaults. On a node the file is what counts: containerd's runc shim does not pass
- * containerd's environment to the runtime binary. */
+ * then built-in defaults. On a node the file is what counts: it is read on every invocation, whereas the
+ * environment a runtime binary gets depends on how containerd and its shims were started (and has been
+ * seen not to reach it at all). */
 #ifndef CA_CONFIG_H
 #define CA_CONFIG_H
 

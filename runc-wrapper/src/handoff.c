@@ -26,7 +26,8 @@ int spool_open(const char *dir, char *error, size_t error_len)
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 022)) {
-		snprintf(error, error_len, "spool %s is not owned by uid %u with mode 0700: refusing to write there",
+		snprintf(error, error_len,
+			 "spool %s is not owned by uid %u or is writable by group or others: refusing to write there",
 			 dir, (unsigned)geteuid());
 		close(fd);
 		return -1;

@@ -73,10 +73,14 @@ static const char *find_runc(char *buf, size_t len)
 	struct stat self, cand;
 	bool have_self = stat("/proc/self/exe", &self) == 0;
 	if (cfg.runc[0]) {
-		/* A configured "runc" that is this very binary would run itself forever. */
-		if (!(have_self && stat(cfg.runc, &cand) == 0 && cand.st_dev == self.st_dev && cand.st_ino == self.st_ino))
+		/* A configured "runc" that is this very binary would run itself forever; one that cannot run would
+		 * fail every container. Either way, say so and fall back to PATH. */
+		if (access(cfg.runc, X_OK) != 0)
+			log_line("configured runc %s cannot be run (%s); searching PATH instead", cfg.runc, strerror(errno));
+		else if (have_self && stat(cfg.runc, &cand) == 0 && cand.st_dev == self.st_dev && cand.st_ino == self.st_ino)
+			log_line("configured runc %s is the wrapper itself; searching PATH instead", cfg.runc);
+		else
 			return cfg.runc;
-		log_line("configured runc %s is the wrapper itself; searching PATH instead", cfg.runc);
 	}
 	const char *path = getenv("PATH");
 	if (!path || !*path)
@@ -148,6 +152,12 @@ static int run_child(const char *runc, char *argv[])
 			return RUN_WAIT_FAILED;
 	}
 	child_pid = 0;
+	/* From here on a signal is meant for us (for example the shim giving up during the ack wait). */
+	struct sigaction deflt;
+	memset(&deflt, 0, sizeof(deflt));
+	deflt.sa_handler = SIG_DFL;
+	for (size_t k = 0; k < sizeof(FORWARDED) / sizeof(FORWARDED[0]); k++)
+		sigaction(FORWARDED[k], &deflt, NULL);
 	int status;
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR)
@@ -244,6 +254,10 @@ static void add_string(struct sb *doc, const char *key, const char *value, struc
 static void hand_off(int status)
 {
 	char error[512];
+	if (!inv.id) {
+		log_line("no hand-off: no container id on the command line");
+		return;
+	}
 	int dirfd = spool_open(cfg.handoff_dir, error, sizeof(error));
 	if (dirfd < 0) {
 		log_line("no hand-off: %s", error);
