@@ -18,6 +18,8 @@ declare -A PACKAGE_OF=(
   [runc]=runc             # the real runtime the wrapper runs
   [containerd]=containerd # node tests start their own containerd (ctr comes with it)
   [busybox]=busybox-static # root filesystems for test containers (no registry here)
+  [bpftrace]=bpftrace     # the agent's capture engine runs it (node tests use Debian's)
+  [script]=bsdutils       # util-linux `script`: node tests type into bash on a pseudo-terminal
   [git]=git
 )
 

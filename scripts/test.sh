@@ -48,7 +48,7 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "node tests need root (runc, containerd): run make test as root" >&2
   failed_steps+=("node tests (not root)")
 else
-  run_step "node tests (real runc + containerd)" jest node --runInBand
+  run_step "node tests (real runc, containerd, bpftrace)" jest node --runInBand
 fi
 
 node scripts/test-summary.mjs "$results"/*.json "${#failed_steps[@]}"

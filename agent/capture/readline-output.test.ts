@@ -1,0 +1,132 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type CapturedLine, ReadlineAssembler, commandText, parseReadlineLine } from './readline-output.js';
+import { chunksFor, renderReadlineScript } from './readline-script.js';
+
+const samples = readFileSync(
+  join(import.meta.dirname, '..', '..', 'bpf-scripts', 'readline', 'samples.txt'),
+  'utf8',
+).split('\n');
+
+function assemble(lines: string[], max = 4096): { captured: CapturedLine[]; assembler: ReadlineAssembler } {
+  const assembler = new ReadlineAssembler(max);
+  const captured: CapturedLine[] = [];
+  for (const line of lines) {
+    const parsed = parseReadlineLine(line);
+    if (!parsed.ok) continue;
+    const done = assembler.push(parsed.event);
+    if (done) captured.push(done);
+  }
+  return { captured, assembler };
+}
+
+/** The lines bpftrace would print for one hit reading `bytes` (as the script does, including the NUL cut). */
+function hitLines(bytes: Buffer, ns: bigint, max = 4096, pid = 7, tid = 7): string[] {
+  const chunks = chunksFor(max);
+  const withNul = Buffer.concat([bytes, Buffer.alloc(1)]);
+  const out: string[] = [];
+  for (let i = 0; i < chunks; i++) {
+    const chunk = Buffer.alloc(64);
+    withNul.copy(chunk, 0, i * 64, i * 64 + 64);
+    const hasNul = i * 64 + 64 > bytes.length;
+    const words = Array.from({ length: 8 }, (_, w) => chunk.readBigUInt64LE(w * 8).toString(16));
+    out.push(`${hasNul ? 'L' : 'C'} ${pid} ${tid} ${ns} 1000 42 4026532000 ${i} ${words.join(' ')}`);
+    if (hasNul) return out;
+  }
+  out.push(`T ${pid} ${tid} ${ns} 1000 42 4026532000 ${chunks}`);
+  return out;
+}
+
+describe('readline output', () => {
+  it('decodes the captured samples byte for byte', () => {
+    const { captured, assembler } = assemble(samples);
+    expect(captured.map((c) => c.bytes.toString('utf8'))).toEqual([
+      'echo "a\\x41 \\\\ é"',
+      `echo ${'x'.repeat(150)}`,
+      'exit',
+    ]);
+    expect(captured.every((c) => !c.truncated && c.uid === 0 && c.mntns > 0)).toBe(true);
+    expect(new Set(captured.map((c) => c.pid)).size).toBe(1);
+    expect(assembler.stats).toMatchObject({ lines: 3, malformed: 0 });
+  });
+
+  it.each([
+    ['an empty line', Buffer.alloc(0)],
+    ['63 bytes', Buffer.alloc(63, 'a')],
+    ['64 bytes', Buffer.alloc(64, 'b')],
+    ['65 bytes', Buffer.alloc(65, 'c')],
+    ['every byte value but NUL', Buffer.from(Array.from({ length: 255 }, (_, i) => i + 1))],
+    ['invalid UTF-8', Buffer.from([0x65, 0xff, 0xfe, 0x80, 0x41])],
+    ['tabs, quotes and escapes', Buffer.from('printf "%s\\t%s\\n" \'a\tb\' "$x" `id`')],
+  ])('round-trips %s', (_name, bytes) => {
+    const { captured } = assemble(hitLines(bytes, 1n));
+    expect(captured).toHaveLength(1);
+    expect(captured[0]!.bytes.equals(bytes)).toBe(true);
+    expect(captured[0]!.truncated).toBe(false);
+  });
+
+  it('cuts at maxCommandBytes and says so, whether or not the NUL was read', () => {
+    const max = 100;
+    const long = Buffer.alloc(300, 'z');
+    const { captured } = assemble(hitLines(long, 1n, max), max);
+    expect(captured[0]!.bytes.length).toBe(max);
+    expect(captured[0]!.truncated).toBe(true);
+    const exact = Buffer.alloc(128, 'y'); // a multiple of the chunk size: the NUL is in the extra chunk
+    expect(assemble(hitLines(exact, 2n, 128), 128).captured[0]).toMatchObject({ truncated: false });
+    expect(assemble(hitLines(Buffer.alloc(129, 'y'), 3n, 128), 128).captured[0]).toMatchObject({
+      truncated: true,
+    });
+  });
+
+  it('keeps interleaved hits apart and refuses a hit with a missing chunk', () => {
+    const a = hitLines(Buffer.alloc(130, 'a'), 10n, 4096, 1, 1);
+    const b = hitLines(Buffer.alloc(70, 'b'), 11n, 4096, 2, 2);
+    const { captured } = assemble([a[0]!, b[0]!, a[1]!, b[1]!, a[2]!]);
+    expect(captured.map((c) => [c.pid, c.bytes.length])).toEqual([
+      [2, 70],
+      [1, 130],
+    ]);
+    const gap = assemble([a[0]!, a[2]!]);
+    expect(gap.captured).toEqual([]);
+    expect(gap.assembler.stats.malformed).toBe(1);
+  });
+
+  it('does not count end of input as a command', () => {
+    const { captured, assembler } = assemble(['N 7 7 5 0 1 4026531832']);
+    expect(captured).toEqual([]);
+    expect(assembler.stats.eof).toBe(1);
+  });
+
+  it.each([
+    ['bpftrace chatter', 'Attaching 1 probe...', 'noise'],
+    ['an error line', 'ERROR: failed to detach probe: uretprobe:/bin/bash:readline', 'noise'],
+    ['a short chunk', 'C 1 1 1 0 1 4026531832 0 ff', 'malformed'],
+    ['a non-hex word', 'L 1 1 1 0 1 4026531832 0 zz 0 0 0 0 0 0 0', 'malformed'],
+    ['a word too long', `L 1 1 1 0 1 4026531832 0 ${'f'.repeat(17)} 0 0 0 0 0 0 0`, 'malformed'],
+    ['a negative pid', 'N -1 1 1 0 1 4026531832', 'malformed'],
+  ])('sets aside %s', (_name, line, reason) => {
+    expect(parseReadlineLine(line)).toEqual({ ok: false, reason });
+  });
+});
+
+describe('commandText', () => {
+  it('is exact for UTF-8 and adds the bytes in base64 otherwise', () => {
+    expect(commandText(Buffer.from('ls 🗂 é'))).toEqual({ command: 'ls 🗂 é' });
+    const bad = Buffer.from([0x6c, 0x73, 0x20, 0xff]);
+    expect(commandText(bad)).toEqual({ command: 'ls \ufffd', commandBase64: bad.toString('base64') });
+  });
+});
+
+describe('renderReadlineScript', () => {
+  const template = 'P={{PROBES}} N={{MAX_CHUNKS}}';
+  it('probes each distinct file once and sizes the loop from maxCommandBytes', () => {
+    expect(renderReadlineScript(['/a/bash', '/b/libreadline.so.8', '/a/bash'], 4096, template)).toBe(
+      'P=uretprobe:/a/bash:readline,\nuretprobe:/b/libreadline.so.8:readline N=65',
+    );
+  });
+  it('refuses paths bpftrace would misread', () => {
+    expect(() => renderReadlineScript(['/x/ba sh'], 4096, template)).toThrow('unusual characters');
+    expect(() => renderReadlineScript(['/x/a:b'], 4096, template)).toThrow('unusual characters');
+    expect(() => renderReadlineScript([], 4096, template)).toThrow('no readline targets');
+  });
+});

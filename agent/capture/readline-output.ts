@@ -1,0 +1,140 @@
+/**
+ * Parses what bpf-scripts/readline prints and assembles each probe hit's chunks into the exact bytes that
+ * readline returned. Pure: lines in, captured lines out. Format: bpf-scripts/readline/README.md.
+ */
+import { CHUNK_BYTES } from './readline-script.js';
+
+export interface HitKey {
+  pid: number;
+  tid: number;
+  /** bpftrace's nsecs at the probe hit (monotonic clock). */
+  ns: bigint;
+}
+
+/** Who called readline, as the kernel saw it. */
+export interface Origin {
+  uid: number;
+  /** cgroup v2 id (1 where there is no cgroup v2 hierarchy). */
+  cgroup: bigint;
+  /** Inode of the mount namespace: identifies the container. */
+  mntns: number;
+}
+
+export type ReadlineEvent =
+  | (HitKey & Origin & { kind: 'chunk' | 'last'; index: number; bytes: Buffer })
+  | (HitKey & Origin & { kind: 'truncated'; index: number })
+  | (HitKey & Origin & { kind: 'eof' });
+
+export type ParsedLine = { ok: true; event: ReadlineEvent } | { ok: false; reason: 'noise' | 'malformed' };
+
+const DEC = /^\d{1,20}$/;
+const HEX = /^[0-9a-f]{1,16}$/;
+
+function words(hex: string[]): Buffer | undefined {
+  const out = Buffer.alloc(hex.length * 8);
+  for (const [i, h] of hex.entries()) {
+    if (!HEX.test(h)) return undefined;
+    out.writeBigUInt64LE(BigInt(`0x${h}`), i * 8);
+  }
+  return out;
+}
+
+/** One line of bpftrace's output. Lines bpftrace prints about itself ("Attaching 1 probe...") are noise. */
+export function parseReadlineLine(line: string): ParsedLine {
+  const f = line.trimEnd().split(' ');
+  const tag = f[0];
+  if (tag !== 'C' && tag !== 'L' && tag !== 'T' && tag !== 'N') return { ok: false, reason: 'noise' };
+  const header = tag === 'N' ? 7 : 8; // tag, pid, tid, ns, uid, cgroup, mntns[, chunk]
+  const expected = tag === 'C' || tag === 'L' ? header + CHUNK_BYTES / 8 : header;
+  if (f.length !== expected || !f.slice(1, header).every((x) => DEC.test(x))) {
+    return { ok: false, reason: 'malformed' };
+  }
+  const base = {
+    pid: Number(f[1]),
+    tid: Number(f[2]),
+    ns: BigInt(f[3]!),
+    uid: Number(f[4]),
+    cgroup: BigInt(f[5]!),
+    mntns: Number(f[6]),
+  };
+  if (tag === 'N') return { ok: true, event: { ...base, kind: 'eof' } };
+  const index = Number(f[7]);
+  if (tag === 'T') return { ok: true, event: { ...base, kind: 'truncated', index } };
+  const bytes = words(f.slice(8));
+  if (!bytes) return { ok: false, reason: 'malformed' };
+  return { ok: true, event: { ...base, kind: tag === 'C' ? 'chunk' : 'last', index, bytes } };
+}
+
+export interface CapturedLine extends HitKey, Origin {
+  /** Exactly what readline returned, up to the limit. */
+  bytes: Buffer;
+  /** The line was longer than the limit and was cut. */
+  truncated: boolean;
+}
+
+/**
+ * Joins chunks into lines. A hit's events arrive in order, but hits from different CPUs may interleave, so
+ * chunks are grouped by hit. Gaps (a lost event) make the hit count as malformed, never as a wrong command.
+ */
+export class ReadlineAssembler {
+  private readonly pending = new Map<string, { chunks: Buffer[]; origin: Origin }>();
+  readonly stats = { lines: 0, eof: 0, malformed: 0, truncated: 0 };
+
+  constructor(private readonly maxCommandBytes: number) {}
+
+  /** Feeds one event; returns the line it completed, if any. */
+  push(event: ReadlineEvent): CapturedLine | undefined {
+    const key = `${event.pid}/${event.tid}/${event.ns}`;
+    if (event.kind === 'eof') {
+      this.stats.eof++;
+      return undefined;
+    }
+    const entry = this.pending.get(key) ?? {
+      chunks: [],
+      origin: { uid: event.uid, cgroup: event.cgroup, mntns: event.mntns },
+    };
+    if (event.index !== entry.chunks.length) {
+      this.pending.delete(key);
+      this.stats.malformed++;
+      return undefined;
+    }
+    if (event.kind === 'chunk') {
+      entry.chunks.push(event.bytes);
+      this.pending.set(key, entry);
+      return undefined;
+    }
+    this.pending.delete(key);
+    let bytes = Buffer.concat(event.kind === 'last' ? [...entry.chunks, event.bytes] : entry.chunks);
+    if (event.kind === 'last') {
+      const nul = bytes.indexOf(0, entry.chunks.length * CHUNK_BYTES);
+      bytes = nul >= 0 ? bytes.subarray(0, nul) : bytes;
+    }
+    const truncated = event.kind === 'truncated' || bytes.length > this.maxCommandBytes;
+    if (truncated) this.stats.truncated++;
+    this.stats.lines++;
+    return {
+      pid: event.pid,
+      tid: event.tid,
+      ns: event.ns,
+      ...entry.origin,
+      bytes: truncated ? bytes.subarray(0, this.maxCommandBytes) : bytes,
+      truncated,
+    };
+  }
+
+  /** Hits still waiting for their last chunk (for loss accounting when bpftrace stops). */
+  get incomplete(): number {
+    return this.pending.size;
+  }
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The text of a command: exact when the bytes are UTF-8; otherwise also the exact bytes in base64. */
+export function commandText(bytes: Buffer): { command: string; commandBase64?: string } {
+  try {
+    return { command: UTF8.decode(bytes) };
+  } catch {
+    return { command: bytes.toString('utf8'), commandBase64: bytes.toString('base64') };
+  }
+}
