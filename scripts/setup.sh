@@ -23,9 +23,17 @@ declare -A PACKAGE_OF=(
   [git]=git
 )
 
+# file -> Debian package, for what is not a command.
+declare -A PACKAGE_OF_FILE=(
+  [/usr/include/readline/readline.h]=libreadline-dev # node tests build a shell that takes readline from libreadline.so
+)
+
 missing=()
 for cmd in "${!PACKAGE_OF[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${PACKAGE_OF[$cmd]}")
+done
+for file in "${!PACKAGE_OF_FILE[@]}"; do
+  [[ -e $file ]] || missing+=("${PACKAGE_OF_FILE[$file]}")
 done
 if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root or install them: apt-get install ${missing[*]}"
