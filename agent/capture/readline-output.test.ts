@@ -91,6 +91,11 @@ describe('readline output', () => {
     expect(gap.assembler.stats.malformed).toBe(1);
   });
 
+  it('reads the ready line', () => {
+    expect(parseReadlineLine('R')).toEqual({ ok: true, event: { kind: 'ready' } });
+    expect(assemble(['R']).captured).toEqual([]);
+  });
+
   it('does not count end of input as a command', () => {
     const { captured, assembler } = assemble(['N 7 7 5 0 1 4026531832']);
     expect(captured).toEqual([]);

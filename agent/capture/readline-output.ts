@@ -25,7 +25,11 @@ export type ReadlineEvent =
   | (HitKey & Origin & { kind: 'truncated'; index: number })
   | (HitKey & Origin & { kind: 'eof' });
 
-export type ParsedLine = { ok: true; event: ReadlineEvent } | { ok: false; reason: 'noise' | 'malformed' };
+/** The script's first line: every probe is attached. */
+export type ReadyEvent = { kind: 'ready' };
+
+export type ParsedLine =
+  { ok: true; event: ReadlineEvent | ReadyEvent } | { ok: false; reason: 'noise' | 'malformed' };
 
 const DEC = /^\d{1,20}$/;
 const HEX = /^[0-9a-f]{1,16}$/;
@@ -43,6 +47,7 @@ function words(hex: string[]): Buffer | undefined {
 export function parseReadlineLine(line: string): ParsedLine {
   const f = line.trimEnd().split(' ');
   const tag = f[0];
+  if (tag === 'R' && f.length === 1) return { ok: true, event: { kind: 'ready' } };
   if (tag !== 'C' && tag !== 'L' && tag !== 'T' && tag !== 'N') return { ok: false, reason: 'noise' };
   const header = tag === 'N' ? 7 : 8; // tag, pid, tid, ns, uid, cgroup, mntns[, chunk]
   const expected = tag === 'C' || tag === 'L' ? header + CHUNK_BYTES / 8 : header;
@@ -83,7 +88,8 @@ export class ReadlineAssembler {
   constructor(private readonly maxCommandBytes: number) {}
 
   /** Feeds one event; returns the line it completed, if any. */
-  push(event: ReadlineEvent): CapturedLine | undefined {
+  push(event: ReadlineEvent | ReadyEvent): CapturedLine | undefined {
+    if (event.kind === 'ready') return undefined;
     const key = `${event.pid}/${event.tid}/${event.ns}`;
     if (event.kind === 'eof') {
       this.stats.eof++;

@@ -16,6 +16,7 @@ const bash = realpathSync('/bin/bash');
 let dir: string;
 let bpftrace: ChildProcess;
 const captured: CapturedLine[] = [];
+let ready = false;
 
 /** Types `input` into an interactive bash on a pty and waits for it to exit. */
 function typeIntoBash(input: Buffer): void {
@@ -54,17 +55,18 @@ beforeAll(async () => {
     rest = lines.pop()!;
     for (const line of lines) {
       const parsed = parseReadlineLine(line);
+      if (parsed.ok && parsed.event.kind === 'ready') ready = true;
       const done = parsed.ok ? assembler.push(parsed.event) : undefined;
       if (done) captured.push(done);
     }
   });
-  // Attached once a shell's line comes back (bpftrace says "Attaching" before it has attached).
-  for (let attempt = 0; ; attempt++) {
-    typeIntoBash(Buffer.from(`: ready-${attempt}\nexit\n`));
-    await sleep(300);
-    if (captured.some((c) => c.bytes.toString().startsWith(': ready-'))) break;
-    if (attempt > 40 || bpftrace.exitCode !== null) throw new Error('bpftrace did not attach');
+  // The script's R line says every probe is attached: the very first line typed after it must be captured.
+  for (let waited = 0; !ready; waited += 50) {
+    if (waited > 30_000 || bpftrace.exitCode !== null) throw new Error('bpftrace did not report ready');
+    await sleep(50);
   }
+  typeIntoBash(Buffer.from(': first line after ready\nexit\n'));
+  await linesOf(': first line after ready', 2);
 }, 60_000);
 
 afterAll(() => {

@@ -11,7 +11,15 @@
 //   T <pid> <tid> <ns> <uid> <cgroup> <mntns> <chunk>                  no NUL within the chunks: truncated
 //   N <pid> <tid> <ns> <uid> <cgroup> <mntns>                          readline returned NULL (end of input)
 // <mntns> is the inode of the process's mount namespace: a container's identity, as seen from the kernel.
+//   R                                                                 first line: every probe is attached
 // Words are little-endian: the first byte of a chunk is the low byte of w0.
+
+// bpftrace runs BEGIN before attaching the other probes, but prints its output only from the output loop,
+// which starts once every probe is attached: seeing R means the probes are live.
+BEGIN
+{
+  printf("R\n");
+}
 
 {{PROBES}}
 {
