@@ -15,8 +15,7 @@
  *
  * identityFromAnnotations and bashCandidates are pure; readBundle is the only I/O.
  */
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { readRegularFile } from '../../common/files.js';
 import { join, posix } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_BASH_CANDIDATES } from '../targets/resolve.js';
@@ -84,38 +83,9 @@ export function parseBundleConfig(bundle: string, text: string): BundleResult {
 
 /** Reads and parses `<bundle>/config.json`. Never throws: every failure is a value with a reason. */
 export async function readBundle(bundle: string): Promise<BundleResult> {
-  const path = join(bundle, 'config.json');
-  let handle;
-  try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code === 'ELOOP'
-      ? { ok: false, reason: 'not-regular-file', detail: `${path} is a symbolic link` }
-      : { ok: false, reason: 'unreadable', detail: String(error) };
-  }
-  try {
-    const info = await handle.stat();
-    if (!info.isFile())
-      return { ok: false, reason: 'not-regular-file', detail: `${path}: mode ${info.mode.toString(8)}` };
-    if (info.size > MAX_CONFIG_BYTES)
-      return { ok: false, reason: 'oversized', detail: `${path}: ${info.size} bytes` };
-    // Read at most one byte past the cap: a file growing after the fstat is caught, not read unbounded.
-    const data = Buffer.alloc(MAX_CONFIG_BYTES + 1);
-    let filled = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(data, filled, data.length - filled, filled);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-      if (filled === data.length)
-        return { ok: false, reason: 'oversized', detail: `${path} grew past ${MAX_CONFIG_BYTES} bytes` };
-    }
-    return parseBundleConfig(bundle, data.subarray(0, filled).toString('utf8'));
-  } catch (error) {
-    return { ok: false, reason: 'unreadable', detail: String(error) };
-  } finally {
-    await handle.close();
-  }
+  const read = await readRegularFile(join(bundle, 'config.json'), MAX_CONFIG_BYTES);
+  if (!read.ok) return read;
+  return parseBundleConfig(bundle, read.data.toString('utf8'));
 }
 
 // ---- identity ----

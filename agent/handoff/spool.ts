@@ -9,7 +9,7 @@
  * symlink, and nothing a file contains can crash the agent: bad files are logged, counted and removed.
  */
 import { constants } from 'node:fs';
-import { chmod, lstat, mkdir, open, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type Handoff,
@@ -18,6 +18,7 @@ import {
   MAX_HANDOFF_BYTES,
   parseHandoff,
 } from '../../api/handoff/v1.js';
+import { readRegularFile } from '../../common/files.js';
 import { type Logger, LogField } from '../../common/logging.js';
 
 export const HEARTBEAT_FILE = 'agent.alive';
@@ -126,26 +127,9 @@ export class HandoffSpool {
     name: string,
   ): Promise<{ ok: true; handoff: Handoff } | { ok: false; reason: RejectionReason; detail: string }> {
     if (!HANDOFF_NAME.test(name)) return { ok: false, reason: 'unexpected-name', detail: name };
-    let handle;
-    try {
-      // O_NOFOLLOW: a symlink planted in the spool is refused, never read through.
-      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      return code === 'ELOOP'
-        ? { ok: false, reason: 'not-regular-file', detail: 'a symlink' }
-        : { ok: false, reason: 'unreadable', detail: String(error) };
-    }
-    try {
-      const info = await handle.stat();
-      if (!info.isFile())
-        return { ok: false, reason: 'not-regular-file', detail: `mode ${info.mode.toString(8)}` };
-      if (info.size > MAX_HANDOFF_BYTES)
-        return { ok: false, reason: 'oversized', detail: `${info.size} bytes` };
-      const text = await handle.readFile({ encoding: 'utf8' });
-      return parseHandoff(text, { bundleRoots: this.options.bundleRoots });
-    } finally {
-      await handle.close();
-    }
+    // A symlink planted in the spool is refused, never read through (common/files.ts).
+    const read = await readRegularFile(path, MAX_HANDOFF_BYTES);
+    if (!read.ok) return read;
+    return parseHandoff(read.data.toString('utf8'), { bundleRoots: this.options.bundleRoots });
   }
 }

@@ -18,9 +18,9 @@
  * and reads are capped. The walk is lstat-based, so a container racing us can still swap a directory for a
  * symlink between checks; the fstat of the opened file is what the reported (dev, ino) comes from.
  */
-import { constants } from 'node:fs';
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
+import { readRegularFile } from '../../common/files.js';
 import { type ElfInfo, definesSymbol, readElf } from './elf.js';
 
 export const DEFAULT_BASH_CANDIDATES = ['/bin/bash', '/usr/bin/bash', '/usr/local/bin/bash'] as const;
@@ -98,42 +98,17 @@ type ReadFile = { ok: true; path: string; data: Buffer; dev: bigint; ino: bigint
 async function readInRoot(root: string, path: string, cap: number): Promise<ReadFile> {
   const resolved = await resolveInRoot(root, path);
   if (!resolved.ok) return resolved;
-  let handle;
-  try {
-    handle = await open(
-      join(root, resolved.path),
-      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
-    );
-  } catch (error) {
-    return {
-      ok: false,
-      missing: false,
-      reason: `cannot open ${resolved.path} (${(error as Error).message})`,
-    };
+  const read = await readRegularFile(join(root, resolved.path), cap);
+  if (!read.ok) {
+    const reason =
+      read.reason === 'not-regular-file'
+        ? `${resolved.path} is not a regular file`
+        : read.reason === 'oversized'
+          ? `${resolved.path} is larger than ${cap} bytes`
+          : `cannot read ${resolved.path} (${read.detail})`;
+    return { ok: false, missing: false, reason };
   }
-  try {
-    const info = await handle.stat({ bigint: true });
-    if (!info.isFile())
-      return { ok: false, missing: false, reason: `${resolved.path} is not a regular file` };
-    if (info.size > BigInt(cap))
-      return { ok: false, missing: false, reason: `${resolved.path} is larger than ${cap} bytes` };
-    const data = Buffer.alloc(Number(info.size));
-    let filled = 0;
-    while (filled < data.length) {
-      const { bytesRead } = await handle.read(data, filled, data.length - filled, filled);
-      if (bytesRead === 0) break; // shrank under us: parse what is there, the ELF reader copes
-      filled += bytesRead;
-    }
-    return { ok: true, path: resolved.path, data: data.subarray(0, filled), dev: info.dev, ino: info.ino };
-  } catch (error) {
-    return {
-      ok: false,
-      missing: false,
-      reason: `cannot read ${resolved.path} (${(error as Error).message})`,
-    };
-  } finally {
-    await handle.close();
-  }
+  return { ok: true, path: resolved.path, data: read.data, dev: read.dev, ino: read.ino };
 }
 
 /** Directories named by /etc/ld.so.conf and the files it includes (simple `*` globs only). */
