@@ -73,6 +73,7 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
   private readonly live = new Set<Generation>();
   /** Lines emitted recently, by pid/tid/bytes, for matching copies during an overlap. */
   private readonly recent = new Map<string, Emitted[]>();
+  private prunedAtNs = 0n;
   /** Generations that handed over and are flushing before they stop. */
   private readonly retiring = new Set<Promise<void>>();
   private switching: Promise<void> = Promise.resolve();
@@ -102,7 +103,7 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
     if (old && old.targets.join('\n') === targets.join('\n')) return;
     if (targets.length === 0) {
       this.current = undefined;
-      if (old) await this.retire(old, this.now());
+      if (old) await this.retire(old);
       return;
     }
     const next = await this.startGeneration(targets);
@@ -110,9 +111,8 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
     this.current = next;
     this.emit('attached', targets);
     if (old) {
-      const cutover = next.fromNs;
       const retired = new Promise<void>((resolve) =>
-        setTimeout(() => void this.retire(old, cutover).finally(resolve), this.options.overlapMs ?? 1000),
+        setTimeout(() => void this.retire(old).finally(resolve), this.options.overlapMs ?? 1000),
       );
       this.retiring.add(retired);
       void retired.finally(() => this.retiring.delete(retired));
@@ -177,11 +177,13 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
     }
     copies.push({ ns: line.ns, generations: new Set([generation.id]) });
     this.recent.set(key, copies);
-    this.forgetOld(line.ns);
+    // Pruning walks the whole map: at most once a second, not on every line of a busy overlap.
+    if (line.ns - this.prunedAtNs > 1_000_000_000n) this.forgetOld(line.ns);
     return true;
   }
 
   private forgetOld(nowNs: bigint): void {
+    this.prunedAtNs = nowNs;
     for (const [key, copies] of this.recent) {
       const kept = copies.filter((c) => nowNs - c.ns < RECENT_KEEP_NS);
       if (kept.length) this.recent.set(key, kept);
@@ -189,7 +191,7 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
     }
   }
 
-  private async retire(generation: Generation, _at: bigint): Promise<void> {
+  private async retire(generation: Generation): Promise<void> {
     await generation.process.stop();
     this.live.delete(generation);
     if (this.live.size < 2) this.recent.clear();
@@ -229,7 +231,7 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
     await this.switching.catch(() => undefined);
     const current = this.current;
     this.current = undefined;
-    if (current) await this.retire(current, this.now());
+    if (current) await this.retire(current);
     await Promise.all(this.retiring);
   }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type CapturedLine, ReadlineAssembler, commandText, parseReadlineLine } from './readline-output.js';
-import { chunksFor, renderReadlineScript } from './readline-script.js';
+import { chunksFor, renderReadlineScript, templatePath } from './readline-script.js';
 
 const samples = readFileSync(
   join(import.meta.dirname, '..', '..', 'bpf-scripts', 'readline', 'samples.txt'),
@@ -129,6 +129,14 @@ describe('renderReadlineScript', () => {
       'P=uretprobe:/a/bash:readline,\nuretprobe:/b/libreadline.so.8:readline N=65',
     );
   });
+  it('fills placeholders only in code: a multi-line probe list in a comment would spill out of it', () => {
+    const template = readFileSync(templatePath(), 'utf8');
+    const commentsWithPlaceholders = template
+      .split('\n')
+      .filter((line) => line.trimStart().startsWith('//') && line.includes('{{'));
+    expect(commentsWithPlaceholders).toEqual([]);
+  });
+
   it('refuses paths bpftrace would misread', () => {
     expect(() => renderReadlineScript(['/x/ba sh'], 4096, template)).toThrow('unusual characters');
     expect(() => renderReadlineScript(['/x/a:b'], 4096, template)).toThrow('unusual characters');

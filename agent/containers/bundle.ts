@@ -15,6 +15,7 @@
  *
  * identityFromAnnotations and bashCandidates are pure; readBundle is the only I/O.
  */
+import { parseJson } from '../../api/parse-json.js';
 import { readRegularFile } from '../../common/files.js';
 import { join, posix } from 'node:path';
 import { z } from 'zod';
@@ -67,18 +68,9 @@ export function rootfsPath(bundle: string, rootPath: string): string {
 
 /** Parses config.json's text. Pure; never throws. */
 export function parseBundleConfig(bundle: string, text: string): BundleResult {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    return { ok: false, reason: 'not-json', detail: (error as Error).message };
-  }
-  const parsed = BundleConfig.safeParse(json);
-  if (!parsed.success) {
-    const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '<root>'}: ${i.message}`).join('; ');
-    return { ok: false, reason: 'invalid', detail };
-  }
-  return { ok: true, config: parsed.data, rootfs: rootfsPath(bundle, parsed.data.root.path) };
+  const parsed = parseJson(BundleConfig, text);
+  if (!parsed.ok) return parsed;
+  return { ok: true, config: parsed.value, rootfs: rootfsPath(bundle, parsed.value.root.path) };
 }
 
 /** Reads and parses `<bundle>/config.json`. Never throws: every failure is a value with a reason. */

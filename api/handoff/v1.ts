@@ -6,6 +6,7 @@
  */
 import { posix } from 'node:path';
 import { z } from 'zod';
+import { parseJson } from '../parse-json.js';
 
 export const HANDOFF_VERSION = 1;
 /** Larger files are refused unread: the wrapper writes a few hundred bytes, exec args at most ~1 MiB. */
@@ -95,18 +96,9 @@ export function parseHandoff(text: string, options: ParseOptions = {}): ParseRes
   if (Buffer.byteLength(text) > MAX_HANDOFF_BYTES) {
     return { ok: false, reason: 'oversized', detail: `larger than ${MAX_HANDOFF_BYTES} bytes` };
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    return { ok: false, reason: 'not-json', detail: (error as Error).message };
-  }
-  const parsed = Handoff.safeParse(json);
-  if (!parsed.success) {
-    const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '<root>'}: ${i.message}`).join('; ');
-    return { ok: false, reason: 'invalid', detail };
-  }
-  const { bundle } = parsed.data;
+  const parsed = parseJson(Handoff, text);
+  if (!parsed.ok) return parsed;
+  const { bundle } = parsed.value;
   if (bundle !== null && options.bundleRoots && !options.bundleRoots.some((root) => isUnder(bundle, root))) {
     return {
       ok: false,
@@ -114,5 +106,5 @@ export function parseHandoff(text: string, options: ParseOptions = {}): ParseRes
       detail: `bundle ${bundle} is not under ${options.bundleRoots.join(', ')}`,
     };
   }
-  return { ok: true, handoff: parsed.data };
+  return { ok: true, handoff: parsed.value };
 }

@@ -1,5 +1,5 @@
 /** What an integration test needs to talk to the control plane that e2e/jest/global-setup.ts started. */
-import { spawn } from 'node:child_process';
+import { type CommandResult, runCommand } from './command.js';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KUBECTL } from './paths.js';
 
@@ -16,26 +16,9 @@ export function testKubeConfig(): KubeConfig {
   return kc;
 }
 
-export interface CommandResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the kubectl built with the control plane against it, as a user would. */
 export function kubectl(args: string[], input?: string): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(KUBECTL, ['--kubeconfig', testKubeconfigPath(), ...args], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(input ?? '');
-  });
+  return runCommand(KUBECTL, ['--kubeconfig', testKubeconfigPath(), ...args], { input });
 }
 
 /** kubectl that must succeed; throws with its stderr otherwise. */
