@@ -26,6 +26,7 @@ declare -A PACKAGE_OF=(
 # file -> Debian package, for what is not a command.
 declare -A PACKAGE_OF_FILE=(
   [/usr/include/readline/readline.h]=libreadline-dev # node tests build a shell that takes readline from libreadline.so
+  [/bin/bash-static]=bash-static # node tests: a static, stripped bash (no dynamic readline: a coverage gap)
 )
 
 missing=()

@@ -95,7 +95,21 @@ export interface RunOptions {
   netHost?: boolean;
   /** More `ctr run` flags. */
   flags?: string[];
+  /** `ctr run --tty`: ctr then needs a terminal of its own (run it under script(1), see ctrCommand). */
+  tty?: boolean;
+  /** OCI annotations (`ctr run --annotation k=v`), e.g. the CRI ones the agent reads. */
+  annotations?: Record<string, string>;
   timeoutMs?: number;
+}
+
+/** `ctr run` of an image (see e2e/support/image.ts), unpacked by a snapshotter, instead of a directory. */
+export interface RunImageOptions extends Omit<RunOptions, 'rootfs' | 'env'> {
+  /** An image reference in the namespace (importImage). */
+  image: string;
+  /** Default overlayfs: the container's root is then an overlay mount at rootfsDir(namespace, id). */
+  snapshotter?: string;
+  /** Extra environment (`--env`), on top of the image config's Env. */
+  env?: string[];
 }
 
 export interface ExecOptions {
@@ -242,6 +256,7 @@ export class Containerd {
     if (options.rm) flags.push('--rm');
     if (options.netHost ?? true) flags.push('--net-host');
     for (const variable of options.env ?? ['PATH=/bin']) flags.push('--env', variable);
+    flags.push(...commonRunFlags(options));
     return [
       ...flags,
       ...(options.flags ?? []),
@@ -258,6 +273,39 @@ export class Containerd {
     return this.ctr(namespace, this.runArgs(options), {
       timeoutMs: options.timeoutMs ?? DEFAULT_CTR_TIMEOUT_MS,
     });
+  }
+
+  /**
+   * `ctr run` arguments for a container from an image: ctr prepares a snapshot of the image (overlayfs by
+   * default) and the shim mounts it at rootfsDir(namespace, id). The image config gives the environment and,
+   * when `args` is empty, the command. `--` before the image, for the same reason as in runArgs.
+   */
+  runImageArgs(options: RunImageOptions): string[] {
+    const flags = ['run', '--fifo-dir', this.fifoDir, '--runc-root', this.runcRoot];
+    flags.push('--snapshotter', options.snapshotter ?? 'overlayfs');
+    if (options.runcBinary) flags.push('--runc-binary', options.runcBinary);
+    if (options.detach) flags.push('--detach');
+    if (options.rm) flags.push('--rm');
+    if (options.netHost ?? true) flags.push('--net-host');
+    for (const variable of options.env ?? []) flags.push('--env', variable);
+    flags.push(...commonRunFlags(options));
+    return [...flags, ...(options.flags ?? []), '--', options.image, options.id, ...options.args];
+  }
+
+  /** `ctr run` of an image: with `detach`, returns once the task started; otherwise when it ended. */
+  runImage(namespace: string, options: RunImageOptions): Promise<CommandResult> {
+    return this.ctr(namespace, this.runImageArgs(options), {
+      timeoutMs: options.timeoutMs ?? DEFAULT_CTR_TIMEOUT_MS,
+    });
+  }
+
+  /**
+   * The whole command line of `ctr <args>` against this containerd, for running ctr elsewhere than through
+   * ctr() (under script(1) for a terminal, for instance).
+   */
+  ctrCommand(namespace: string, args: string[]): string[] {
+    this.namespaces.add(namespace);
+    return [CTR, '--address', this.address, '-n', namespace, ...args];
   }
 
   /** `ctr tasks exec` arguments; `--` before the container id for the same reason as in runArgs. */
@@ -278,6 +326,15 @@ export class Containerd {
   /** Where the shim keeps a container's bundle (the path runc gets as --bundle). */
   bundleDir(namespace: string, id: string): string {
     return join(this.state, 'io.containerd.runtime.v2.task', namespace, id);
+  }
+
+  /**
+   * The container's root as the host sees it while its task exists: for a container run from an image, the
+   * snapshot's overlay mount that the shim made (in the host's mount namespace). Not a `--rootfs`
+   * container's root: that is the directory given.
+   */
+  rootfsDir(namespace: string, id: string): string {
+    return join(this.bundleDir(namespace, id), 'rootfs');
   }
 
   private async listIds(namespace: string, kind: 'tasks' | 'containers'): Promise<string[]> {
@@ -397,6 +454,14 @@ export class Containerd {
       }
     }
   }
+}
+
+function commonRunFlags(options: Pick<RunOptions, 'tty' | 'annotations'>): string[] {
+  const flags: string[] = [];
+  if (options.tty) flags.push('--tty');
+  for (const [key, value] of Object.entries(options.annotations ?? {}))
+    flags.push('--annotation', `${key}=${value}`);
+  return flags;
 }
 
 export function startContainerd(options: ContainerdOptions = {}): Promise<Containerd> {

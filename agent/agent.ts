@@ -1,0 +1,508 @@
+/**
+ * The capture engine: hand-offs in, records out.
+ *
+ *   spool ──> registry (which container, its mount namespace) ──> plan (audited? under which rules)
+ *         ──> targets (the files that define readline, by real inode) ──> one bpftrace for all of them
+ *   bpftrace line ──> container by mount namespace ──> redaction, alerts ──> record (seq, node, boot)
+ *
+ * A `runc create` waits (runc-wrapper) until the agent acknowledges its container: the agent acknowledges
+ * once the container's probes are attached, or at once when there is nothing to attach, so a shell that is
+ * a container's first process loses nothing. Hand-offs are handled in batches: every hand-off present is
+ * applied, then the target set changes once, then the batch's creates are acknowledged.
+ *
+ * Lines from processes in no audited container (the host, unaudited containers) are dropped here and only
+ * counted. The agent remembers the containers it audits in its state directory, so after a restart it finds
+ * them again (and reports the time it was down as a loss).
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Handoff, parseHandoff } from '../api/handoff/v1.js';
+import type { LossRecord } from '../api/records/v1.js';
+import { type Logger, LogField } from '../common/logging.js';
+import { ExecCapture, type ExecCaptureLoss } from './capture/exec-capture.js';
+import type { CapturedExec } from './capture/exec-output.js';
+import { mountNamespaceOf } from './capture/exec-script.js';
+import { type CaptureLoss, ReadlineCapture } from './capture/readline-capture.js';
+import type { CapturedLine } from './capture/readline-output.js';
+import { NsPidLookup } from './containers/proc-status.js';
+import { type ContainerRecord, ContainerRegistry } from './containers/registry.js';
+import { HEARTBEAT_FILE, HandoffSpool } from './handoff/spool.js';
+import type { AuditPlan, ContainerAudit } from './plan/plan.js';
+import { argvFields, commandRecord, containerRef } from './records/build.js';
+import { recordText } from './records/escaped-text.js';
+import type { RecordSink } from './records/sink.js';
+import { realFileOf } from './targets/overlay.js';
+import { resolveReadlineTargets } from './targets/resolve.js';
+import { type ProbeTarget, TargetBook } from './targets/target-book.js';
+
+export interface AgentOptions {
+  spoolDir: string;
+  /** Where the agent remembers the containers it audits (survives an agent restart). */
+  stateDir: string;
+  plan: AuditPlan;
+  sink: RecordSink;
+  logger: Logger;
+  bpftrace?: string;
+  /** The program that runs the exec script (default: bpf-scripts/exec/bpftrace-tracefs.sh, see there). */
+  execBpftrace?: string;
+  /** Bundles must lie under these directories; unset accepts any. */
+  bundleRoots?: readonly string[];
+  /** The wrapper's ack wait (its ack_timeout_ms): attaching later than this is reported as late. */
+  ackWaitMs?: number;
+  heartbeatMs?: number;
+  /** Fallback poll of the spool, should an inotify event be missed. */
+  pollMs?: number;
+  procRoot?: string;
+}
+
+export interface AgentStats {
+  linesCaptured: number;
+  commandsRecorded: number;
+  execsRecorded: number;
+  /** Lines from processes in no audited container: dropped, never written. */
+  linesDropped: number;
+  losses: number;
+}
+
+interface Audited {
+  container: ContainerRecord;
+  audit: ContainerAudit;
+}
+
+const KNOWN_DIR = 'containers';
+
+export class Agent {
+  readonly stats: AgentStats = {
+    linesCaptured: 0,
+    commandsRecorded: 0,
+    execsRecorded: 0,
+    linesDropped: 0,
+    losses: 0,
+  };
+  private readonly spool: HandoffSpool;
+  private readonly registry: ContainerRegistry;
+  private readonly capture: ReadlineCapture;
+  /** Only when a rule captures execs. */
+  private readonly execCapture: ExecCapture | undefined;
+  private readonly book = new TargetBook();
+  private readonly audited = new Map<string, Audited>();
+  private readonly nsPids: NsPidLookup;
+  private watcher: FSWatcher | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  /** Set by inotify, the poll timer and internal changes; the loop drains whenever it is set. */
+  private dirty = true;
+  private resolveWake: (() => void) | undefined;
+  private loop: Promise<void> = Promise.resolve();
+  private running = false;
+
+  constructor(private readonly options: AgentOptions) {
+    const { logger } = options;
+    this.spool = new HandoffSpool({
+      dir: options.spoolDir,
+      logger,
+      ...(options.bundleRoots ? { bundleRoots: options.bundleRoots } : {}),
+    });
+    this.registry = new ContainerRegistry({
+      logger,
+      ...(options.procRoot ? { procRoot: options.procRoot } : {}),
+    });
+    this.capture = new ReadlineCapture({
+      maxCommandBytes: options.plan.maxCommandBytes,
+      ...(options.bpftrace ? { bpftrace: options.bpftrace } : {}),
+    });
+    this.nsPids = new NsPidLookup(options.procRoot);
+    this.capture.on('line', (line) => this.onLine(line));
+    this.capture.on('loss', (loss) => this.onLoss(loss));
+    this.capture.on('error', (error) => logger.error('Capture error', { [LogField.error]: error.message }));
+    if (options.plan.execs) {
+      this.execCapture = new ExecCapture({
+        hostMntns: hostMountNamespace(options.procRoot),
+        maxArgvBytes: options.plan.maxCommandBytes,
+        ...(options.execBpftrace ? { bpftrace: options.execBpftrace } : {}),
+      });
+      this.execCapture.on('exec', (exec) => this.onKernelExec(exec));
+      this.execCapture.on('loss', (loss) => this.onLoss(loss));
+      this.execCapture.on('error', (error) =>
+        logger.error('Exec capture error', { [LogField.error]: error.message }),
+      );
+    }
+  }
+
+  async start(): Promise<void> {
+    const { spoolDir, stateDir, logger } = this.options;
+    await this.spool.prepare();
+    await mkdir(join(stateDir, KNOWN_DIR), { recursive: true, mode: 0o700 });
+    const downSince = await this.previousHeartbeat();
+    this.running = true;
+    await this.execCapture?.start();
+    await this.rescan(downSince);
+    await this.spool.heartbeat();
+    this.timers.push(
+      setInterval(() => void this.spool.heartbeat().catch(() => undefined), this.options.heartbeatMs ?? 1000),
+      setInterval(() => this.wake(), this.options.pollMs ?? 1000),
+    );
+    this.watcher = watch(spoolDir, () => this.wake());
+    this.watcher.on('error', (error) =>
+      logger.warn('Spool watch failed', { [LogField.error]: error.message }),
+    );
+    this.loop = this.run();
+    logger.info('Agent started', { [LogField.file]: spoolDir });
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const t of this.timers) clearInterval(t);
+    this.watcher?.close();
+    this.wake();
+    await this.loop;
+    await Promise.all([this.capture.stop(), this.execCapture?.stop()]);
+  }
+
+  /** The running exec bpftrace, if any. */
+  execBpftracePid(): number | undefined {
+    return this.execCapture?.bpftracePid();
+  }
+
+  /** The running bpftrace (tests kill it). */
+  bpftracePid(): number | undefined {
+    return this.capture.bpftracePid();
+  }
+
+  get probedFiles(): readonly string[] {
+    return this.capture.targets;
+  }
+
+  // ---- hand-offs ----
+
+  private wake(): void {
+    this.dirty = true;
+    this.resolveWake?.();
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      if (!this.dirty) await new Promise<void>((resolve) => (this.resolveWake = resolve));
+      this.dirty = false;
+      if (!this.running) break;
+      try {
+        const creates: Handoff[] = [];
+        await this.spool.drain(async (h) => {
+          if (await this.apply(h)) creates.push(h);
+        });
+        if (creates.length > 0 || this.book.files().join('\n') !== this.capture.targets.join('\n'))
+          await this.attach(creates);
+      } catch (error) {
+        this.options.logger.error('Hand-off batch failed', { [LogField.error]: String(error) });
+      }
+    }
+  }
+
+  /** Applies one hand-off; true for a create to acknowledge after the batch's attach. */
+  private async apply(h: Handoff): Promise<boolean> {
+    const outcome = await this.registry.onHandoff(h);
+    switch (h.verb) {
+      case 'create':
+      case 'run': {
+        const container = this.registry.byId(h.id);
+        if (outcome.ok && container) {
+          await this.remember(h);
+          await this.audit(container, `${h.verb} of the container`);
+        }
+        return h.verb === 'create';
+      }
+      case 'exec':
+        // A short program may be gone before the agent looks (the registry then cannot check its pid): the
+        // hand-off alone, from the root-owned spool, still says it ran in that container.
+        if (outcome.ok || outcome.reason === 'process-gone') await this.onExec(h);
+        return false;
+      case 'delete':
+        if (!this.registry.byId(h.id)) await this.forget(h.id);
+        return false;
+    }
+  }
+
+  /** Decides whether a registered container is audited and, if so, what to probe for it. */
+  private async audit(container: ContainerRecord, why: string): Promise<void> {
+    const decision = this.options.plan.auditOf(container);
+    if (!decision.audited) {
+      this.options.logger.info('Container not audited', {
+        [LogField.containerId]: container.id,
+        [LogField.reason]: decision.reason,
+      });
+      return;
+    }
+    const { audit } = decision;
+    this.audited.set(container.id, { container, audit });
+    if (audit.interactiveShells) await this.addTargets(container, audit, container.bashCandidates, why);
+  }
+
+  /** Resolves readline for the candidates and books new probe targets; gaps become coverage records now. */
+  private async addTargets(
+    container: ContainerRecord,
+    audit: ContainerAudit,
+    candidates: readonly string[],
+    why: string,
+  ): Promise<void> {
+    const resolved = await resolveReadlineTargets(container.rootfs, candidates);
+    const ref = containerRef(container, audit.policy);
+    const targets: (ProbeTarget & { bash: string; via: 'bash' | 'libreadline' })[] = [];
+    for (const r of resolved) {
+      if (r.kind === 'coverage') {
+        this.options.sink.write({
+          kind: 'coverage',
+          time: new Date().toISOString(),
+          ...ref,
+          status: 'gap',
+          bash: r.bash,
+          reason: r.reason,
+        });
+        continue;
+      }
+      const real = await realFileOf(r.file);
+      targets.push({
+        key: real ? `${real.dev}:${real.ino}` : `${r.dev}:${r.ino}`,
+        file: real?.file ?? r.file,
+        bash: r.bash,
+        via: r.via,
+      });
+    }
+    if (resolved.length === 0 && candidates === container.bashCandidates)
+      this.options.sink.write({
+        kind: 'coverage',
+        time: new Date().toISOString(),
+        ...ref,
+        status: 'gap',
+        reason: `no bash in the container (looked for ${candidates.join(', ')})`,
+      });
+    const fresh = new Set(this.book.add(container.id, targets).map((t) => t.key));
+    for (const t of targets)
+      this.pendingCoverage.push({ container, audit, target: t, fresh: fresh.has(t.key), why });
+  }
+
+  private pendingCoverage: {
+    container: ContainerRecord;
+    audit: ContainerAudit;
+    target: ProbeTarget & { bash: string; via: 'bash' | 'libreadline' };
+    fresh: boolean;
+    why: string;
+  }[] = [];
+
+  /** Probes the booked targets, then acknowledges the batch's creates and reports coverage. */
+  private async attach(creates: readonly Handoff[]): Promise<void> {
+    const files = this.book.files();
+    try {
+      await this.capture.setTargets(files);
+    } catch (error) {
+      this.options.logger.error('Cannot attach the readline probes', {
+        [LogField.error]: (error as Error).message,
+        [LogField.detail]: files,
+      });
+      for (const p of this.pendingCoverage)
+        this.options.sink.write({
+          kind: 'coverage',
+          time: new Date().toISOString(),
+          ...containerRef(p.container, p.audit.policy),
+          status: 'gap',
+          bash: p.target.bash,
+          target: p.target.file,
+          reason: `bpftrace could not attach: ${(error as Error).message}`,
+        });
+      this.pendingCoverage = [];
+    }
+    const now = new Date();
+    for (const p of this.pendingCoverage) {
+      const handoff = creates.find((h) => h.id === p.container.id);
+      const deadline = handoff ? Date.parse(handoff.time) + (this.options.ackWaitMs ?? 2000) : 0;
+      this.options.sink.write({
+        kind: 'coverage',
+        time: now.toISOString(),
+        ...containerRef(p.container, p.audit.policy),
+        status: 'covered',
+        bash: p.target.bash,
+        target: p.target.file,
+        via: p.target.via,
+        reason: p.why,
+        coveredFrom: now.toISOString(),
+        // Late: the container may have been running unprobed (the wrapper stopped waiting, or no create).
+        late: p.fresh && now.getTime() > deadline,
+      });
+    }
+    this.pendingCoverage = [];
+    for (const h of creates) {
+      await this.spool
+        .acknowledge(h.id)
+        .catch((error: unknown) =>
+          this.options.logger.warn('Cannot acknowledge', {
+            [LogField.containerId]: h.id,
+            [LogField.error]: String(error),
+          }),
+        );
+    }
+  }
+
+  /**
+   * A `runc exec` (kubectl exec): recorded when the policy captures execs, since it may never reach a shell;
+   * and a shell exec'd from a path not seen at create is probed from now on.
+   */
+  private async onExec(h: Handoff): Promise<void> {
+    const entry = this.audited.get(h.id);
+    const args = h.process?.args ?? [];
+    if (entry?.audit.execs && h.pid !== null) {
+      this.options.sink.write({
+        kind: 'exec',
+        time: new Date(h.time).toISOString(),
+        ...containerRef(entry.container, entry.audit.policy),
+        source: 'runtime',
+        pid: h.pid,
+        ...(h.process?.user ? { uid: h.process.user.uid } : {}),
+        ...argvFields(
+          args.map((a) => Buffer.from(a)),
+          entry.audit,
+        ),
+        truncated: false,
+      });
+      this.stats.execsRecorded++;
+    }
+    const program = args[0];
+    if (!entry || !entry.audit.interactiveShells || !program?.startsWith('/')) return;
+    await this.addTargets(
+      entry.container,
+      entry.audit,
+      [program],
+      `attached when an exec of ${program} was handed off`,
+    );
+  }
+
+  // ---- restarts ----
+
+  /** Keeps the create hand-off of a container, so that a restarted agent finds it again. */
+  private async remember(h: Handoff): Promise<void> {
+    await writeFile(join(this.options.stateDir, KNOWN_DIR, `${h.id}.json`), JSON.stringify(h), {
+      mode: 0o600,
+    });
+  }
+
+  private async forget(id: string): Promise<void> {
+    this.audited.delete(id);
+    const gone = this.book.remove(id);
+    if (gone.length > 0) this.dirty = true; // the loop re-checks the target set after this batch
+    await rm(join(this.options.stateDir, KNOWN_DIR, `${id}.json`), { force: true });
+    await this.spool.release(id);
+  }
+
+  private async previousHeartbeat(): Promise<Date | undefined> {
+    try {
+      return (await stat(join(this.options.spoolDir, HEARTBEAT_FILE))).mtime;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Re-registers the containers a previous agent audited; those gone are forgotten. */
+  private async rescan(downSince: Date | undefined): Promise<void> {
+    const dir = join(this.options.stateDir, KNOWN_DIR);
+    let found = 0;
+    for (const name of (await readdir(dir)).sort()) {
+      const path = join(dir, name);
+      const parsed = parseHandoff(await readFile(path, 'utf8').catch(() => ''), {
+        ...(this.options.bundleRoots ? { bundleRoots: this.options.bundleRoots } : {}),
+      });
+      if (!parsed.ok) {
+        await rm(path, { force: true });
+        continue;
+      }
+      const outcome = await this.registry.onHandoff(parsed.handoff);
+      const container = this.registry.byId(parsed.handoff.id);
+      if (!outcome.ok || !container) {
+        await rm(path, { force: true });
+        continue;
+      }
+      found++;
+      await this.audit(container, 'found again after an agent restart');
+    }
+    if (found > 0) {
+      await this.attach([]);
+      const loss: Omit<LossRecord, 'seq' | 'boot' | 'node'> = {
+        kind: 'loss',
+        time: new Date().toISOString(),
+        reason: 'agent-down',
+        ...(downSince ? { since: downSince.toISOString() } : {}),
+        until: new Date().toISOString(),
+        detail: `the agent was not running; ${found} audited container(s) were unprobed in that window`,
+      };
+      this.options.sink.write(loss);
+      this.stats.losses++;
+    }
+  }
+
+  // ---- captured lines ----
+
+  private onLine(line: CapturedLine): void {
+    this.stats.linesCaptured++;
+    const container = this.registry.byMntns(line.mntns);
+    const entry = container && this.audited.get(container.id);
+    if (!entry || entry.container !== container || !entry.audit.interactiveShells) {
+      this.stats.linesDropped++;
+      return;
+    }
+    const time = monotonicToDate(line.ns);
+    this.options.sink.write(
+      commandRecord(line, entry.container, entry.audit, time, this.nsPids.of(line.pid, line.mntns)),
+    );
+    this.stats.commandsRecorded++;
+  }
+
+  private onKernelExec(exec: CapturedExec): void {
+    const container = this.registry.byMntns(exec.mntns);
+    const entry = container && this.audited.get(container.id);
+    if (!entry || entry.container !== container || !entry.audit.execs) return;
+    const path = recordText(exec.filename);
+    const nsPid = this.nsPids.of(exec.pid, exec.mntns);
+    this.options.sink.write({
+      kind: 'exec',
+      time: monotonicToDate(exec.ns).toISOString(),
+      ...containerRef(entry.container, entry.audit.policy),
+      source: 'kernel',
+      pid: exec.pid,
+      ...(exec.ppid > 0 ? { ppid: exec.ppid } : {}),
+      ...(nsPid !== undefined ? { nsPid } : {}),
+      uid: exec.uid,
+      path: path.text,
+      ...(path.base64 !== undefined ? { pathBase64: path.base64 } : {}),
+      ...argvFields(exec.argv, entry.audit),
+      truncated: exec.truncated || exec.filenameTruncated,
+    });
+    this.stats.execsRecorded++;
+  }
+
+  private onLoss(loss: CaptureLoss | ExecCaptureLoss): void {
+    this.stats.losses++;
+    this.options.sink.write({
+      kind: 'loss',
+      time: new Date().toISOString(),
+      reason: loss.reason,
+      ...(loss.count !== undefined ? { count: loss.count } : {}),
+      ...(loss.fromNs !== undefined ? { since: monotonicToDate(loss.fromNs).toISOString() } : {}),
+      ...(loss.toNs !== undefined ? { until: monotonicToDate(loss.toNs).toISOString() } : {}),
+      ...(loss.detail !== undefined ? { detail: loss.detail.slice(0, 2048) } : {}),
+    });
+  }
+}
+
+/**
+ * The host's mount namespace, whose execs never leave the kernel: pid 1's (the agent runs with hostPID), or
+ * the agent's own where pid 1 cannot be inspected (a standalone agent on the host shares the host's).
+ */
+function hostMountNamespace(procRoot?: string): number {
+  try {
+    return mountNamespaceOf(1, procRoot);
+  } catch {
+    return mountNamespaceOf('self', procRoot);
+  }
+}
+
+/** bpftrace's nsecs and process.hrtime are both CLOCK_MONOTONIC: a past monotonic time as wall time. */
+export function monotonicToDate(ns: bigint, nowNs = process.hrtime.bigint(), nowMs = Date.now()): Date {
+  return new Date(nowMs - Number(nowNs - ns) / 1e6);
+}

@@ -1,0 +1,100 @@
+import type { ContainerRecord } from '../containers/registry.js';
+import type { ContainerAudit } from '../plan/plan.js';
+import { argvFields, commandRecord, containerRef } from './build.js';
+
+const container: ContainerRecord = {
+  id: 'abc',
+  bundle: '/b',
+  rootfs: '/b/rootfs',
+  identity: { kind: 'container', podNamespace: 'shop', podName: 'web-1', podUid: 'u1', containerName: 'app' },
+  initPid: 10,
+  mntns: 7,
+  pidns: 8,
+  createdAt: new Date(0),
+  bashCandidates: [],
+  execs: [],
+};
+
+const audit: ContainerAudit = {
+  policy: 'p',
+  interactiveShells: true,
+  execs: true,
+  maxCommandBytes: 16,
+  filter: {
+    apply: (text) => {
+      const out = text.replaceAll('hunter2', '[REDACTED]');
+      return {
+        text: out,
+        redacted: out !== text,
+        alerts: text.includes('rm -rf') ? [{ name: 'rm', severity: 'high' }] : [],
+      };
+    },
+  },
+};
+
+const line = (bytes: Buffer, truncated = false) => ({
+  pid: 100,
+  tid: 100,
+  ns: 1n,
+  uid: 0,
+  cgroup: 1n,
+  mntns: 7,
+  bytes,
+  truncated,
+});
+
+describe('records from captured lines', () => {
+  const time = new Date('2026-01-02T03:04:05.678Z');
+
+  it('names the container from its CRI identity and leaves out what is unknown', () => {
+    expect(containerRef(container, 'p')).toEqual({
+      containerId: 'abc',
+      pod: { namespace: 'shop', name: 'web-1', uid: 'u1' },
+      container: 'app',
+      policy: 'p',
+    });
+    expect(containerRef({ ...container, identity: { kind: 'unknown' } })).toEqual({ containerId: 'abc' });
+  });
+
+  it('redacts, keeps the exact bytes around the redaction and base64s what is not UTF-8', () => {
+    const bytes = Buffer.from('\xff pw hunter2', 'latin1');
+    const record = commandRecord(line(bytes), container, audit, time, 5);
+    expect(record).toMatchObject({
+      kind: 'command',
+      time: time.toISOString(),
+      pid: 100,
+      nsPid: 5,
+      redacted: true,
+      truncated: false,
+    });
+    expect(Buffer.from(record.commandBase64!, 'base64')).toEqual(Buffer.from('\xff pw [REDACTED]', 'latin1'));
+  });
+
+  it("cuts at the container's own limit when the probe read more", () => {
+    const record = commandRecord(
+      line(Buffer.from('echo 0123456789abcdef')),
+      container,
+      audit,
+      time,
+      undefined,
+    );
+    expect(record).toMatchObject({ command: 'echo 0123456789a', truncated: true });
+    expect(record).not.toHaveProperty('nsPid');
+  });
+
+  it('never cuts a multi-byte character into a lie: the cut bytes are reported as bytes', () => {
+    const record = commandRecord(line(Buffer.from('echo 日本語日本語')), container, audit, time, undefined);
+    expect(Buffer.from(record.commandBase64!, 'base64')).toEqual(
+      Buffer.from('echo 日本語日本語').subarray(0, 16),
+    );
+  });
+
+  it('filters each argument of an exec, and alerts on the command line they make', () => {
+    const fields = argvFields([Buffer.from('sh'), Buffer.from('-c'), Buffer.from('rm -rf / hunter2')], audit);
+    expect(fields).toEqual({
+      argv: ['sh', '-c', 'rm -rf / [REDACTED]'],
+      redacted: true,
+      alerts: [{ name: 'rm', severity: 'high' }],
+    });
+  });
+});

@@ -1,0 +1,81 @@
+/**
+ * Captured events + what the agent knows about their container -> records. Pure: the I/O (nsPid lookup,
+ * the clock) is passed in.
+ */
+import type { CommandRecord, ExecRecord, UnstampedRecord } from '../../api/records/v1.js';
+import type { CapturedLine } from '../capture/readline-output.js';
+import type { ContainerRecord } from '../containers/registry.js';
+import type { ContainerAudit } from '../plan/plan.js';
+import { decodeEscaped, encodeEscaped, recordText } from './escaped-text.js';
+
+type Ref = Pick<CommandRecord, 'containerId' | 'pod' | 'container' | 'image' | 'policy'>;
+
+/** Which container a record is about, from its CRI identity (fields it does not know are left out). */
+export function containerRef(container: ContainerRecord, policy?: string): Ref {
+  const { identity } = container;
+  const pod = {
+    ...(identity.podNamespace !== undefined ? { namespace: identity.podNamespace } : {}),
+    ...(identity.podName !== undefined ? { name: identity.podName } : {}),
+    ...(identity.podUid !== undefined ? { uid: identity.podUid } : {}),
+  };
+  return {
+    containerId: container.id,
+    ...(Object.keys(pod).length > 0 ? { pod } : {}),
+    ...(identity.containerName !== undefined ? { container: identity.containerName } : {}),
+    ...(identity.image !== undefined ? { image: identity.image } : {}),
+    ...(policy ? { policy } : {}),
+  };
+}
+
+/** Bytes through redaction and alerts: the text a record may carry, exact outside what was replaced. */
+export function filtered(
+  bytes: Buffer,
+  audit: ContainerAudit,
+): { text: string; base64?: string; redacted: boolean; alerts: CommandRecord['alerts'] } {
+  const outcome = audit.filter.apply(decodeEscaped(bytes));
+  const out = outcome.redacted ? encodeEscaped(outcome.text) : bytes;
+  return { ...recordText(out), redacted: outcome.redacted, alerts: outcome.alerts };
+}
+
+export function commandRecord(
+  line: CapturedLine,
+  container: ContainerRecord,
+  audit: ContainerAudit,
+  time: Date,
+  nsPid: number | undefined,
+): Extract<UnstampedRecord, { kind: 'command' }> {
+  // The probe reads up to the largest limit of any policy; this container's may be smaller.
+  const cut = line.bytes.length > audit.maxCommandBytes;
+  const bytes = cut ? line.bytes.subarray(0, audit.maxCommandBytes) : line.bytes;
+  const { text, base64, redacted, alerts } = filtered(bytes, audit);
+  return {
+    kind: 'command',
+    time: time.toISOString(),
+    ...containerRef(container, audit.policy),
+    pid: line.pid,
+    ...(nsPid !== undefined ? { nsPid } : {}),
+    uid: line.uid,
+    command: text,
+    ...(base64 !== undefined ? { commandBase64: base64 } : {}),
+    truncated: line.truncated || cut,
+    redacted,
+    alerts,
+  };
+}
+
+/** An exec record's argv fields: each argument filtered; base64 for all when any is not UTF-8. */
+export function argvFields(
+  args: readonly Buffer[],
+  audit: ContainerAudit,
+): Pick<ExecRecord, 'argv' | 'argvBase64' | 'redacted' | 'alerts'> {
+  // Alerts and redaction see the command line as a shell would show it: arguments joined by spaces.
+  const joined = filtered(Buffer.from(args.map((a) => a.toString('latin1')).join(' '), 'latin1'), audit);
+  const each = args.map((a) => filtered(a, audit));
+  const anyBinary = each.some((a) => a.base64 !== undefined);
+  return {
+    argv: each.map((a) => a.text),
+    ...(anyBinary ? { argvBase64: each.map((a) => a.base64 ?? Buffer.from(a.text).toString('base64')) } : {}),
+    redacted: each.some((a) => a.redacted) || joined.redacted,
+    alerts: joined.alerts,
+  };
+}

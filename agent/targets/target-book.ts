@@ -1,0 +1,52 @@
+/**
+ * Which files carry a readline probe, and for whom. A probe binds to an inode, so targets are keyed by the
+ * real (dev, ino) and shared by every container that uses that file; a file is probed while at least one
+ * container holds it. Pure bookkeeping: the capture is told the resulting file list.
+ */
+export interface ProbeTarget {
+  /** `${dev}:${ino}` of the file the probe binds to. */
+  key: string;
+  /** Host path given to bpftrace. */
+  file: string;
+}
+
+export class TargetBook {
+  private readonly holders = new Map<string, Map<string, ProbeTarget>>(); // container id -> key -> target
+
+  /** Adds targets for a container; returns those that no container held before (new probes). */
+  add(containerId: string, targets: readonly ProbeTarget[]): ProbeTarget[] {
+    const before = this.keys();
+    const held = this.holders.get(containerId) ?? new Map<string, ProbeTarget>();
+    for (const target of targets) held.set(target.key, target);
+    this.holders.set(containerId, held);
+    return targets.filter((t) => !before.has(t.key));
+  }
+
+  /** Drops a container's holds; returns the keys no container holds any more. */
+  remove(containerId: string): string[] {
+    const held = this.holders.get(containerId);
+    if (!held) return [];
+    this.holders.delete(containerId);
+    const still = this.keys();
+    return [...held.keys()].filter((k) => !still.has(k));
+  }
+
+  has(key: string): boolean {
+    return this.keys().has(key);
+  }
+
+  /** One file per distinct key, sorted: what bpftrace probes. */
+  files(): string[] {
+    const byKey = new Map<string, string>();
+    for (const held of this.holders.values()) {
+      for (const t of held.values()) if (!byKey.has(t.key)) byKey.set(t.key, t.file);
+    }
+    return [...byKey.values()].sort();
+  }
+
+  private keys(): Set<string> {
+    const keys = new Set<string>();
+    for (const held of this.holders.values()) for (const k of held.keys()) keys.add(k);
+    return keys;
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * `container-auditor <command>`: the package's one executable (bin/container-auditor.js runs this).
+ */
+import { AGENT_USAGE, UsageError, agentMain } from '../agent/main.js';
+
+const USAGE = `Usage: container-auditor <command> [options]
+
+Commands:
+  agent      the node agent (see: container-auditor agent --help)
+  operator   the operator
+
+${AGENT_USAGE}`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'agent':
+        return await agentMain(rest);
+      case 'operator':
+        throw new UsageError('the operator is not available in this version');
+      case undefined:
+      case '-h':
+      case '--help':
+        process.stdout.write(`${USAGE}\n`);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+    }
+  } catch (error) {
+    // Bad input (flags, a policy file, a node that lacks something) is one clear message, not a stack.
+    const parseError = (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    if (error instanceof UsageError || parseError) {
+      process.stderr.write(`container-auditor: ${(error as Error).message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}
