@@ -192,6 +192,31 @@ describe('standalone agent', () => {
     expect(agent.invalid).toEqual([]);
   });
 
+  it('redacts the built-in secret shapes, a private key pasted line by line included', async () => {
+    await typeLines('audited', ': marker-secrets', [
+      'mysql -u app --password=s3cr3t -h db',
+      'git clone https://bob:tok3n@git.example/x.git',
+      'cat > key <<EOF',
+      '-----BEGIN OPENSSH PRIVATE KEY-----',
+      'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ',
+      '-----END OPENSSH PRIVATE KEY-----',
+      'EOF',
+    ]);
+    const texts = (await sessionOf(': marker-secrets', 9)).map((r) => r.command);
+    expect(texts.join('\n')).not.toMatch(/s3cr3t|tok3n|b3BlbnNz/);
+    expect(texts).toEqual([
+      ': marker-secrets',
+      'mysql -u app --password=[REDACTED] -h db',
+      'git clone https://bob:[REDACTED]@git.example/x.git',
+      'cat > key <<EOF',
+      expect.stringContaining('PRIVATE KEY'),
+      '[REDACTED]',
+      '-----END OPENSSH PRIVATE KEY-----',
+      'EOF',
+      'exit',
+    ]);
+  });
+
   it('writes nothing for host shells and for containers the policy does not select', async () => {
     await startContainer('other-container', criAnnotations('sidecar'));
     await startContainer('other-namespace', criAnnotations('shell', 'kube-system'));

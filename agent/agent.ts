@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { type Handoff, parseHandoff } from '../api/handoff/v1.js';
 import type { LossRecord } from '../api/records/v1.js';
 import { type Logger, LogField } from '../common/logging.js';
+import { PrivateKeyBlocks } from '../common/rules/key-blocks.js';
 import { ExecCapture, type ExecCaptureLoss } from './capture/exec-capture.js';
 import type { CapturedExec } from './capture/exec-output.js';
 import { mountNamespaceOf } from './capture/exec-script.js';
@@ -88,6 +89,7 @@ export class Agent {
   private readonly book = new TargetBook();
   private readonly audited = new Map<string, Audited>();
   private readonly nsPids: NsPidLookup;
+  private readonly keyBlocks = new PrivateKeyBlocks();
   private watcher: FSWatcher | undefined;
   private timers: NodeJS.Timeout[] = [];
   /** Set by inotify, the poll timer and internal changes; the loop drains whenever it is set. */
@@ -330,14 +332,12 @@ export class Agent {
     }
     this.pendingCoverage = [];
     for (const h of creates) {
-      await this.spool
-        .acknowledge(h.id)
-        .catch((error: unknown) =>
-          this.options.logger.warn('Cannot acknowledge', {
-            [LogField.containerId]: h.id,
-            [LogField.error]: String(error),
-          }),
-        );
+      await this.spool.acknowledge(h.id).catch((error: unknown) =>
+        this.options.logger.warn('Cannot acknowledge', {
+          [LogField.containerId]: h.id,
+          [LogField.error]: String(error),
+        }),
+      );
     }
   }
 
@@ -447,8 +447,18 @@ export class Agent {
       return;
     }
     const time = monotonicToDate(line.ns);
+    const inKeyBlock =
+      entry.audit.redactKeyBlocks &&
+      this.keyBlocks.inside(`${line.mntns}/${line.pid}`, line.bytes.toString('latin1'));
     this.options.sink.write(
-      commandRecord(line, entry.container, entry.audit, time, this.nsPids.of(line.pid, line.mntns)),
+      commandRecord(
+        line,
+        entry.container,
+        entry.audit,
+        time,
+        this.nsPids.of(line.pid, line.mntns),
+        inKeyBlock,
+      ),
     );
     this.stats.commandsRecorded++;
   }

@@ -12,7 +12,7 @@ import { Agent } from './agent.js';
 import { loadStandalonePlan, PolicyFileError } from './plan/standalone-policy.js';
 import { preflight } from './preflight.js';
 import { StampingSink, jsonLines } from './records/sink.js';
-import { compileCommandRules } from './rules/command-rules.js';
+import { compileCommandRules } from '../common/rules/command-rules.js';
 import type { CompileFilter } from './plan/standalone-policy.js';
 
 /** The policy's redaction and alerts, as the plan's filter. */

@@ -173,7 +173,10 @@ function parseOptions(argv: string[]): Options | undefined {
     latencyRate: positiveNumber('latency-rate', values['latency-rate'], 200),
     rates: (values.rates ?? '500,1000,2000,4000,8000').split(',').map((r) => positiveNumber('rates', r, 0)),
     stepSeconds: positiveNumber('step-seconds', values['step-seconds'], 3, false),
-    stallSeconds: values['stall-seconds'] === '0' ? 0 : positiveNumber('stall-seconds', values['stall-seconds'], 6, false),
+    stallSeconds:
+      values['stall-seconds'] === '0'
+        ? 0
+        : positiveNumber('stall-seconds', values['stall-seconds'], 6, false),
     stallRate: positiveNumber('stall-rate', values['stall-rate'], 1000),
     tmpdir: values.tmpdir ?? tmpdir(),
   };
@@ -255,8 +258,8 @@ class AgentUnderTest {
   }
 
   static command(bin: string, policy: string, spool: string, state: string): string[] {
-    return [bin, 'agent', '--standalone', '--policy', policy, '--handoff-dir', spool, '--state-dir', state]
-      .concat(['--output', '-', '--node', 'bench-node']);
+    const args = ['--policy', policy, '--handoff-dir', spool, '--state-dir', state, '--output', '-'];
+    return [bin, 'agent', '--standalone', ...args, '--node', 'bench-node'];
   }
 
   /** Starts it and waits for its "Agent started" log line. */
@@ -364,14 +367,6 @@ function descendantsOf(pid: number): number[] {
 
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
 
-/** utime + stime of a process, in ms. */
-function cpuMs(pid: number): number {
-  const stat = readProc(pid, 'stat');
-  if (!stat) return 0;
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
-}
-
 /** Busy and total jiffies of the whole machine (/proc/stat's first line). */
 function machineJiffies(): { busy: number; total: number } {
   const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
@@ -395,7 +390,7 @@ function cpuByProcess(agentPid: number): Map<string, { name: string; ms: number 
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
     if (pid === agentPid) name = 'agent';
     else if (pid === process.pid) name = 'bench';
-    else if (name === 'bpftrace' && Number(fields[1]) !== agentPid) name = 'bpftrace (not our agent\'s)';
+    else if (name === 'bpftrace' && Number(fields[1]) !== agentPid) name = "bpftrace (not our agent's)";
     else if (name === 'node') name = 'node (not ours)';
     else if (name.startsWith('containerd-shim')) name = 'shim';
     else if (name.startsWith('kworker')) name = 'kworker';
@@ -408,38 +403,33 @@ function cpuByProcess(agentPid: number): Map<string, { name: string; ms: number 
 interface CpuMark {
   atMs: number;
   processes: Map<string, { name: string; ms: number }>;
-  agent: number;
-  bpftrace: number;
   machine: { busy: number; total: number };
 }
 
 function cpuMark(agentPid: number): CpuMark {
-  const bpftrace = descendantsOf(agentPid).filter((p) => comm(p) === 'bpftrace');
-  return {
-    atMs: nowMs(),
-    processes: cpuByProcess(agentPid),
-    agent: cpuMs(agentPid),
-    bpftrace: bpftrace.reduce((a, p) => a + cpuMs(p), 0),
-    machine: machineJiffies(),
-  };
+  return { atMs: nowMs(), processes: cpuByProcess(agentPid), machine: machineJiffies() };
 }
 
-/** CPU used between two marks: agent and bpftrace in % of one core, the machine in % of all its cores. */
-function cpuBetween(a: CpuMark, b: CpuMark): { agent: number; bpftrace: number; machine: number; top: string } {
+/**
+ * CPU used between two marks, in % of one core: by the agent, by its bpftrace, by every kind of process
+ * (the busiest first); and by the whole machine, in % of all its cores.
+ */
+function cpuBetween(
+  a: CpuMark,
+  b: CpuMark,
+): { agent: number; bpftrace: number; machine: number; top: string } {
   const wall = b.atMs - a.atMs;
   const byName = new Map<string, number>();
   for (const [key, { name, ms }] of b.processes) {
     // A process that started in between used all its CPU in between.
     byName.set(name, (byName.get(name) ?? 0) + ms - (a.processes.get(key)?.ms ?? 0));
   }
-  const used = [...byName]
-    .map(([name, ms]) => [name, (100 * ms) / wall] as const)
-    .filter(([, pct]) => pct >= 1)
-    .sort((x, y) => y[1] - x[1]);
+  const pct = (ms: number): number => (100 * ms) / wall;
+  const used = [...byName].filter(([, ms]) => pct(ms) >= 1).sort((x, y) => y[1] - x[1]);
   return {
-    top: used.map(([name, pct]) => `${name} ${f(pct, 0)}%`).join(', '),
-    agent: (100 * (b.agent - a.agent)) / wall,
-    bpftrace: (100 * (b.bpftrace - a.bpftrace)) / wall,
+    top: used.map(([name, ms]) => `${name} ${f(pct(ms), 0)}%`).join(', '),
+    agent: pct(byName.get('agent') ?? 0),
+    bpftrace: pct(byName.get('bpftrace') ?? 0),
     machine: (100 * (b.machine.busy - a.machine.busy)) / Math.max(1, b.machine.total - a.machine.total),
   };
 }
@@ -525,7 +515,8 @@ function cleanup(): Promise<void> {
     };
     for (const d of s.drivers) d.kill(); // what they ran in the containers goes with the containers
     const agent = s.agent;
-    if (agent && s.agentStopped) await step('continue the agent', () => void process.kill(agent.pid, 'SIGCONT'));
+    if (agent && s.agentStopped)
+      await step('continue the agent', () => void process.kill(agent.pid, 'SIGCONT'));
     if (agent) await step('stop the agent', () => agent.stop());
     for (const pid of s.bpftrace) if (isAlive(pid) && comm(pid) === 'bpftrace') process.kill(pid, 'SIGKILL');
     const containerd = s.containerd;
@@ -553,11 +544,6 @@ function onSignal(signal: NodeJS.Signals): void {
 
 // ---------------------------------------------------------------------------------------------------------
 // Shells.
-
-interface IdleShells {
-  /** Host pids of the idle shells (from their first record). */
-  pids: number[];
-}
 
 /** Starts `count` idle shells in a container (one detached exec), numbered from `first`. */
 async function startIdleShells(
@@ -621,7 +607,9 @@ class Driver {
     private readonly child: ChildProcess,
   ) {
     child.stdin!.on('error', () => {}); // ctr went away: its keyboard goes nowhere
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr = (this.stderr + d).slice(-4096)));
+    child
+      .stderr!.setEncoding('utf8')
+      .on('data', (d: string) => (this.stderr = (this.stderr + d).slice(-4096)));
     this.closed = new Promise((resolve) => child.on('close', () => resolve()));
   }
 
@@ -681,7 +669,9 @@ async function measureMemory(
   }
   const state = describeShells(pids);
   if (state.alive !== shells || state.onPty !== shells)
-    throw new Error(`${label}: expected ${shells} bash on a pty, found ${state.alive} alive, ${state.onPty} on a pty`);
+    throw new Error(
+      `${label}: expected ${shells} bash on a pty, found ${state.alive} alive, ${state.onPty} on a pty`,
+    );
   progress(`memory, ${label}: ${samples.map((x) => mib(x.agentKiB + x.bpftraceKiB)).join(' ')} MiB`);
   return { label, shells, samples, state: `${state.alive} bash alive on a pty (${state.waits})` };
 }
@@ -768,7 +758,12 @@ interface Step {
   stall?: { atS: number; forS: number };
 }
 
-async function throughputStep(step: Step, drivers: Driver[], s: Scratch, agent: AgentUnderTest): Promise<StepRow> {
+async function throughputStep(
+  step: Step,
+  drivers: Driver[],
+  s: Scratch,
+  agent: AgentUnderTest,
+): Promise<StepRow> {
   const tracker = agent.track(step.tag);
   const total = Math.round(step.rate * step.seconds);
   const fromMs = nowMs();
@@ -781,10 +776,13 @@ async function throughputStep(step: Step, drivers: Driver[], s: Scratch, agent: 
         s.agentStopped = true;
         process.kill(agent.pid, 'SIGSTOP');
       }, atS * 1000),
-      setTimeout(() => {
-        process.kill(agent.pid, 'SIGCONT');
-        s.agentStopped = false;
-      }, (atS + forS) * 1000),
+      setTimeout(
+        () => {
+          process.kill(agent.pid, 'SIGCONT');
+          s.agentStopped = false;
+        },
+        (atS + forS) * 1000,
+      ),
     );
   }
   const before = cpuMark(agent.pid);
@@ -932,7 +930,7 @@ async function bench(opts: Options): Promise<void> {
   const allPids = allHellos.map((h) => agent.hellos.get(h)!.pid);
   memory.push(await measureMemory(`${opts.shells} shells`, opts.shells, allPids, opts, s, agent));
 
-  // The typing shells for (2) and (3), half in each container, each through ctr tasks exec --tty.
+  // The typing shells for (2) and (3), alternately in each container (Driver).
   progress(`opening ${opts.drivers} shells to type into`);
   const drivers: Driver[] = [];
   for (let k = 0; k < opts.drivers; k++) {
@@ -952,7 +950,13 @@ async function bench(opts: Options): Promise<void> {
   // (2) latency at a moderate rate.
   progress(`(2) latency: ${opts.latencyCommands} commands at ${opts.latencyRate}/s`);
   const lat = agent.track('lat');
-  const latTyping = await typeAtRate(drivers, lat, opts.latencyRate, opts.latencyCommands, ' ls -l /var/log/syslog');
+  const latTyping = await typeAtRate(
+    drivers,
+    lat,
+    opts.latencyRate,
+    opts.latencyCommands,
+    ' ls -l /var/log/syslog',
+  );
   await drain(lat, opts.latencyCommands, 5000, agent);
   const latency = latencies(lat);
 
@@ -984,7 +988,9 @@ async function bench(opts: Options): Promise<void> {
   }
 
   await sleep(2000);
-  memory.push(await measureMemory(`${opts.shells} shells, after (2) and (3)`, opts.shells, allPids, opts, s, agent));
+  memory.push(
+    await measureMemory(`${opts.shells} shells, after (2) and (3)`, opts.shells, allPids, opts, s, agent),
+  );
 
   await Promise.all(drivers.map((d) => d.close()));
 
@@ -1047,7 +1053,16 @@ async function bench(opts: Options): Promise<void> {
     `(1) Memory, resident (VmRSS, MiB), median of ${opts.samples} samples 1 s apart:`,
     '',
     table(
-      ['idle audited shells', 'agent', 'bpftrace', 'bpftrace procs', 'other children', 'total', 'vs 1 shell', 'samples (total)'],
+      [
+        'idle audited shells',
+        'agent',
+        'bpftrace',
+        'bpftrace procs',
+        'other children',
+        'total',
+        'vs 1 shell',
+        'samples (total)',
+      ],
       memRows,
     ),
     '',
@@ -1057,7 +1072,8 @@ async function bench(opts: Options): Promise<void> {
     `  ${IDLE_SHELL}`,
     `  started by: ${idleCommand}`,
     '',
-    `typing shells for (2) and (3): ${opts.drivers}, ${opts.drivers / CONTAINERS.length} per container, each`,
+    `typing shells for (2) and (3): ${opts.drivers}, ${Math.ceil(opts.drivers / 2)} in ${c1} and ` +
+      `${Math.floor(opts.drivers / 2)} in ${c2}, each`,
     `  ${driverCommand}`,
     `  with the bench writing lines to ctr's stdin; before (2): ${driverState.alive} bash alive, ` +
       `${driverState.onPty} on a pty (${driverState.waits})`,
@@ -1068,20 +1084,19 @@ async function bench(opts: Options): Promise<void> {
     '',
     table(
       ['measured from', 'n', 'p50 (ms)', 'p90 (ms)', 'p99 (ms)', 'max (ms)'],
-      [
-        ['readline returned (record.time)', latency.readline],
-        ["typed (written to ctr's stdin)", latency.typed],
-      ].map(([label, xs]) => {
-        const v = xs as number[];
-        return [
-          label as string,
-          String(v.length),
-          f(quantile(v, 0.5)),
-          f(quantile(v, 0.9)),
-          f(quantile(v, 0.99)),
-          f(v.at(-1) ?? NaN),
-        ];
-      }),
+      (
+        [
+          ['readline returned (record.time)', latency.readline],
+          ["typed (written to ctr's stdin)", latency.typed],
+        ] as const
+      ).map(([label, v]) => [
+        label,
+        String(v.length),
+        f(quantile(v, 0.5)),
+        f(quantile(v, 0.9)),
+        f(quantile(v, 0.99)),
+        f(v.at(-1) ?? NaN),
+      ]),
     ),
     '',
     'record.time has millisecond resolution (the agent maps bpftrace nsecs to wall time, then toISOString',
@@ -1089,8 +1104,8 @@ async function bench(opts: Options): Promise<void> {
     "chunk of the agent's stdout arrives in the bench. typed->record adds the way in (ctr, the shim's FIFO,",
     "script, the container's pty) and bash's own work on the line.",
     '',
-    `(3) Throughput: ${opts.stepSeconds} s per step, round robin over ${opts.drivers} shells ` +
-      `(${opts.drivers / CONTAINERS.length} per container), lines ': t<rate>-<n> ls -l /var/log/syslog':`,
+    `(3) Throughput: ${opts.stepSeconds} s per step, round robin over the ${opts.drivers} typing shells, ` +
+      "lines ': t<rate>-<n> ls -l /var/log/syslog' (38 bytes, one 64-byte chunk, one bpftrace event each):",
     '',
     table(
       [
@@ -1115,8 +1130,15 @@ async function bench(opts: Options): Promise<void> {
     'generator /s: lines written to the shells per second of typing; backlog: most bytes one shell had waiting',
     'in the bench (not yet taken by ctr); readline /s: recorded lines over the span of their record.time (how',
     'fast the shells actually returned from readline, when nothing was lost); lost: sent - recorded;',
-    'loss records: the agent\'s `loss` records during the step, with the counts they carry; drain: how long',
+    "loss records: the agent's `loss` records during the step, with the counts they carry; drain: how long",
     'after the last line was typed the last record came; CPU in % of one core, machine busy in % of all cores.',
+    ...(opts.stallSeconds > 0
+      ? [
+          `The last row stops the agent (SIGSTOP) for ${opts.stallSeconds} s from 1 s into the step: bpftrace's`,
+          "writes to the agent's pipe block, its perf ring buffers fill and the kernel drops events. There, lost",
+          'against the counts in the loss records is the accounting check (every lost line counted once).',
+        ]
+      : []),
     '',
     'CPU by program during each step (typing and drain; % of one core; exited processes not counted):',
     ...steps.map((r) => `  ${r.label}: ${r.cpu.top}`),

@@ -12,9 +12,11 @@ export interface RuleOutcome {
   alerts: Alert[];
 }
 
-/** Redaction and alerts, compiled (agent/rules). */
+/** Redaction and alerts, compiled (common/rules). */
 export interface CommandFilter {
   apply(command: string): RuleOutcome;
+  /** A program's arguments, judged as the command line they make; each keeps its place. */
+  applyArgv(args: readonly string[]): { args: string[]; redacted: boolean; alerts: Alert[] };
 }
 
 export interface ContainerAudit {
@@ -23,6 +25,8 @@ export interface ContainerAudit {
   execs: boolean;
   maxCommandBytes: number;
   filter: CommandFilter;
+  /** Built-in redaction is on: lines inside a private key block (typed or pasted) are replaced whole. */
+  redactKeyBlocks: boolean;
 }
 
 export interface AuditPlan {

@@ -2,7 +2,10 @@ import type { ContainerRecord } from '../containers/registry.js';
 import type { CommandFilter } from './plan.js';
 import { PolicyFileError, StandalonePolicyPlan, parsePolicyText } from './standalone-policy.js';
 
-const noFilter: CommandFilter = { apply: (text) => ({ text, redacted: false, alerts: [] }) };
+const noFilter: CommandFilter = {
+  apply: (text) => ({ text, redacted: false, alerts: [] }),
+  applyArgv: (args) => ({ args: [...args], redacted: false, alerts: [] }),
+};
 
 function policy(spec: string): string {
   return `apiVersion: containeraudit.io/v1alpha1\nkind: ContainerAuditPolicy\nmetadata: {name: p}\nspec: ${spec}\n`;

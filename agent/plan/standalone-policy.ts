@@ -78,6 +78,7 @@ export class StandalonePolicyPlan implements AuditPlan {
       execs: capture.execs,
       maxCommandBytes: capture.maxCommandBytes,
       filter,
+      redactKeyBlocks: policy.spec.redact.builtins,
     };
   }
 

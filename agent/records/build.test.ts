@@ -1,6 +1,16 @@
 import type { ContainerRecord } from '../containers/registry.js';
 import type { ContainerAudit } from '../plan/plan.js';
+import { compileCommandRules } from '../../common/rules/command-rules.js';
 import { argvFields, commandRecord, containerRef } from './build.js';
+
+function rules(redact: { builtins: boolean; patterns: string[] }) {
+  const compiled = compileCommandRules({
+    redact,
+    alerts: [{ name: 'rm', pattern: 'rm -rf', severity: 'high' }],
+  });
+  if (!compiled.ok) throw new Error(JSON.stringify(compiled.errors));
+  return compiled.rules;
+}
 
 const container: ContainerRecord = {
   id: 'abc',
@@ -20,16 +30,8 @@ const audit: ContainerAudit = {
   interactiveShells: true,
   execs: true,
   maxCommandBytes: 16,
-  filter: {
-    apply: (text) => {
-      const out = text.replaceAll('hunter2', '[REDACTED]');
-      return {
-        text: out,
-        redacted: out !== text,
-        alerts: text.includes('rm -rf') ? [{ name: 'rm', severity: 'high' }] : [],
-      };
-    },
-  },
+  filter: rules({ builtins: false, patterns: ['hunter2'] }),
+  redactKeyBlocks: true,
 };
 
 const line = (bytes: Buffer, truncated = false) => ({
@@ -87,6 +89,20 @@ describe('records from captured lines', () => {
     expect(Buffer.from(record.commandBase64!, 'base64')).toEqual(
       Buffer.from('echo 日本語日本語').subarray(0, 16),
     );
+  });
+
+  it('redacts a secret that spans arguments, and keeps each argument in its place', () => {
+    const builtins = { ...audit, filter: rules({ builtins: true, patterns: [] }) };
+    expect(
+      argvFields(
+        ['mysql', '--password', 'hunter2', '-e', 'select 1'].map((a) => Buffer.from(a)),
+        builtins,
+      ),
+    ).toEqual({
+      argv: ['mysql', '--password', '[REDACTED]', '-e', 'select 1'],
+      redacted: true,
+      alerts: [],
+    });
   });
 
   it('filters each argument of an exec, and alerts on the command line they make', () => {

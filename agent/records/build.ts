@@ -6,6 +6,7 @@ import type { CommandRecord, ExecRecord, UnstampedRecord } from '../../api/recor
 import type { CapturedLine } from '../capture/readline-output.js';
 import type { ContainerRecord } from '../containers/registry.js';
 import type { ContainerAudit } from '../plan/plan.js';
+import { REDACTED } from '../../common/rules/command-rules.js';
 import { decodeEscaped, encodeEscaped, recordText } from './escaped-text.js';
 
 type Ref = Pick<CommandRecord, 'containerId' | 'pod' | 'container' | 'image' | 'policy'>;
@@ -43,11 +44,15 @@ export function commandRecord(
   audit: ContainerAudit,
   time: Date,
   nsPid: number | undefined,
+  /** The line is inside a private key block (common/rules/key-blocks.ts): replaced whole. */
+  inKeyBlock = false,
 ): Extract<UnstampedRecord, { kind: 'command' }> {
   // The probe reads up to the largest limit of any policy; this container's may be smaller.
   const cut = line.bytes.length > audit.maxCommandBytes;
   const bytes = cut ? line.bytes.subarray(0, audit.maxCommandBytes) : line.bytes;
-  const { text, base64, redacted, alerts } = filtered(bytes, audit);
+  const { text, base64, redacted, alerts } = inKeyBlock
+    ? { text: REDACTED, base64: undefined, redacted: true, alerts: [] }
+    : filtered(bytes, audit);
   return {
     kind: 'command',
     time: time.toISOString(),
@@ -63,19 +68,18 @@ export function commandRecord(
   };
 }
 
-/** An exec record's argv fields: each argument filtered; base64 for all when any is not UTF-8. */
+/** An exec record's argv fields: redaction and alerts over the whole argument list; base64 for all when any is not UTF-8. */
 export function argvFields(
   args: readonly Buffer[],
   audit: ContainerAudit,
 ): Pick<ExecRecord, 'argv' | 'argvBase64' | 'redacted' | 'alerts'> {
-  // Alerts and redaction see the command line as a shell would show it: arguments joined by spaces.
-  const joined = filtered(Buffer.from(args.map((a) => a.toString('latin1')).join(' '), 'latin1'), audit);
-  const each = args.map((a) => filtered(a, audit));
+  const outcome = audit.filter.applyArgv(args.map((a) => decodeEscaped(a)));
+  const each = outcome.args.map((a, i) => recordText(outcome.redacted ? encodeEscaped(a) : args[i]!));
   const anyBinary = each.some((a) => a.base64 !== undefined);
   return {
     argv: each.map((a) => a.text),
     ...(anyBinary ? { argvBase64: each.map((a) => a.base64 ?? Buffer.from(a.text).toString('base64')) } : {}),
-    redacted: each.some((a) => a.redacted) || joined.redacted,
-    alerts: joined.alerts,
+    redacted: outcome.redacted,
+    alerts: outcome.alerts,
   };
 }

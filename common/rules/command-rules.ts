@@ -60,6 +60,12 @@ export interface RuleOutcome {
   alerts: FiredAlert[];
 }
 
+export interface ArgvOutcome {
+  args: string[];
+  redacted: boolean;
+  alerts: FiredAlert[];
+}
+
 /** A character span [start, end) of a command to replace. */
 interface Span {
   start: number;
@@ -100,6 +106,34 @@ export class CommandRules {
   ) {}
 
   apply(command: string): RuleOutcome {
+    const spans = this.secretSpans(command);
+    const alerts = this.alertsOf(command);
+    if (spans.length === 0) return { text: command, redacted: false, alerts };
+    return { text: replaceSpans(command, spans), redacted: true, alerts };
+  }
+
+  /**
+   * The same for a program's arguments. They are judged as the command line they make (joined by spaces),
+   * so a secret that spans two arguments (`--password`, `hunter2`) is found as in a typed command; each
+   * argument then loses exactly the part of a secret that falls in it, and the argument list keeps its shape.
+   */
+  applyArgv(args: readonly string[]): ArgvOutcome {
+    const joined = args.join(' ');
+    const spans = this.secretSpans(joined);
+    const alerts = this.alertsOf(joined);
+    if (spans.length === 0) return { args: [...args], redacted: false, alerts };
+    let offset = 0;
+    const out = args.map((arg) => {
+      const local = spans
+        .map((s) => ({ start: Math.max(0, s.start - offset), end: Math.min(arg.length, s.end - offset) }))
+        .filter((s) => s.end > s.start);
+      offset += arg.length + 1;
+      return local.length > 0 ? replaceSpans(arg, local) : arg;
+    });
+    return { args: out, redacted: true, alerts };
+  }
+
+  private secretSpans(command: string): Span[] {
     const spans: Span[] = [];
     if (this.shapes.length > 0) {
       const lower = command.toLowerCase();
@@ -107,14 +141,19 @@ export class CommandRules {
         if (gateMet(shape.shape.gate, lower)) collectShape(shape, command, spans);
     }
     for (const redaction of this.redactions) collectUser(redaction, command, spans);
-    // Alerts judge the command as typed, before redaction: a rule about a secret-bearing command (say
-    // `curl -u admin:` or `mysql -p`) must still fire although its secret part is replaced, and what a
-    // rule sees must not depend on which built-in shapes happen to be on.
+    return spans;
+  }
+
+  /**
+   * Alerts judge the command as typed, before redaction: a rule about a secret-bearing command (say
+   * `curl -u admin:` or `mysql -p`) must still fire although its secret part is replaced, and what a rule
+   * sees must not depend on which built-in shapes happen to be on.
+   */
+  private alertsOf(command: string): FiredAlert[] {
     const alerts: FiredAlert[] = [];
     for (const alert of this.alertRules)
       if (find(alert, command, 0) !== null) alerts.push({ name: alert.name, severity: alert.severity });
-    if (spans.length === 0) return { text: command, redacted: false, alerts };
-    return { text: replaceSpans(command, spans), redacted: true, alerts };
+    return alerts;
   }
 }
 

@@ -1,0 +1,38 @@
+import { MAX_KEY_LINES, PrivateKeyBlocks } from './key-blocks.js';
+
+describe('private key blocks typed line by line', () => {
+  it('replaces the lines between BEGIN and END, per shell', () => {
+    const blocks = new PrivateKeyBlocks();
+    const typed = [
+      'cat > id <<EOF',
+      '-----BEGIN OPENSSH PRIVATE KEY-----',
+      'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW',
+      'QyNTUxOQAAACDa',
+      '-----END OPENSSH PRIVATE KEY-----',
+      'EOF',
+    ];
+    expect(typed.map((l) => blocks.inside('a', l))).toEqual([false, false, true, true, false, false]);
+    // Another shell is not affected by an open block elsewhere.
+    blocks.inside('a', '-----BEGIN RSA PRIVATE KEY-----');
+    expect(blocks.inside('b', 'ls')).toBe(false);
+    expect(blocks.inside('a', 'MIIEow')).toBe(true);
+  });
+
+  it('ignores a key given whole on one line and public keys', () => {
+    const blocks = new PrivateKeyBlocks();
+    expect(blocks.inside('a', 'echo "-----BEGIN PRIVATE KEY----- abc -----END PRIVATE KEY-----"')).toBe(
+      false,
+    );
+    expect(blocks.inside('a', 'ls')).toBe(false);
+    expect(blocks.inside('a', '-----BEGIN PUBLIC KEY-----')).toBe(false);
+    expect(blocks.inside('a', 'MIIBIjAN')).toBe(false);
+  });
+
+  it('closes a block that never ends after MAX_KEY_LINES lines', () => {
+    const blocks = new PrivateKeyBlocks();
+    blocks.inside('a', '-----BEGIN EC PRIVATE KEY-----');
+    const inside = Array.from({ length: MAX_KEY_LINES + 2 }, () => blocks.inside('a', 'x'));
+    expect(inside.filter(Boolean)).toHaveLength(MAX_KEY_LINES);
+    expect(inside.at(-1)).toBe(false);
+  });
+});
