@@ -3,12 +3,16 @@
  * each of its runs, then dies or waits): events, losses, restart after a death, and stop. No root needed;
  * exec.node.test.ts runs the real bpftrace.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ExecCapture, type ExecCaptureLoss, type ExecCaptureOptions } from './exec-capture.js';
 import type { CapturedExec } from './exec-output.js';
+import { type FakeRun as Run, fakeBpftrace } from './testdata/fake-bpftrace.js';
+
+let dir: string;
+let capture: ExecCapture | undefined;
 
 const samples = readFileSync(
   join(import.meta.dirname, '..', '..', 'bpf-scripts', 'exec', 'samples.txt'),
@@ -16,47 +20,13 @@ const samples = readFileSync(
 );
 const sampleExecs = samples.split('\n').filter((l) => /^[PQAE] /.test(l));
 
-interface Run {
-  stdout: string[];
-  stderr?: string;
-  /** Exit with this code a moment after printing (not before ExecCapture saw it attach); else wait. */
-  exit?: number;
-}
-
-let dir: string;
-let capture: ExecCapture | undefined;
-
-/** A fake bpftrace whose nth run prints runs[n-1]. */
-function fakeBpftrace(runs: Run[]): string {
-  runs.forEach((run, i) => {
-    writeFileSync(join(dir, `out.${i + 1}`), run.stdout.map((l) => `${l}\n`).join(''));
-    writeFileSync(join(dir, `err.${i + 1}`), run.stderr ?? '');
-    if (run.exit !== undefined) writeFileSync(join(dir, `exit.${i + 1}`), String(run.exit));
-  });
-  const script = join(dir, 'bpftrace');
-  writeFileSync(
-    script,
-    [
-      '#!/bin/sh',
-      `cd '${dir}'`,
-      'n=$(( $(cat runs 2>/dev/null || echo 0) + 1 )); echo "$n" > runs',
-      'cat "err.$n" >&2; cat "out.$n"',
-      'if [ -f "exit.$n" ]; then sleep 0.2; exit "$(cat "exit.$n")"; fi',
-      'exec sleep 1000',
-      '',
-    ].join('\n'),
-    { mode: 0o755 },
-  );
-  return script;
-}
-
 function start(runs: Run[], options: Partial<ExecCaptureOptions> = {}) {
   const execs: CapturedExec[] = [];
   const losses: ExecCaptureLoss[] = [];
   capture = new ExecCapture({
     hostMntns: 4026531832,
     maxArgvBytes: 256,
-    bpftrace: fakeBpftrace(runs),
+    bpftrace: fakeBpftrace(dir, runs),
     restartDelayMs: 50,
     readyTimeoutMs: 10_000,
     ...options,

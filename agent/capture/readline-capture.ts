@@ -59,6 +59,7 @@ interface Generation {
 /** Copies of one probe hit seen by two bpftrace processes are this close in time (measured: tens of µs). */
 const MATCH_WINDOW_NS = 1_000_000n;
 const RECENT_KEEP_NS = 5_000_000_000n;
+const MAX_RESTART_DELAY_MS = 30_000;
 
 interface Emitted {
   ns: bigint;
@@ -78,6 +79,9 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
   private readonly retiring = new Set<Promise<void>>();
   private switching: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** The targets last asked for: what a restart after a crash attaches. */
+  private wanted: readonly string[] = [];
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
   private readonly now: () => bigint;
 
   constructor(private readonly options: ReadlineCaptureOptions) {
@@ -93,6 +97,7 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
   /** Probes exactly these files from now on (empty: stop probing). Calls are serialized. */
   setTargets(targets: readonly string[]): Promise<void> {
     const wanted = [...new Set(targets)].sort();
+    this.wanted = wanted;
     this.switching = this.switching.then(() => this.switchTo(wanted));
     return this.switching;
   }
@@ -207,18 +212,39 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
     const fromNs = this.now();
     this.current = undefined;
     const detail = `bpftrace exited (code ${exit.code}, signal ${exit.signal}): ${exit.stderr.trim().slice(-500)}`;
-    const restart = async () => {
-      await new Promise((resolve) => setTimeout(resolve, this.options.restartDelayMs ?? 1000));
-      if (this.stopped || this.current) return;
-      try {
-        await this.switchTo(generation.targets);
-        this.emit('loss', { reason: 'bpftrace-exited', fromNs, toNs: this.attachedSince(), detail });
-      } catch (error) {
-        this.emit('error', error as Error);
-        this.emit('loss', { reason: 'bpftrace-exited', fromNs, detail });
-      }
-    };
-    this.switching = this.switching.then(restart);
+    this.scheduleRestart(fromNs, detail, 0);
+  }
+
+  /**
+   * Restarts with the targets wanted now (not those of the dead generation: one may be what killed it), after
+   * a delay that doubles with each failed attempt up to MAX_RESTART_DELAY_MS. The attempt queues behind
+   * target changes instead of blocking them, and the loss is reported once capture is back.
+   */
+  private scheduleRestart(fromNs: bigint, detail: string, attempt: number): void {
+    const delay = Math.min((this.options.restartDelayMs ?? 1000) * 2 ** attempt, MAX_RESTART_DELAY_MS);
+    const timer = setTimeout(() => {
+      this.restartTimers.delete(timer);
+      this.switching = this.switching.then(async () => {
+        if (this.stopped) return;
+        try {
+          if (!this.current && this.wanted.length > 0) await this.switchTo(this.wanted);
+          this.emit('loss', {
+            reason: 'bpftrace-exited',
+            fromNs,
+            toNs: this.attachedSince() ?? this.now(),
+            detail,
+          });
+        } catch (error) {
+          this.emit('error', error as Error);
+          this.scheduleRestart(
+            fromNs,
+            `${detail}; restart ${attempt + 1} failed: ${(error as Error).message}`,
+            attempt + 1,
+          );
+        }
+      });
+    }, delay);
+    this.restartTimers.add(timer);
   }
 
   /** When the running generation took over (monotonic ns), if one runs. */
@@ -228,6 +254,7 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const timer of this.restartTimers) clearTimeout(timer);
     await this.switching.catch(() => undefined);
     const current = this.current;
     this.current = undefined;
