@@ -79,6 +79,29 @@ export class BpftraceProcess extends EventEmitter<BpftraceProcessEvents> {
     );
   }
 
+  /**
+   * Resolves once the script is attached; rejects (and stops bpftrace) if it exits first or takes longer than
+   * timeoutMs: a bpftrace that neither attaches nor exits (seen with a script it could not use) must not hang
+   * its supervisor.
+   */
+  async attached(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`bpftrace did not attach within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([this.ready, timedOut]);
+    } catch (error) {
+      await this.stop();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private onLine(line: string): void {
     if (line === 'R') this.resolveReady();
     const lost = LOST.exec(line);

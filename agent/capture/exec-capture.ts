@@ -106,22 +106,10 @@ export class ExecCapture extends EventEmitter<ExecCaptureEvents> {
       this.onExit(run, exit);
     });
     await bpftrace.start();
-    const timeoutMs = this.options.readyTimeoutMs ?? 30_000;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`bpftrace did not attach within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
-    try {
-      await Promise.race([bpftrace.ready, timedOut]);
-      if (exited) throw new Error('bpftrace exited right after attaching');
-    } catch (error) {
+    await bpftrace.attached(this.options.readyTimeoutMs ?? 30_000);
+    if (exited) {
       await bpftrace.stop();
-      throw error;
-    } finally {
-      clearTimeout(timer);
+      throw new Error('bpftrace exited right after attaching');
     }
     this.run = run;
     this.emit('attached');

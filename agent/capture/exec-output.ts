@@ -8,6 +8,7 @@
  * wrong argv. Lines that are not the script's (bpftrace's own messages) are counted as noise.
  */
 import { EXEC_CHUNK_BYTES } from './exec-script.js';
+import { hexWords } from './readline-output.js';
 
 /** The script reads the file name up to this many chunks (PATH_MAX, 4096 bytes with its NUL). */
 export const PATH_MAX_CHUNKS = 64;
@@ -65,7 +66,6 @@ export interface CapturedExec extends ExecKey, ExecOrigin {
 }
 
 const DEC = /^\d{1,20}$/;
-const HEX = /^[0-9a-f]{1,16}$/;
 const WORDS = EXEC_CHUNK_BYTES / 8;
 const HEADER = 7; // tag, pid, tid, ns, uid, cgroup, mntns
 const TAGS = new Map([
@@ -75,15 +75,6 @@ const TAGS = new Map([
 ] as const);
 /** Fields that fit a number (pids, uid, inode, sizes); ns and cgroup are 64-bit and kept as bigint. */
 const BIG = new Set([3, 5]);
-
-function words(hex: string[]): Buffer | undefined {
-  const out = Buffer.alloc(hex.length * 8);
-  for (const [i, h] of hex.entries()) {
-    if (!HEX.test(h)) return undefined;
-    out.writeBigUInt64LE(BigInt(`0x${h}`), i * 8);
-  }
-  return out;
-}
 
 /** One line of bpftrace's output. Lines bpftrace prints about itself ("Attaching 2 probes...") are noise. */
 export function parseExecLine(line: string): ParsedExecLine {
@@ -115,7 +106,7 @@ export function parseExecLine(line: string): ParsedExecLine {
     const end = { kind: 'end' as const, ppid, argvBytes, argvKept, pathChunks, argvChunks };
     return { ok: true, event: { ...base, ...end } };
   }
-  const bytes = words(f.slice(decimals));
+  const bytes = hexWords(f.slice(decimals));
   if (!bytes) return { ok: false, reason: 'malformed' };
   return { ok: true, event: { ...base, kind: chunkKind, index: n[7]!, bytes } };
 }

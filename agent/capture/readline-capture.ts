@@ -139,23 +139,7 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
     process.on('lost', (count) => this.emit('loss', { reason: 'kernel-lost-events', count }));
     process.on('exit', (exit) => this.onExit(generation, exit));
     await process.start();
-    // A bpftrace that neither attaches nor exits (seen with a script it could not use) must not hang us.
-    const timeoutMs = this.options.readyTimeoutMs ?? 30_000;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`bpftrace did not attach within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
-    try {
-      await Promise.race([process.ready, timedOut]);
-    } catch (error) {
-      await process.stop();
-      throw error;
-    } finally {
-      clearTimeout(timer);
-    }
+    await process.attached(this.options.readyTimeoutMs ?? 30_000);
     return generation;
   }
 

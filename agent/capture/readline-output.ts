@@ -34,7 +34,8 @@ export type ParsedLine =
 const DEC = /^\d{1,20}$/;
 const HEX = /^[0-9a-f]{1,16}$/;
 
-function words(hex: string[]): Buffer | undefined {
+/** Hex 64-bit words (as the scripts print them with %lx) -> their bytes, little-endian; undefined if malformed. */
+export function hexWords(hex: readonly string[]): Buffer | undefined {
   const out = Buffer.alloc(hex.length * 8);
   for (const [i, h] of hex.entries()) {
     if (!HEX.test(h)) return undefined;
@@ -65,7 +66,7 @@ export function parseReadlineLine(line: string): ParsedLine {
   if (tag === 'N') return { ok: true, event: { ...base, kind: 'eof' } };
   const index = Number(f[7]);
   if (tag === 'T') return { ok: true, event: { ...base, kind: 'truncated', index } };
-  const bytes = words(f.slice(8));
+  const bytes = hexWords(f.slice(8));
   if (!bytes) return { ok: false, reason: 'malformed' };
   return { ok: true, event: { ...base, kind: tag === 'C' ? 'chunk' : 'last', index, bytes } };
 }
