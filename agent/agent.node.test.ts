@@ -9,22 +9,20 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CommandRecord } from '../api/records/v1.js';
-import { AgentProcess } from '../e2e/support/agent-process.js';
+import { AGENT_BIN, AgentProcess } from '../e2e/support/agent-process.js';
 import {
   Containerd,
-  RUNC,
   childrenOf,
+  criAnnotations,
   unmountUnder,
-  writeRuncBinaryScript,
+  writeWrapperRuntimeScript,
 } from '../e2e/support/containerd.js';
 import { buildImageArchive, importImage, removeImage } from '../e2e/support/image.js';
-import { REPO_ROOT } from '../e2e/support/paths.js';
 import { buildRootfs } from '../e2e/support/rootfs.js';
 import { buildLibreadlineRootfs, buildRlshell, buildStaticBashRootfs } from '../e2e/support/shells.js';
 import { CTRL_D, Terminal } from '../e2e/support/terminal.js';
 import { openContainerShell } from '../e2e/support/typing.js';
 
-const WRAPPER = join(REPO_ROOT, 'runc-wrapper', 'container-auditor-runc');
 const NS = `agent-${process.pid}`;
 let scratch: string;
 let containerd: Containerd;
@@ -49,15 +47,9 @@ spec:
   - {name: curl-pipe-shell, pattern: 'curl .*\\|\\s*(ba)?sh', severity: high}
 `;
 
-/** CRI annotations as containerd's CRI plugin writes them for a pod's container. */
-function criAnnotations(container: string, namespace = 'shop'): Record<string, string> {
-  return {
-    'io.kubernetes.cri.container-type': 'container',
-    'io.kubernetes.cri.sandbox-namespace': namespace,
-    'io.kubernetes.cri.sandbox-name': `pod-${container}`,
-    'io.kubernetes.cri.sandbox-uid': `uid-${container}`,
-    'io.kubernetes.cri.container-name': container,
-  };
+/** CRI annotations of a container in its own pod (pod-<container>) of `namespace`. */
+function podAnnotations(container: string, namespace = 'shop'): Record<string, string> {
+  return criAnnotations({ namespace, pod: container, container });
 }
 
 const images: string[] = [];
@@ -111,15 +103,7 @@ beforeAll(async () => {
   writeFileSync(join(rootfs, 'etc', 'test.inputrc'), 'set disable-completion on\n');
   writeFileSync(policy, POLICY);
   mkdirSync(spool, { mode: 0o700 });
-  writeRuncBinaryScript(runtime, {
-    exec: WRAPPER,
-    env: {
-      CONTAINER_AUDITOR_RUNC: RUNC,
-      CONTAINER_AUDITOR_HANDOFF_DIR: spool,
-      CONTAINER_AUDITOR_WRAPPER_LOG: join(scratch, 'wrapper.log'),
-      CONTAINER_AUDITOR_RUNC_CONFIG: join(scratch, 'no-config-file'),
-    },
-  });
+  writeWrapperRuntimeScript(runtime, { handoffDir: spool, dir: scratch });
   containerd = await Containerd.start();
   agent = await AgentProcess.start({ policy, spool, state });
 }, 120_000);
@@ -137,7 +121,7 @@ afterAll(async () => {
 
 describe('standalone agent', () => {
   it('records every line typed in an audited container exactly, attributed to it', async () => {
-    await startContainer('audited', criAnnotations('shell'));
+    await startContainer('audited', podAnnotations('shell'));
     const coverage = await agent.recordsWhere('coverage', (r) => r.containerId === 'audited');
     expect(coverage[0]).toMatchObject({ status: 'covered', via: 'bash', bash: '/bin/bash', late: false });
 
@@ -218,8 +202,8 @@ describe('standalone agent', () => {
   });
 
   it('writes nothing for host shells and for containers the policy does not select', async () => {
-    await startContainer('other-container', criAnnotations('sidecar'));
-    await startContainer('other-namespace', criAnnotations('shell', 'kube-system'));
+    await startContainer('other-container', podAnnotations('sidecar'));
+    await startContainer('other-namespace', podAnnotations('shell', 'kube-system'));
     await typeLines('audited', ': marker-before', []);
     for (const id of ['other-container', 'other-namespace']) {
       const shell = await openContainerShell(containerd, NS, id);
@@ -278,7 +262,7 @@ describe('standalone agent', () => {
         args: ['sleep', '3600'],
         detach: true,
         runcBinary: runtime,
-        annotations: criAnnotations('shell'),
+        annotations: podAnnotations('shell'),
       });
       if (result.code !== 0) throw new Error(`ctr run ${id}: ${result.stderr}`);
     }
@@ -310,7 +294,7 @@ describe('standalone agent', () => {
   it('captures a shell that takes readline from libreadline.so', async () => {
     const root = join(scratch, 'rlshell-rootfs');
     buildLibreadlineRootfs(root, buildRlshell(join(scratch, 'build')));
-    await startContainer('libreadline', criAnnotations('shell'), root);
+    await startContainer('libreadline', podAnnotations('shell'), root);
     const [coverage] = await agent.recordsWhere('coverage', (r) => r.containerId === 'libreadline');
     expect(coverage).toMatchObject({ status: 'covered', via: 'libreadline' });
     expect(coverage!.target).toMatch(/libreadline\.so/);
@@ -331,7 +315,7 @@ describe('standalone agent', () => {
   it('reports a static stripped bash as a coverage gap, with the reason', async () => {
     const root = join(scratch, 'static-rootfs');
     buildStaticBashRootfs(root);
-    await startContainer('static-bash', criAnnotations('shell'), root);
+    await startContainer('static-bash', podAnnotations('shell'), root);
     const [gap] = await agent.recordsWhere('coverage', (r) => r.containerId === 'static-bash');
     expect(gap).toMatchObject({ status: 'gap', bash: '/bin/bash' });
     expect(gap!.reason).toMatch(/static bash without a dynamic readline symbol/);
@@ -410,11 +394,9 @@ describe('standalone agent', () => {
   it('refuses a bad policy file with a message naming the field', () => {
     const bad = join(scratch, 'bad.yaml');
     writeFileSync(bad, POLICY.replace('maxCommandBytes: 512', 'maxCommandBytes: 0'));
-    const result = spawnSync(
-      process.execPath,
-      [join(REPO_ROOT, 'bin', 'container-auditor.js'), 'agent', '--standalone', '--policy', bad],
-      { encoding: 'utf8' },
-    );
+    const result = spawnSync(process.execPath, [AGENT_BIN, 'agent', '--standalone', '--policy', bad], {
+      encoding: 'utf8',
+    });
     expect(result.status).toBe(2);
     expect(result.stderr).toContain('spec.capture.maxCommandBytes');
   });

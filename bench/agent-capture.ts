@@ -35,22 +35,40 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { availableParallelism, release, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
-import { AgentRecord as AgentRecordSchema, type CoverageRecord } from '../api/records/v1.js';
+import type { AgentRecord, CoverageRecord, LossRecord } from '../api/records/v1.js';
+import { AGENT_BIN, AgentProcess, AgentProcessError } from '../e2e/support/agent-process.js';
 import {
   Containerd,
-  RUNC,
   childrenOf,
+  criAnnotations,
   isAlive,
   unmountUnder,
-  writeRuncBinaryScript,
+  writeWrapperRuntimeScript,
 } from '../e2e/support/containerd.js';
 import { buildImageArchive, importImage, removeImage } from '../e2e/support/image.js';
+import { RUNC_WRAPPER } from '../e2e/support/paths.js';
 import { buildRootfs, sharedLibraries } from '../e2e/support/rootfs.js';
 import { installFile } from '../e2e/support/shells.js';
+import {
+  atCleanup,
+  checkpoint,
+  firstLine,
+  fixed as f,
+  median,
+  nowMs,
+  numberOption,
+  parseOptionValues,
+  procStat,
+  progress,
+  quantile,
+  readProc,
+  runBench,
+  sortNum,
+  table,
+  ticksToMs,
+} from './support.js';
 
 const USAGE = `usage: node dist/bench/agent-capture.js [options]   (as root, after make build)
 
@@ -95,30 +113,6 @@ spec:
   capture: {maxCommandBytes: 512}
 `;
 
-/** CRI annotations as containerd's CRI plugin writes them, so the policy selects the container. */
-function criAnnotations(id: string): Record<string, string> {
-  return {
-    'io.kubernetes.cri.container-type': 'container',
-    'io.kubernetes.cri.sandbox-namespace': 'bench',
-    'io.kubernetes.cri.sandbox-name': `pod-${id}`,
-    'io.kubernetes.cri.sandbox-uid': `uid-${id}`,
-    'io.kubernetes.cri.container-name': 'shell',
-  };
-}
-
-class Interrupted extends Error {}
-
-/** The directory holding package.json above this file (works from bench/ and from dist/bench/). */
-function repoRoot(): string {
-  for (let dir = import.meta.dirname; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'runc-wrapper'))) return dir;
-    if (dirname(dir) === dir) return process.cwd();
-  }
-}
-
-const WRAPPER = join(repoRoot(), 'runc-wrapper', 'container-auditor-runc');
-const AGENT_BIN = join(repoRoot(), 'bin', 'container-auditor.js');
-
 interface Options {
   shells: number;
   samples: number;
@@ -132,61 +126,40 @@ interface Options {
   tmpdir: string;
 }
 
-function positiveNumber(name: string, value: string | undefined, fallback: number, integer = true): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!(n > 0) || (integer && !Number.isInteger(n)))
-    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, not '${value}'`);
-  return n;
-}
-
 function parseOptions(argv: string[]): Options | undefined {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      shells: { type: 'string' },
-      samples: { type: 'string' },
-      drivers: { type: 'string' },
-      'latency-commands': { type: 'string' },
-      'latency-rate': { type: 'string' },
-      rates: { type: 'string' },
-      'step-seconds': { type: 'string' },
-      'stall-seconds': { type: 'string' },
-      'stall-rate': { type: 'string' },
-      tmpdir: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(USAGE);
-    return undefined;
-  }
-  const shells = positiveNumber('shells', values.shells, 100);
+  const names = [
+    'shells',
+    'samples',
+    'drivers',
+    'latency-commands',
+    'latency-rate',
+    'rates',
+    'step-seconds',
+    'stall-seconds',
+    'stall-rate',
+    'tmpdir',
+  ] as const;
+  const values = parseOptionValues(argv, names, USAGE);
+  if (!values) return undefined;
+  const shells = numberOption('shells', values.shells, 100);
   if (shells < 2) throw new Error('--shells must be at least 2 (one shell is the baseline)');
-  const drivers = positiveNumber('drivers', values.drivers, 8);
+  const drivers = numberOption('drivers', values.drivers, 8);
   return {
     shells,
-    samples: positiveNumber('samples', values.samples, 5),
+    samples: numberOption('samples', values.samples, 5),
     drivers,
-    latencyCommands: positiveNumber('latency-commands', values['latency-commands'], 1200),
-    latencyRate: positiveNumber('latency-rate', values['latency-rate'], 200),
-    rates: (values.rates ?? '500,1000,2000,4000,8000').split(',').map((r) => positiveNumber('rates', r, 0)),
-    stepSeconds: positiveNumber('step-seconds', values['step-seconds'], 3, false),
-    stallSeconds:
-      values['stall-seconds'] === '0'
-        ? 0
-        : positiveNumber('stall-seconds', values['stall-seconds'], 6, false),
-    stallRate: positiveNumber('stall-rate', values['stall-rate'], 1000),
+    latencyCommands: numberOption('latency-commands', values['latency-commands'], 1200),
+    latencyRate: numberOption('latency-rate', values['latency-rate'], 200),
+    rates: (values.rates ?? '500,1000,2000,4000,8000').split(',').map((r) => numberOption('rates', r, 0)),
+    stepSeconds: numberOption('step-seconds', values['step-seconds'], 3, { integer: false }),
+    stallSeconds: numberOption('stall-seconds', values['stall-seconds'], 6, { integer: false, zero: true }),
+    stallRate: numberOption('stall-rate', values['stall-rate'], 1000),
     tmpdir: values.tmpdir ?? tmpdir(),
   };
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// What the agent writes: every line on its stdout, stamped with when the bench read it.
-
-/** Wall-clock milliseconds with a fraction (Date.now() is whole milliseconds). */
-const nowMs = (): number => performance.timeOrigin + performance.now();
+// What the agent writes: its records, stamped with when the bench read them (AgentProcess).
 
 interface Arrival {
   /** The record's time (readline's return, for a command), in ms since the epoch: whole milliseconds. */
@@ -220,83 +193,14 @@ class Tracker {
   }
 }
 
-interface LossSeen {
-  arrivalMs: number;
-  reason: string;
-  count: number | undefined;
-}
-
 /**
- * The standalone agent as an operator runs it (`bin/container-auditor.js agent --standalone`), its stdout read
- * here: every line stamped with when it arrived, validated, and routed. (e2e/support/agent-process.ts does the
- * same for tests, but finds bin/ relative to its own file, which is not there once compiled into dist/.)
+ * Follows the command records as AgentProcess reads them (its onRecord): those of each phase, by their tag
+ * (Tracker), and the first lines of shells (`: hello-...`), by their text.
  */
-class AgentUnderTest {
+class Commands {
   private readonly trackers = new Map<string, Tracker>();
-  readonly losses: LossSeen[] = [];
-  readonly coverage: CoverageRecord[] = [];
   /** Command records of shells' first lines (`: hello-...`), by that text. */
   readonly hellos = new Map<string, Arrival>();
-  /** Lines on stdout that are not valid records. */
-  invalid = 0;
-  commands = 0;
-  stderr = '';
-  private rest = '';
-  private readonly exit: Promise<number | null>;
-
-  private constructor(readonly child: ChildProcess) {
-    child.stdout!.setEncoding('utf8').on('data', (data: string) => {
-      const arrivalMs = nowMs();
-      const lines = (this.rest + data).split('\n');
-      this.rest = lines.pop()!;
-      for (const line of lines) this.onLine(line, arrivalMs);
-    });
-    child.stderr!.setEncoding('utf8').on('data', (data: string) => {
-      this.stderr = (this.stderr + data).slice(-64 * 1024);
-    });
-    this.exit = new Promise((resolve) => child.on('close', (code) => resolve(code)));
-  }
-
-  static command(bin: string, policy: string, spool: string, state: string): string[] {
-    const args = ['--policy', policy, '--handoff-dir', spool, '--state-dir', state, '--output', '-'];
-    return [bin, 'agent', '--standalone', ...args, '--node', 'bench-node'];
-  }
-
-  /** Starts it and waits for its "Agent started" log line. */
-  static async start(argv: string[]): Promise<AgentUnderTest> {
-    const agent = new AgentUnderTest(spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] }));
-    await agent.until('the agent to start', () => agent.stderr.includes('"Agent started"'), 30_000);
-    return agent;
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  get exited(): boolean {
-    return this.child.exitCode !== null || this.child.signalCode !== null;
-  }
-
-  /** Waits until `test` holds; throws with `what` after the timeout, or if the agent exits. */
-  async until(what: string, test: () => boolean, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!test()) {
-      checkpoint();
-      if (this.exited) throw new Error(`the agent exited while waiting for ${what}`);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await sleep(50);
-    }
-  }
-
-  /** SIGTERM (SIGKILL after graceMs), and the exit code. */
-  async stop(graceMs = 15_000): Promise<number | null> {
-    if (this.exited) return this.exit;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
-    const code = await this.exit;
-    clearTimeout(timer);
-    return code;
-  }
 
   track(tag: string): Tracker {
     const tracker = new Tracker(tag);
@@ -304,30 +208,8 @@ class AgentUnderTest {
     return tracker;
   }
 
-  lossesBetween(fromMs: number, toMs: number): LossSeen[] {
-    return this.losses.filter((l) => l.arrivalMs >= fromMs && l.arrivalMs <= toMs);
-  }
-
-  private onLine(line: string, arrivalMs: number): void {
-    let json: unknown;
-    try {
-      json = JSON.parse(line);
-    } catch {
-      json = undefined;
-    }
-    const parsed = AgentRecordSchema.safeParse(json);
-    if (!parsed.success) {
-      this.invalid++;
-      return;
-    }
-    const record = parsed.data;
-    if (record.kind === 'coverage') this.coverage.push(record);
-    if (record.kind === 'loss') {
-      this.losses.push({ arrivalMs, reason: record.reason, count: record.count });
-      return;
-    }
+  readonly onRecord = (record: AgentRecord, arrivalMs: number): void => {
     if (record.kind !== 'command') return;
-    this.commands++;
     const arrival: Arrival = { recordMs: Date.parse(record.time), arrivalMs, pid: record.pid };
     if (record.command.startsWith(': hello-')) {
       this.hellos.set(record.command, arrival);
@@ -335,22 +217,27 @@ class AgentUnderTest {
     }
     const m = /^: ([a-z0-9]+)-(\d+)(?: |$)/.exec(record.command);
     if (m) this.trackers.get(m[1]!)?.onRecord(Number(m[2]), arrival);
-  }
+  };
+}
+
+/** The agent's `loss` records read between two times. */
+function lossesBetween(agent: AgentProcess, fromMs: number, toMs: number): LossRecord[] {
+  return agent.records.filter((r, k): r is LossRecord => {
+    const at = agent.arrivals[k]!;
+    return r.kind === 'loss' && at >= fromMs && at <= toMs;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // /proc readings.
 
-function readProc(pid: number, file: string): string | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/${file}`, 'utf8');
-  } catch {
-    return undefined; // gone
-  }
-}
-
 function comm(pid: number): string {
   return (readProc(pid, 'comm') ?? '').trim();
+}
+
+/** When a process started (field 22 of its stat), to tell it from a later process with the same pid. */
+function startTime(pid: number): string | undefined {
+  return procStat(pid)?.fields[19];
 }
 
 /** VmRSS in KiB (0 for a process that is gone or a zombie). */
@@ -364,8 +251,6 @@ function descendantsOf(pid: number): number[] {
   for (const child of childrenOf(pid)) out.push(child, ...descendantsOf(child));
   return out;
 }
-
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
 
 /** Busy and total jiffies of the whole machine (/proc/stat's first line). */
 function machineJiffies(): { busy: number; total: number } {
@@ -384,17 +269,17 @@ function cpuByProcess(agentPid: number): Map<string, { name: string; ms: number 
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
-    const stat = readProc(pid, 'stat');
+    const stat = procStat(pid);
     if (!stat) continue;
-    let name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
+    const { fields } = stat;
+    let name = stat.comm;
     if (pid === agentPid) name = 'agent';
     else if (pid === process.pid) name = 'bench';
     else if (name === 'bpftrace' && Number(fields[1]) !== agentPid) name = "bpftrace (not our agent's)";
     else if (name === 'node') name = 'node (not ours)';
     else if (name.startsWith('containerd-shim')) name = 'shim';
     else if (name.startsWith('kworker')) name = 'kworker';
-    const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+    const ms = ticksToMs(Number(fields[11]) + Number(fields[12]));
     by.set(`${pid}/${fields[19]}`, { name, ms });
   }
   return by;
@@ -452,32 +337,7 @@ function sampleMemory(agentPid: number): MemorySample {
   return sample;
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Statistics and tables.
-
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[rank]!;
-}
-
-const sortNum = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);
-const median = (xs: number[]): number => quantile(sortNum(xs), 0.5);
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, k) => Math.max(h.length, ...rows.map((r) => r[k]!.length)));
-  const line = (cells: string[]): string =>
-    `| ${cells.map((c, k) => (k === 0 ? c.padEnd(widths[k]!) : c.padStart(widths[k]!))).join(' | ')} |`;
-  const rule = `|${widths.map((w, k) => (k === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
-  return [line(header), rule, ...rows.map(line)].join('\n');
-}
-
-const f = (x: number, digits = 1): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 const mib = (kib: number): string => f(kib / 1024);
-
-function progress(message: string): void {
-  process.stderr.write(`${message}\n`);
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Scratch state, and its cleanup (normal end, error, Ctrl-C).
@@ -485,61 +345,44 @@ function progress(message: string): void {
 interface Scratch {
   dir: string;
   containerd?: Containerd;
-  agent?: AgentUnderTest;
+  agent?: AgentProcess;
   drivers: Driver[];
   image?: string;
   /** The agent is SIGSTOPped (the stall step): it gets a SIGCONT before anything else. */
   agentStopped?: boolean;
-  /** bpftrace processes seen under the agent: killed if the agent left them behind. */
-  bpftrace: Set<number>;
+  /** bpftrace processes seen under the agent, pid to start time: killed if the agent left them behind. */
+  bpftrace: Map<number, string>;
 }
 
+/** For an error's explanation: the agent's stderr. */
 let scratch: Scratch | undefined;
-let cleaning: Promise<void> | undefined;
-let interrupted = false;
 
-function checkpoint(): void {
-  if (interrupted) throw new Interrupted('interrupted');
-}
-
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    const s = scratch;
-    if (!s) return;
-    const step = async (what: string, work: () => Promise<unknown> | void): Promise<void> => {
-      try {
-        await work();
-      } catch (err) {
-        process.stderr.write(`cleanup: ${what}: ${err instanceof Error ? err.message : String(err)}\n`);
-      }
-    };
-    for (const d of s.drivers) d.kill(); // what they ran in the containers goes with the containers
-    const agent = s.agent;
-    if (agent && s.agentStopped)
-      await step('continue the agent', () => void process.kill(agent.pid, 'SIGCONT'));
-    if (agent) await step('stop the agent', () => agent.stop());
-    for (const pid of s.bpftrace) if (isAlive(pid) && comm(pid) === 'bpftrace') process.kill(pid, 'SIGKILL');
-    const containerd = s.containerd;
-    if (containerd) {
-      await step('remove the containers', () => containerd.removeAll(NS));
-      const image = s.image;
-      if (image) await step(`remove ${image}`, () => removeImage(containerd, NS, image));
-      await step('stop containerd', () => containerd.stop());
+async function cleanup(s: Scratch): Promise<void> {
+  const step = async (what: string, work: () => Promise<unknown> | void): Promise<void> => {
+    try {
+      await work();
+    } catch (err) {
+      process.stderr.write(`cleanup: ${what}: ${err instanceof Error ? err.message : String(err)}\n`);
     }
-    await step(`remove ${s.dir}`, () => {
-      unmountUnder(s.dir);
-      rmSync(s.dir, { recursive: true, force: true });
-    });
-    scratch = undefined;
-  })();
-  return cleaning;
-}
-
-function onSignal(signal: NodeJS.Signals): void {
-  if (interrupted) process.exit(130); // a second Ctrl-C: leave now
-  interrupted = true;
-  process.stderr.write(`\n${signal}: cleaning up (again to leave at once)\n`);
-  void cleanup().finally(() => process.exit(130));
+  };
+  for (const d of s.drivers) d.kill(); // what they ran in the containers goes with the containers
+  const agent = s.agent;
+  if (agent && s.agentStopped)
+    await step('continue the agent', () => void process.kill(agent.pid, 'SIGCONT'));
+  if (agent) await step('stop the agent', () => agent.stop());
+  for (const [pid, start] of s.bpftrace)
+    if (isAlive(pid) && startTime(pid) === start) process.kill(pid, 'SIGKILL');
+  const containerd = s.containerd;
+  if (containerd) {
+    await step('remove the containers', () => containerd.removeAll(NS));
+    const image = s.image;
+    if (image) await step(`remove ${image}`, () => removeImage(containerd, NS, image));
+    await step('stop containerd', () => containerd.stop());
+  }
+  await step(`remove ${s.dir}`, () => {
+    unmountUnder(s.dir);
+    rmSync(s.dir, { recursive: true, force: true });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -658,13 +501,14 @@ async function measureMemory(
   pids: number[],
   opts: Options,
   s: Scratch,
-  agent: AgentUnderTest,
+  agent: AgentProcess,
 ): Promise<MemoryRow> {
   const samples: MemorySample[] = [];
   for (let k = 0; k < opts.samples; k++) {
     checkpoint();
     if (k > 0) await sleep(1000);
-    for (const pid of descendantsOf(agent.pid)) if (comm(pid) === 'bpftrace') s.bpftrace.add(pid);
+    for (const pid of descendantsOf(agent.pid))
+      if (comm(pid) === 'bpftrace') s.bpftrace.set(pid, startTime(pid) ?? '');
     samples.push(sampleMemory(agent.pid));
   }
   const state = describeShells(pids);
@@ -709,7 +553,7 @@ async function typeAtRate(
 }
 
 /** Waits until every line of the tracker was recorded, or none came for `quietMs`. */
-async function drain(tracker: Tracker, total: number, quietMs: number, agent: AgentUnderTest): Promise<void> {
+async function drain(tracker: Tracker, total: number, quietMs: number, agent: AgentProcess): Promise<void> {
   const started = nowMs();
   for (;;) {
     checkpoint();
@@ -739,7 +583,7 @@ interface StepRow {
   received: number;
   duplicates: number;
   readlineRate: number;
-  lossRecords: LossSeen[];
+  lossRecords: LossRecord[];
   readlineP50: number;
   readlineP99: number;
   typedP99: number;
@@ -760,11 +604,11 @@ interface Step {
 
 async function throughputStep(
   step: Step,
+  tracker: Tracker,
   drivers: Driver[],
   s: Scratch,
-  agent: AgentUnderTest,
+  agent: AgentProcess,
 ): Promise<StepRow> {
-  const tracker = agent.track(step.tag);
   const total = Math.round(step.rate * step.seconds);
   const fromMs = nowMs();
   for (const d of drivers) d.maxBacklog = 0;
@@ -799,6 +643,8 @@ async function throughputStep(
   const typedEndMs = nowMs();
   await drain(tracker, total, 3000, agent);
   const after = cpuMark(agent.pid);
+  const gone = drivers.find((d) => d.gone);
+  if (gone) throw new Error(`a typing shell in ${gone.container} went away: ${gone.gone}`);
   const received = [...tracker.received.values()];
   const times = sortNum(received.map((a) => a.recordMs));
   const span = (times.at(-1)! - times[0]!) / 1000;
@@ -811,7 +657,7 @@ async function throughputStep(
     received: tracker.received.size,
     duplicates: tracker.duplicates,
     readlineRate: received.length > 1 && span > 0 ? (received.length - 1) / span : NaN,
-    lossRecords: agent.lossesBetween(fromMs, nowMs()),
+    lossRecords: lossesBetween(agent, fromMs, nowMs()),
     readlineP50: quantile(readline, 0.5),
     readlineP99: quantile(readline, 0.99),
     typedP99: quantile(fromTyping, 0.99),
@@ -823,17 +669,12 @@ async function throughputStep(
 
 // ---------------------------------------------------------------------------------------------------------
 
-function firstLine(binary: string, args: string[]): string {
-  const r = spawnSync(binary, args, { encoding: 'utf8' });
-  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')[0]?.trim() || '?';
-}
-
 function requireTools(): void {
   if (process.getuid?.() !== 0) throw new Error('run this as root (containerd, runc and bpftrace need it)');
   for (const tool of ['containerd', 'ctr', 'containerd-shim-runc-v2', 'bpftrace', 'script']) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is not on PATH`);
   }
-  if (!existsSync(WRAPPER)) throw new Error(`${WRAPPER} is missing: run make build`);
+  if (!existsSync(RUNC_WRAPPER)) throw new Error(`${RUNC_WRAPPER} is missing: run make build`);
   if (!existsSync(AGENT_BIN)) throw new Error(`${AGENT_BIN} is missing: run make build`);
 }
 
@@ -846,8 +687,9 @@ async function bench(opts: Options): Promise<void> {
   const idle1 = machineJiffies();
   const busyBefore = (100 * (idle1.busy - idle0.busy)) / Math.max(1, idle1.total - idle0.total);
   const dir = mkdtempSync(join(opts.tmpdir, 'ca-agent-bench-'));
-  const s: Scratch = { dir, drivers: [], bpftrace: new Set() };
+  const s: Scratch = { dir, drivers: [], bpftrace: new Map() };
   scratch = s;
+  atCleanup(() => cleanup(s));
   const spool = join(dir, 'spool');
   const state = join(dir, 'state');
   const policy = join(dir, 'policy.yaml');
@@ -863,15 +705,7 @@ async function bench(opts: Options): Promise<void> {
   writeFileSync(join(rootfs, SHELLS_AT), SHELLS_SCRIPT, { mode: 0o755 });
   writeFileSync(policy, POLICY);
   mkdirSync(spool, { mode: 0o700 });
-  writeRuncBinaryScript(runtime, {
-    exec: WRAPPER,
-    env: {
-      CONTAINER_AUDITOR_RUNC: RUNC,
-      CONTAINER_AUDITOR_HANDOFF_DIR: spool,
-      CONTAINER_AUDITOR_WRAPPER_LOG: join(dir, 'wrapper.log'),
-      CONTAINER_AUDITOR_RUNC_CONFIG: join(dir, 'no-config-file'),
-    },
-  });
+  writeWrapperRuntimeScript(runtime, { handoffDir: spool, dir });
   s.containerd = await Containerd.start();
   const containerd = s.containerd;
   const archive = buildImageArchive(rootfs, join(dir, 'image.tar'), { ref: IMAGE_REF });
@@ -879,7 +713,14 @@ async function bench(opts: Options): Promise<void> {
   checkpoint();
 
   progress('starting the agent, then two containers of the image');
-  s.agent = await AgentUnderTest.start(AgentUnderTest.command(AGENT_BIN, policy, spool, state));
+  const commands = new Commands();
+  s.agent = await AgentProcess.start({
+    policy,
+    spool,
+    state,
+    node: 'bench-node',
+    onRecord: commands.onRecord,
+  });
   const agent = s.agent;
   for (const id of CONTAINERS) {
     const result = await containerd.runImage(NS, {
@@ -888,15 +729,16 @@ async function bench(opts: Options): Promise<void> {
       args: ['sleep', '86400'],
       detach: true,
       runcBinary: runtime,
-      annotations: criAnnotations(id),
+      annotations: criAnnotations({ namespace: 'bench', pod: id, container: 'shell' }), // the policy's
     });
     if (result.code !== 0) throw new Error(`ctr run ${id}: ${result.stderr}`);
   }
   const isCovered = (r: CoverageRecord): boolean =>
     r.status === 'covered' && (CONTAINERS as readonly string[]).includes(r.containerId);
-  await agent.until('both containers covered', () => agent.coverage.filter(isCovered).length >= 2, 30_000);
-  const covered = agent.coverage.filter(isCovered);
-  const targets = [...new Set(covered.map((r) => r.target))];
+  const covered = (): CoverageRecord[] =>
+    agent.records.filter((r): r is CoverageRecord => r.kind === 'coverage' && isCovered(r));
+  await agent.waitFor('both containers covered', () => covered().length >= 2, 30_000);
+  const targets = [...new Set(covered().map((r) => r.target))];
 
   // (1) memory: one idle shell, then all of them.
   const [c1, c2] = CONTAINERS;
@@ -909,9 +751,9 @@ async function bench(opts: Options): Promise<void> {
   ];
   progress('(1) memory: one idle shell');
   await startIdleShells(containerd, c1, 0, 1);
-  await agent.until('the first idle shell to be recorded', () => agent.hellos.has(hello(c1, 0)), 30_000);
+  await agent.waitFor('the first idle shell to be recorded', () => commands.hellos.has(hello(c1, 0)), 30_000);
   await sleep(2000); // anything the new exec set off in the agent settles
-  const onePid = [agent.hellos.get(hello(c1, 0))!.pid];
+  const onePid = [commands.hellos.get(hello(c1, 0))!.pid];
   const memory: MemoryRow[] = [await measureMemory('1 shell', 1, onePid, opts, s, agent)];
 
   progress(`(1) memory: ${opts.shells} idle shells`);
@@ -920,14 +762,14 @@ async function bench(opts: Options): Promise<void> {
     startIdleShells(containerd, c1, 1, inFirst - 1),
     startIdleShells(containerd, c2, 0, inSecond),
   ]);
-  await agent.until(
+  await agent.waitFor(
     `${opts.shells} idle shells to be recorded`,
-    () => allHellos.every((h) => agent.hellos.has(h)),
+    () => allHellos.every((h) => commands.hellos.has(h)),
     120_000,
   );
   const idleStartS = (nowMs() - t0) / 1000;
   await sleep(2000);
-  const allPids = allHellos.map((h) => agent.hellos.get(h)!.pid);
+  const allPids = allHellos.map((h) => commands.hellos.get(h)!.pid);
   memory.push(await measureMemory(`${opts.shells} shells`, opts.shells, allPids, opts, s, agent));
 
   // The typing shells for (2) and (3), alternately in each container (Driver).
@@ -941,15 +783,19 @@ async function bench(opts: Options): Promise<void> {
   }
   for (const [k, driver] of drivers.entries()) {
     const marker = `: hello-driver-${k}`;
-    await agent.until(`driver ${k} to be recorded`, () => agent.hellos.has(marker) || !!driver.gone, 30_000);
+    await agent.waitFor(
+      `driver ${k} to be recorded`,
+      () => commands.hellos.has(marker) || !!driver.gone,
+      30_000,
+    );
     if (driver.gone) throw new Error(`driver ${k}: ${driver.gone}`);
-    driver.pid = agent.hellos.get(marker)!.pid;
+    driver.pid = commands.hellos.get(marker)!.pid;
   }
   const driverState = describeShells(drivers.map((d) => d.pid));
 
   // (2) latency at a moderate rate.
   progress(`(2) latency: ${opts.latencyCommands} commands at ${opts.latencyRate}/s`);
-  const lat = agent.track('lat');
+  const lat = commands.track('lat');
   const latTyping = await typeAtRate(
     drivers,
     lat,
@@ -978,7 +824,7 @@ async function bench(opts: Options): Promise<void> {
     });
   for (const step of plan) {
     progress(`(3) throughput: ${step.label} (${step.rate} lines/s for ${step.seconds} s)`);
-    const row = await throughputStep(step, drivers, s, agent);
+    const row = await throughputStep(step, commands.track(step.tag), drivers, s, agent);
     steps.push(row);
     progress(
       `    sent ${row.sent}, recorded ${row.received}, lost ${row.sent - row.received}, ` +
@@ -1008,7 +854,7 @@ async function bench(opts: Options): Promise<void> {
     row.samples.map((x) => mib(total(x))).join(' '),
   ]);
 
-  const lossCell = (losses: LossSeen[]): string => {
+  const lossCell = (losses: LossRecord[]): string => {
     if (losses.length === 0) return '0';
     const byReason = new Map<string, number>();
     for (const l of losses) byReason.set(l.reason, (byReason.get(l.reason) ?? 0) + (l.count ?? 0));
@@ -1030,7 +876,7 @@ async function bench(opts: Options): Promise<void> {
     `${f(r.cpu.agent, 0)}% / ${f(r.cpu.bpftrace, 0)}%`,
     `${f(r.cpu.machine, 0)}%`,
   ]);
-  const allLosses = agent.losses;
+  const allLosses = agent.records.filter((r): r is LossRecord => r.kind === 'loss');
   const idleCommand = `ctr tasks exec --detach --exec-id idle-<id>-<first> <id> /bin/sh ${SHELLS_AT} <id> <first> <count>`;
   const driverCommand = `ctr tasks exec --exec-id driver-<k> <container> /bin/sh -c "${DRIVER_SHELL}"`;
   const machine = [
@@ -1143,29 +989,19 @@ async function bench(opts: Options): Promise<void> {
     'CPU by program during each step (typing and drain; % of one core; exited processes not counted):',
     ...steps.map((r) => `  ${r.label}: ${r.cpu.top}`),
     '',
-    `records: ${agent.commands} command records read; loss records in the whole run: ${lossCell(allLosses)}; ` +
-      `invalid lines on the agent's stdout: ${agent.invalid}; bench took ${f((nowMs() - benchStart) / 1000, 0)} s`,
+    `records: ${agent.records.filter((r) => r.kind === 'command').length} command records read; loss records in the whole run: ${lossCell(allLosses)}; ` +
+      `invalid lines on the agent's stdout: ${agent.invalid.length}; bench took ${f((nowMs() - benchStart) / 1000, 0)} s`,
   ];
   console.log(out.join('\n'));
 }
 
-async function main(): Promise<number> {
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
-  try {
-    const opts = parseOptions(process.argv.slice(2));
-    if (!opts) return 0;
-    await bench(opts);
-    return 0;
-  } catch (err) {
-    if (err instanceof Interrupted) return 130;
-    process.stderr.write(`agent-capture bench: ${err instanceof Error ? err.message : String(err)}\n`);
-    const agent = scratch?.agent;
-    if (agent) process.stderr.write(`agent stderr (tail):\n${agent.stderr.slice(-2000)}\n`);
-    return 1;
-  } finally {
-    if (scratch) progress('cleaning up');
-    await cleanup();
-  }
-}
-
-process.exit(await main());
+await runBench({
+  name: 'agent-capture bench',
+  parse: parseOptions,
+  run: bench,
+  // A wait on the agent says the tail of its stderr already.
+  explain: (err) =>
+    scratch?.agent && !(err instanceof AgentProcessError)
+      ? `agent stderr (tail):\n${scratch.agent.stderr.slice(-2000)}`
+      : undefined,
+});

@@ -35,10 +35,27 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
-import { basename, delimiter, dirname, join, resolve } from 'node:path';
+import { basename, delimiter, join, resolve } from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
+import { RUNC_WRAPPER } from '../e2e/support/paths.js';
 import { buildRootfs, writeBundle } from '../e2e/support/rootfs.js';
+import {
+  Interrupted,
+  atCleanup,
+  checkpoint,
+  firstLine,
+  fixed,
+  numberOption,
+  parseOptionValues,
+  procStat,
+  progress,
+  progressCount,
+  quantile,
+  runBench,
+  sortNum,
+  table,
+  ticksToMs,
+} from './support.js';
 
 const USAGE = `usage: node dist/bench/runc-wrapper.js [options]   (as root)
 
@@ -50,8 +67,6 @@ const USAGE = `usage: node dist/bench/runc-wrapper.js [options]   (as root)
   --tmpdir DIR        where the scratch directory goes (default /dev/shm, a tmpfs like a node's /run)
   -h, --help`;
 
-class Interrupted extends Error {}
-
 interface Options {
   iterations: number;
   cycles: number;
@@ -60,22 +75,6 @@ interface Options {
   wrapper: string;
   runc: string;
   tmpdir: string;
-}
-
-function positiveInt(name: string, value: string | undefined, fallback: number, min = 1): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min)
-    throw new Error(`--${name} must be an integer >= ${min}, not '${value}'`);
-  return n;
-}
-
-/** The directory holding package.json above this file (works from bench/ and from dist/bench/). */
-function repoRoot(): string {
-  for (let dir = import.meta.dirname; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'runc-wrapper'))) return dir;
-    if (dirname(dir) === dir) return process.cwd();
-  }
 }
 
 function onPath(command: string): string | undefined {
@@ -91,32 +90,18 @@ function onPath(command: string): string | undefined {
 }
 
 function parseOptions(argv: string[]): Options | undefined {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      iterations: { type: 'string' },
-      cycles: { type: 'string' },
-      warmup: { type: 'string' },
-      wrapper: { type: 'string' },
-      runc: { type: 'string' },
-      tmpdir: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(USAGE);
-    return undefined;
-  }
+  const names = ['iterations', 'cycles', 'warmup', 'wrapper', 'runc', 'tmpdir'] as const;
+  const values = parseOptionValues(argv, names, USAGE);
+  if (!values) return undefined;
   const runc = values.runc ?? onPath('runc');
   if (!runc) throw new Error('runc is not on PATH (install Debian runc or pass --runc)');
-  const wrapper = values.wrapper ?? join(repoRoot(), 'runc-wrapper', 'container-auditor-runc');
+  const wrapper = values.wrapper ?? RUNC_WRAPPER;
   if (!existsSync(wrapper)) throw new Error(`${wrapper} is missing: build it with make -C runc-wrapper`);
   return {
-    iterations: positiveInt('iterations', values.iterations, 200),
-    cycles: positiveInt('cycles', values.cycles, 40),
-    warmupState: positiveInt('warmup', values.warmup, 5, 0),
-    warmupCycles: positiveInt('warmup', values.warmup, 2, 0),
+    iterations: numberOption('iterations', values.iterations, 200),
+    cycles: numberOption('cycles', values.cycles, 40),
+    warmupState: numberOption('warmup', values.warmup, 5, { zero: true }),
+    warmupCycles: numberOption('warmup', values.warmup, 2, { zero: true }),
     wrapper: realpathSync(resolve(wrapper)),
     runc: realpathSync(resolve(runc)),
     tmpdir: values.tmpdir ?? (existsSync('/dev/shm') ? '/dev/shm' : '/tmp'),
@@ -133,13 +118,8 @@ interface Scratch {
   peer?: ChildProcess;
 }
 
-let scratch: Scratch | undefined;
-let interrupted = false;
-
-function cleanup(): void {
-  const s = scratch;
-  if (!s) return;
-  scratch = undefined;
+/** Synchronous, so that it runs whole even when the process is exiting. */
+function cleanup(s: Scratch): void {
   if (s.peer && s.peer.exitCode === null && s.peer.signalCode === null) s.peer.kill('SIGTERM');
   for (const root of s.roots) {
     const list = spawnSync(s.runc, ['--root', root, 'list', '-q'], { encoding: 'utf8' });
@@ -155,18 +135,10 @@ function cleanup(): void {
   }
 }
 
-function onSignal(signal: NodeJS.Signals): void {
-  if (interrupted) {
-    cleanup();
-    process.exit(130);
-  }
-  interrupted = true;
-  process.stderr.write(`\n${signal}: stopping after the current command, then cleaning up\n`);
-}
-
-async function checkpoint(): Promise<void> {
-  await yieldToEventLoop(); // lets a signal handler run between (synchronous) runc calls
-  if (interrupted) throw new Interrupted('interrupted');
+/** Lets a signal's handler run between the (synchronous) runc calls, and stops if one came. */
+async function pause(): Promise<void> {
+  await yieldToEventLoop();
+  checkpoint();
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -191,17 +163,14 @@ const sum = (...xs: Sample[]): Sample => ({
   cpu: xs.reduce((a, x) => a + x.cpu, 0),
 });
 
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
-
 /**
  * CPU time of this process's reaped children (cutime + cstime of /proc/self/stat), in ms. Its resolution is
  * one clock tick (10 ms), so one reading says little, but rounding errors average out over many calls: the
  * mean per call is good to a fraction of a millisecond. Unlike wall time it ignores waiting for a CPU.
  */
 function childrenCpuMs(): number {
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
-  return ((Number(fields[13]) + Number(fields[14])) * 1000) / CLOCK_TICKS;
+  const { fields } = procStat('self')!;
+  return ticksToMs(Number(fields[13]) + Number(fields[14]));
 }
 
 /**
@@ -217,10 +186,7 @@ function timed(side: Side, args: string[], errFile: string): Sample {
   const c1 = childrenCpuMs();
   closeSync(errFd);
   callCount++;
-  if (r.signal === 'SIGINT' || r.signal === 'SIGTERM' || r.signal === 'SIGHUP') {
-    interrupted = true;
-    throw new Interrupted('interrupted');
-  }
+  if (r.signal === 'SIGINT' || r.signal === 'SIGTERM' || r.signal === 'SIGHUP') throw new Interrupted();
   if (r.error) throw new Error(`${side.name}: ${args.join(' ')}: ${r.error.message}`);
   if (r.status !== 0) {
     const stderr = readFileSync(errFile, 'utf8').trim();
@@ -232,15 +198,7 @@ function timed(side: Side, args: string[], errFile: string): Sample {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Statistics and the table.
-
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[rank]!;
-}
-
-const sortNum = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);
+// The rows of the tables.
 
 interface Row {
   operation: string;
@@ -256,7 +214,7 @@ function summarise(row: Row): string[] {
   // Paired differences: each wrapper run against the runc-alone run next to it.
   const added = sortNum(row.test.map((t, k) => t.wall - row.base[k]!.wall));
   const cpuAdded = (sum(...row.test).cpu - sum(...row.base).cpu) / Math.max(1, row.test.length);
-  const f = (x: number, digits = 2): string => x.toFixed(digits);
+  const f = (x: number, digits = 2): string => fixed(x, digits);
   const signed = (x: number): string => `${x >= 0 ? '+' : ''}${f(x)}`;
   // Distribution-free 95% confidence interval of the median difference (order statistics, binomial).
   const n = added.length;
@@ -274,26 +232,6 @@ function summarise(row: Row): string[] {
     `${f(quantile(base, 0.9))} / ${f(quantile(test, 0.9))}`,
     signed(cpuAdded),
   ];
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, k) => Math.max(h.length, ...rows.map((r) => r[k]!.length)));
-  const line = (cells: string[]): string =>
-    `| ${cells.map((c, k) => (k === 0 ? c.padEnd(widths[k]!) : c.padStart(widths[k]!))).join(' | ')} |`;
-  const rule = `|${widths.map((w, k) => (k === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
-  return [line(header), rule, ...rows.map(line)].join('\n');
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Progress on stderr.
-
-function progress(phase: string, done: number, total: number): void {
-  if (process.stderr.isTTY) {
-    process.stderr.write(`\r\x1b[K${phase}: ${done}/${total}`);
-    if (done === total) process.stderr.write('\n');
-  } else if (done === total || done % Math.max(1, Math.ceil(total / 10)) === 0) {
-    process.stderr.write(`${phase}: ${done}/${total}\n`);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -368,11 +306,6 @@ function makeSpool(dir: string, withAck: boolean): void {
   if (withAck) mkdirSync(join(dir, 'ack'), { mode: 0o700 });
 }
 
-function firstLine(binary: string, args: string[]): string {
-  const r = spawnSync(binary, args, { encoding: 'utf8' });
-  return (r.stdout ?? '').split('\n')[0]?.trim() || '?';
-}
-
 function fsType(path: string): string {
   return firstLine('stat', ['-f', '-c', '%T', path]);
 }
@@ -382,7 +315,7 @@ async function bench(opts: Options): Promise<void> {
 
   const dir = mkdtempSync(join(opts.tmpdir, 'ca-runc-bench-'));
   const s: Scratch = { dir, runc: opts.runc, roots: new Set() };
-  scratch = s;
+  atCleanup(() => cleanup(s));
   const root = join(dir, 'runc-root');
   s.roots.add(root);
   const rootfs = join(dir, 'rootfs');
@@ -404,7 +337,7 @@ async function bench(opts: Options): Promise<void> {
   }
   makeSpool(quietSpool, false);
   makeSpool(agentSpool, true);
-  process.stderr.write(`scratch directory ${dir}: building a busybox rootfs and a bundle\n`);
+  progress(`scratch directory ${dir}: building a busybox rootfs and a bundle`);
   buildRootfs(rootfs);
   writeBundle(bundle, rootfs, { args: ['sleep', '1000'] });
 
@@ -460,8 +393,8 @@ async function bench(opts: Options): Promise<void> {
       stateRow.base.push(t.get(alone)!);
       stateRow.test.push(t.get(quiet)!);
     }
-    progress('(a) state', k + 1, stateTotal);
-    await checkpoint();
+    progressCount('(a) state', k + 1, stateTotal);
+    await pause();
   }
   remove(alone, running);
 
@@ -487,8 +420,8 @@ async function bench(opts: Options): Promise<void> {
       rows.delete[which].push(td);
       rows.cycle[which].push(sum(tc, ts, td));
     }
-    progress('(b) cycles', k + 1, cycleTotal);
-    await checkpoint();
+    progressCount('(b) cycles', k + 1, cycleTotal);
+    await pause();
   }
 
   // (c) create when the agent is alive and acknowledges at once
@@ -516,8 +449,8 @@ async function bench(opts: Options): Promise<void> {
       ackRows.wait.base.push(q);
       ackRows.wait.test.push(w);
     }
-    progress('(c) create with an agent', k + 1, cycleTotal);
-    await checkpoint();
+    progressCount('(c) create with an agent', k + 1, cycleTotal);
+    await pause();
   }
 
   // (d) The wrapper's own work, with runc replaced by /bin/true: what it adds without runc's noise around it.
@@ -569,8 +502,8 @@ async function bench(opts: Options): Promise<void> {
       trueRows.wait.base.push(q.create);
       trueRows.wait.test.push(w.create);
     }
-    progress('(d) wrapper around /bin/true', k + 1, trueTotal);
-    await checkpoint();
+    progressCount('(d) wrapper around /bin/true', k + 1, trueTotal);
+    await pause();
   }
   rmSync(trueSpool, { recursive: true, force: true }); // thousands of hand-offs nobody reads
 
@@ -645,31 +578,7 @@ async function bench(opts: Options): Promise<void> {
   for (const l of logLines.slice(0, 5)) process.stderr.write(`wrapper log: ${l}\n`);
 }
 
-async function main(): Promise<number> {
-  const argv = process.argv.slice(2);
-  if (argv[0] === '--peer' && argv[1]) {
-    runPeer(argv[1]);
-    return -1; // keeps running
-  }
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
-  process.on('exit', cleanup);
-  try {
-    const opts = parseOptions(argv);
-    if (!opts) return 0;
-    await bench(opts);
-    return 0;
-  } catch (err) {
-    if (err instanceof Interrupted) {
-      process.stderr.write('interrupted\n');
-      return 130;
-    }
-    process.stderr.write(`runc-wrapper bench: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
-  } finally {
-    if (scratch) process.stderr.write('cleaning up\n');
-    cleanup();
-  }
-}
-
-const code = await main();
-if (code >= 0) process.exit(code);
+const argv = process.argv.slice(2);
+// `--peer <spool>`: this process is the peer of (c) (startPeer), and keeps running.
+if (argv[0] === '--peer' && argv[1]) runPeer(argv[1]);
+else await runBench({ name: 'runc-wrapper bench', parse: parseOptions, run: bench });

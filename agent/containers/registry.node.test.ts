@@ -23,10 +23,9 @@ import type { Handoff } from '../../api/handoff/v1.js';
 import { silentLogger } from '../../common/logging.js';
 import {
   Containerd,
-  RUNC,
   type CommandResult,
   unmountUnder,
-  writeRuncBinaryScript,
+  writeWrapperRuntimeScript,
 } from '../../e2e/support/containerd.js';
 import { buildRootfs } from '../../e2e/support/rootfs.js';
 import { HandoffSpool } from '../handoff/spool.js';
@@ -34,7 +33,6 @@ import { CriAnnotation } from './bundle.js';
 import { ContainerRegistry, type HandoffOutcome } from './registry.js';
 
 const WRAPPER_DIR = join(import.meta.dirname, '..', '..', 'runc-wrapper');
-const WRAPPER = join(WRAPPER_DIR, 'container-auditor-runc');
 /** Per test: the node project's testTimeout does not reach the tests (see runc-wrapper's node test). */
 const TEST_TIMEOUT = 90_000;
 
@@ -279,15 +277,7 @@ describe('fed by the runc wrapper under containerd', () => {
       const spool = join(dir, 'spool');
       mkdirSync(join(spool, 'ack'), { recursive: true, mode: 0o700 });
       const runtime = join(dir, 'runtime.sh');
-      writeRuncBinaryScript(runtime, {
-        exec: WRAPPER,
-        env: {
-          CONTAINER_AUDITOR_RUNC: RUNC,
-          CONTAINER_AUDITOR_HANDOFF_DIR: spool,
-          CONTAINER_AUDITOR_WRAPPER_LOG: join(dir, 'wrapper.log'),
-          CONTAINER_AUDITOR_RUNC_CONFIG: join(dir, 'no-config-file'),
-        },
-      });
+      writeWrapperRuntimeScript(runtime, { handoffDir: spool, dir });
       const id = 'sleeper';
       const bundle = containerd.bundleDir(namespace, id);
       const spoolReader = new HandoffSpool({

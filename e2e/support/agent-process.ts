@@ -1,9 +1,11 @@
 /**
  * The standalone agent as a user runs it (`container-auditor agent --standalone ...`, from bin/, so `make
- * build` must have run), with its records read from stdout as they come.
+ * build` must have run), with its records read from stdout as they come, each stamped with when it came.
+ * Tests use it, and so does bench/agent-capture.ts (compiled into dist/: REPO_ROOT finds bin/ from there too).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentRecord } from '../../api/records/v1.js';
 import { AgentRecord as AgentRecordSchema } from '../../api/records/v1.js';
@@ -17,24 +19,46 @@ export interface AgentProcessOptions {
   state: string;
   node?: string;
   extraArgs?: string[];
+  /**
+   * Called with every record as it is read, and when (as records' arrivals): to follow a long run as it goes
+   * rather than search `records` again and again.
+   */
+  onRecord?: (record: AgentRecord, arrivalMs: number) => void;
 }
+
+/** An error about the agent process; its message ends with the tail of the agent's stderr. */
+export class AgentProcessError extends Error {}
 
 export class AgentProcess {
   readonly records: AgentRecord[] = [];
+  /**
+   * When each of `records` was read from the agent's stdout (the same index): wall-clock milliseconds, with a
+   * fraction (performance.timeOrigin + performance.now()), taken as the chunk holding the line arrived.
+   */
+  readonly arrivals: number[] = [];
   /** Lines on stdout that are not valid records: a test fails on any. */
   readonly invalid: string[] = [];
   stderr = '';
-  private exit: Promise<number | null>;
+  private readonly exit: Promise<number | null>;
 
-  private constructor(readonly child: ChildProcess) {
+  private constructor(
+    readonly child: ChildProcess,
+    onRecord?: (record: AgentRecord, arrivalMs: number) => void,
+  ) {
     let rest = '';
     child.stdout!.setEncoding('utf8').on('data', (data: string) => {
+      const arrivalMs = performance.timeOrigin + performance.now();
       const lines = (rest + data).split('\n');
       rest = lines.pop()!;
       for (const line of lines) {
-        const parsed = AgentRecordSchema.safeParse(JSON.parse(line));
-        if (parsed.success) this.records.push(parsed.data);
-        else this.invalid.push(line);
+        const parsed = AgentRecordSchema.safeParse(parseJson(line));
+        if (!parsed.success) {
+          this.invalid.push(line);
+          continue;
+        }
+        this.records.push(parsed.data);
+        this.arrivals.push(arrivalMs);
+        onRecord?.(parsed.data, arrivalMs);
       }
     });
     child.stderr!.setEncoding('utf8').on('data', (data: string) => {
@@ -61,7 +85,8 @@ export class AgentProcess {
       options.node ?? 'test-node',
       ...(options.extraArgs ?? []),
     ];
-    const agent = new AgentProcess(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const agent = new AgentProcess(child, options.onRecord);
     await agent.waitFor('the agent to start', () => agent.stderr.includes('"Agent started"'), 30_000);
     return agent;
   }
@@ -70,10 +95,16 @@ export class AgentProcess {
     return this.child.pid!;
   }
 
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** Waits until `test` holds; throws after the timeout, or when the agent exits first. */
   async waitFor(what: string, test: () => boolean, timeoutMs = 30_000): Promise<void> {
-    for (let waited = 0; !test(); waited += 50) {
-      if (waited > timeoutMs || this.child.exitCode !== null)
-        throw new Error(`timed out waiting for ${what}; agent stderr:\n${this.stderr.slice(-4000)}`);
+    const deadline = Date.now() + timeoutMs;
+    while (!test()) {
+      if (this.exited) throw this.error(`the agent exited while waiting for ${what}`);
+      if (Date.now() > deadline) throw this.error(`timed out waiting for ${what}`);
       await sleep(50);
     }
   }
@@ -101,9 +132,25 @@ export class AgentProcess {
     return found();
   }
 
-  /** SIGTERM, and the exit code. */
-  async stop(): Promise<number | null> {
-    if (this.child.exitCode === null) this.child.kill('SIGTERM');
-    return this.exit;
+  /** SIGTERM (SIGKILL if it is still there after `graceMs`), and the exit code. */
+  async stop(graceMs = 15_000): Promise<number | null> {
+    if (this.exited) return this.exit;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    const code = await this.exit;
+    clearTimeout(timer);
+    return code;
+  }
+
+  private error(message: string): AgentProcessError {
+    return new AgentProcessError(`${message}; agent stderr:\n${this.stderr.slice(-4000)}`);
+  }
+}
+
+function parseJson(line: string): unknown {
+  try {
+    return JSON.parse(line) as unknown;
+  } catch {
+    return undefined;
   }
 }

@@ -34,6 +34,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type CommandResult, type RunCommandOptions, runCommand } from './command.js';
+import { RUNC_WRAPPER } from './paths.js';
 
 export { type CommandResult, type RunCommandOptions, runCommand } from './command.js';
 
@@ -78,6 +79,41 @@ export function writeRuncBinaryScript(path: string, options: RuncBinaryScriptOpt
   lines.push(`exec ${shellQuote(options.exec)} "$@"`, '');
   writeFileSync(path, lines.join('\n'));
   chmodSync(path, 0o755);
+}
+
+/**
+ * A runtime script (writeRuncBinaryScript) that runs the runc wrapper (`make build`'s) over the host's runc,
+ * configured by its environment alone: hand-offs into `handoffDir`, its log at `<dir>/wrapper.log`, and never
+ * the host's /etc/container-auditor/runc-wrapper.conf.
+ */
+export function writeWrapperRuntimeScript(path: string, options: { handoffDir: string; dir: string }): void {
+  writeRuncBinaryScript(path, {
+    exec: RUNC_WRAPPER,
+    env: {
+      CONTAINER_AUDITOR_RUNC: RUNC,
+      CONTAINER_AUDITOR_HANDOFF_DIR: options.handoffDir,
+      CONTAINER_AUDITOR_WRAPPER_LOG: join(options.dir, 'wrapper.log'),
+      CONTAINER_AUDITOR_RUNC_CONFIG: join(options.dir, 'no-config-file'),
+    },
+  });
+}
+
+/**
+ * OCI annotations as containerd's CRI plugin writes them for a container of a pod, the pod being
+ * `pod-<pod>` (uid `uid-<pod>`) in `namespace`: what the agent knows a container by, and policies select on.
+ */
+export function criAnnotations(options: {
+  namespace: string;
+  pod: string;
+  container: string;
+}): Record<string, string> {
+  return {
+    'io.kubernetes.cri.container-type': 'container',
+    'io.kubernetes.cri.sandbox-namespace': options.namespace,
+    'io.kubernetes.cri.sandbox-name': `pod-${options.pod}`,
+    'io.kubernetes.cri.sandbox-uid': `uid-${options.pod}`,
+    'io.kubernetes.cri.container-name': options.container,
+  };
 }
 
 export interface RunOptions {

@@ -129,6 +129,25 @@ async function typeInto(argv: string[], prompt: RegExp, lines: string[], last: s
   return terminal;
 }
 
+/**
+ * Probes `file`, types `lines` into the shell that `argv` opens (typeInto), and waits for the capture to hold
+ * that shell's last line (`exit` when `last` typed it; else the last of `lines`: Ctrl-D returns none). What
+ * readline returned to the shell, in order.
+ */
+async function captureTyped(
+  file: string,
+  argv: string[],
+  prompt: RegExp,
+  lines: string[],
+  last: string,
+): Promise<{ lines: CapturedLine[]; texts: string[] }> {
+  await capture.setTargets([file]);
+  await typeInto(argv, prompt, lines, last);
+  const final = last === CTRL_D ? lines.at(-1)! : last.trim();
+  await waitFor('the typed lines', () => session(lines[0]!).texts.includes(final));
+  return session(lines[0]!);
+}
+
 /** `ctr tasks exec --tty` of `bash -i` (no rc files) in a running container: a terminal's command line. */
 function interactiveBash(id: string, execId: string): string[] {
   const args = ['bash', '--norc', '--noprofile', '-i'];
@@ -239,12 +258,16 @@ describe('a container from an image unpacked by the overlayfs snapshotter', () =
   });
 
   it('captures a line typed into bash -i through a uretprobe on the overlay path', async () => {
-    await capture.setTargets([target.file]);
     const marker = ': typed-through-overlay';
-    await typeInto(interactiveBash(id, 'shell-1'), BASH_PROMPT, [marker, 'echo "$((6 * 7))"'], 'exit\n');
-    await waitFor('the typed lines', () => session(marker).texts.includes('exit'));
-    const { lines, texts } = session(marker);
-    expect(texts).toEqual([marker, 'echo "$((6 * 7))"', 'exit']);
+    const typed = [marker, 'echo "$((6 * 7))"'];
+    const { lines, texts } = await captureTyped(
+      target.file,
+      interactiveBash(id, 'shell-1'),
+      BASH_PROMPT,
+      typed,
+      'exit\n',
+    );
+    expect(texts).toEqual([...typed, 'exit']);
     const mntns = mountNamespace(await taskPid(id));
     expect(lines.every((l) => l.mntns === mntns && l.uid === 0 && !l.truncated)).toBe(true);
   }, 60_000);
@@ -256,11 +279,15 @@ describe('a container from an image unpacked by the overlayfs snapshotter', () =
     // Not the same inode to stat(2) (the overlay has a device of its own) ...
     expect(viaOverlay!.dev).not.toBe(viaLower!.dev);
     // ... but the same file to the uprobe.
-    await capture.setTargets([lower]);
     const marker = ': typed-probed-in-lowerdir';
-    await typeInto(interactiveBash(id, 'shell-2'), BASH_PROMPT, [marker], 'exit\n');
-    await waitFor('the typed lines', () => session(marker).texts.includes('exit'));
-    expect(session(marker).texts).toEqual([marker, 'exit']);
+    const { texts } = await captureTyped(
+      lower,
+      interactiveBash(id, 'shell-2'),
+      BASH_PROMPT,
+      [marker],
+      'exit\n',
+    );
+    expect(texts).toEqual([marker, 'exit']);
   }, 60_000);
 });
 
@@ -277,19 +304,17 @@ describe('a shell that takes readline from libreadline.so', () => {
     expect(target).toMatchObject({ bash: '/bin/bash', via: 'libreadline' });
     expect(target.file).toMatch(new RegExp(`^${rootfs}/.*/libreadline\\.so\\.8$`));
 
-    await capture.setTargets([target.file]);
     const marker = 'typed into rlshell';
-    await typeInto(
-      containerd.ctrCommand(
-        NAMESPACE,
-        containerd.runArgs({ id: 'rlshell', rootfs, args: ['/bin/bash'], tty: true, rm: true }),
-      ),
+    const run = containerd.runArgs({ id: 'rlshell', rootfs, args: ['/bin/bash'], tty: true, rm: true });
+    const typed = [marker, 'a second line'];
+    const { texts } = await captureTyped(
+      target.file,
+      containerd.ctrCommand(NAMESPACE, run),
       RLSHELL_PROMPT,
-      [marker, 'a second line'],
+      typed,
       CTRL_D,
     );
-    await waitFor('the typed lines', () => session(marker).texts.includes('a second line'));
-    expect(session(marker).texts).toEqual([marker, 'a second line']);
+    expect(texts).toEqual(typed);
   }, 60_000);
 });
 
