@@ -1,0 +1,228 @@
+/**
+ * Events on the audited Pod, as pure functions: which Event a command or exec record becomes (core/v1, the
+ * kind `kubectl describe pod` lists), its message (under 1 KiB, cut with an ellipsis), the key under which
+ * repeats of the same command are aggregated, and the summary of what the rate limit folded.
+ *
+ *   Normal  ShellCommand    app (uid 0, pid 4242): ls -la /
+ *   Normal  ExecCommand     app (uid 0, pid 4300): /usr/bin/curl -s http://x
+ *   Warning AuditAlert      curl-pipe-shell (high) in app (uid 0, pid 4242): curl x | sh
+ *   Normal  CommandsFolded  37 commands folded by the Event rate limit (burst 25, 5/s): ls; id; ...
+ */
+import type { CoreV1Event } from '@kubernetes/client-node';
+import type { Alert, CommandRecord, ExecRecord } from '../../api/records/v1.js';
+import { SEVERITIES } from '../../api/v1alpha1/index.js';
+import { displayText } from './sessions.js';
+import { eventName } from './naming.js';
+import type { RateLimit } from './rate-limit.js';
+
+/** Kubernetes takes more, but an Event's note should stay under 1 KiB (STYLE.md). */
+export const MAX_MESSAGE_BYTES = 1024;
+export const ELLIPSIS = '…';
+export const EVENT_COMPONENT = 'container-auditor';
+
+export const REASONS = {
+  shell: 'ShellCommand',
+  exec: 'ExecCommand',
+  alert: 'AuditAlert',
+  folded: 'CommandsFolded',
+} as const;
+
+/** What an Event needs to know about one command or exec record. */
+export interface CommandEvent {
+  node: string;
+  boot: string;
+  seq: number;
+  time: string;
+  namespace: string;
+  pod: string;
+  /** '' when unknown (then `kubectl describe pod`, which selects by uid, does not list the Event). */
+  podUid: string;
+  container: string;
+  kind: 'shell' | 'exec';
+  text: string;
+  truncated: boolean;
+  pid: number;
+  uid?: number;
+  alerts: Alert[];
+}
+
+/** undefined when the record has no pod to put an Event on. */
+export function commandEventOf(record: CommandRecord | ExecRecord): CommandEvent | undefined {
+  const namespace = record.pod?.namespace;
+  const pod = record.pod?.name;
+  if (!namespace || !pod) return undefined;
+  return {
+    node: record.node,
+    boot: record.boot,
+    seq: record.seq,
+    time: record.time,
+    namespace,
+    pod,
+    podUid: record.pod?.uid ?? '',
+    container: record.container ?? record.containerId.slice(0, 12),
+    kind: record.kind === 'command' ? 'shell' : 'exec',
+    text: displayText(record),
+    truncated: record.truncated,
+    pid: record.pid,
+    ...(record.uid !== undefined ? { uid: record.uid } : {}),
+    alerts: record.alerts,
+  };
+}
+
+/** `text` cut so that its UTF-8 encoding takes at most `maxBytes`, ending in an ellipsis when cut. */
+export function cutToBytes(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  const room = maxBytes - Buffer.byteLength(ELLIPSIS);
+  let bytes = 0;
+  let out = '';
+  for (const ch of text) {
+    const n = Buffer.byteLength(ch);
+    if (bytes + n > room) break;
+    bytes += n;
+    out += ch;
+  }
+  return out + ELLIPSIS;
+}
+
+const bySeverity = (a: Alert, b: Alert): number =>
+  SEVERITIES.indexOf(b.severity) - SEVERITIES.indexOf(a.severity);
+
+export function eventKind(e: CommandEvent): { type: 'Normal' | 'Warning'; reason: string } {
+  if (e.alerts.length > 0) return { type: 'Warning', reason: REASONS.alert };
+  return { type: 'Normal', reason: e.kind === 'shell' ? REASONS.shell : REASONS.exec };
+}
+
+export function eventMessage(e: CommandEvent): string {
+  const who = `${e.container} (${e.uid !== undefined ? `uid ${e.uid}, ` : ''}pid ${e.pid})`;
+  const alerts = [...e.alerts]
+    .sort(bySeverity)
+    .map((a) => `${a.name} (${a.severity})`)
+    .join(', ');
+  const head = alerts ? `${alerts} in ${who}: ` : `${who}: `;
+  const text = e.truncated ? `${e.text}${ELLIPSIS}` : e.text;
+  return cutToBytes(head + text, MAX_MESSAGE_BYTES);
+}
+
+/** Repeats of the same command (same pod, container, shell and text) aggregate into one Event. */
+export function aggregateKey(e: CommandEvent): string {
+  const { type, reason } = eventKind(e);
+  return JSON.stringify([e.namespace, e.pod, e.podUid, type, reason, eventMessage(e)]);
+}
+
+export interface PodRef {
+  namespace: string;
+  pod: string;
+  podUid: string;
+  node: string;
+}
+
+export function podKey(p: PodRef): string {
+  return JSON.stringify([p.namespace, p.pod, p.podUid]);
+}
+
+function involvedObject(p: PodRef, container?: string): CoreV1Event['involvedObject'] {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    namespace: p.namespace,
+    name: p.pod,
+    ...(p.podUid ? { uid: p.podUid } : {}),
+    ...(container ? { fieldPath: `spec.containers{${container}}` } : {}),
+  };
+}
+
+export function commandEventBody(e: CommandEvent): CoreV1Event {
+  const { type, reason } = eventKind(e);
+  const time = new Date(e.time);
+  return {
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name: eventName(e.pod, e.boot, e.seq), namespace: e.namespace },
+    involvedObject: involvedObject(e, e.container),
+    type,
+    reason,
+    message: eventMessage(e),
+    source: { component: EVENT_COMPONENT, host: e.node },
+    reportingComponent: EVENT_COMPONENT,
+    reportingInstance: e.node,
+    firstTimestamp: time,
+    lastTimestamp: time,
+    count: 1,
+  };
+}
+
+/** What the rate limit folded for one pod during one folding window. */
+export interface Fold extends PodRef {
+  boot: string;
+  /** The first folded record names the summary Event. */
+  firstSeq: number;
+  firstTime: string;
+  lastTime: string;
+  count: number;
+  alerts: number;
+  /** The first few folded commands, shown in the summary. */
+  samples: string[];
+}
+
+export const MAX_FOLD_SAMPLES = 10;
+const SAMPLE_BYTES = 120;
+
+export function startFold(e: CommandEvent): Fold {
+  return {
+    namespace: e.namespace,
+    pod: e.pod,
+    podUid: e.podUid,
+    node: e.node,
+    boot: e.boot,
+    firstSeq: e.seq,
+    firstTime: e.time,
+    lastTime: e.time,
+    count: 0,
+    alerts: 0,
+    samples: [],
+  };
+}
+
+/** The fold with one more command counted in it (pure). */
+export function addToFold(fold: Fold, e: CommandEvent): Fold {
+  const later = Date.parse(e.time) > Date.parse(fold.lastTime);
+  return {
+    ...fold,
+    lastTime: later ? e.time : fold.lastTime,
+    count: fold.count + 1,
+    alerts: fold.alerts + (e.alerts.length > 0 ? 1 : 0),
+    samples:
+      fold.samples.length < MAX_FOLD_SAMPLES
+        ? [...fold.samples, cutToBytes(e.text, SAMPLE_BYTES)]
+        : fold.samples,
+  };
+}
+
+export function foldMessage(fold: Fold, limit: RateLimit): string {
+  const what = `${fold.count} command${fold.count === 1 ? '' : 's'} folded`;
+  const alerts = fold.alerts > 0 ? `, ${fold.alerts} with alerts` : '';
+  const more = fold.count > fold.samples.length ? '; ...' : '';
+  return cutToBytes(
+    `${what}${alerts} by the Event rate limit (burst ${limit.burst}, ${limit.perSecond}/s): ${fold.samples.join('; ')}${more}`,
+    MAX_MESSAGE_BYTES,
+  );
+}
+
+export function foldEventBody(fold: Fold, limit: RateLimit): CoreV1Event {
+  return {
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name: eventName(fold.pod, fold.boot, fold.firstSeq, 'folded'), namespace: fold.namespace },
+    involvedObject: involvedObject(fold),
+    type: fold.alerts > 0 ? 'Warning' : 'Normal',
+    reason: REASONS.folded,
+    message: foldMessage(fold, limit),
+    source: { component: EVENT_COMPONENT, host: fold.node },
+    reportingComponent: EVENT_COMPONENT,
+    reportingInstance: fold.node,
+    firstTimestamp: new Date(fold.firstTime),
+    lastTimestamp: new Date(fold.lastTime),
+    // One summary, written once: how many it stands for is in the message.
+    count: 1,
+  };
+}

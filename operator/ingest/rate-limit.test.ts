@@ -1,0 +1,31 @@
+import { KeyedTokenBuckets } from './rate-limit.js';
+
+describe('KeyedTokenBuckets', () => {
+  it('allows a burst, then refills at the rate, per key', () => {
+    let t = 0;
+    const buckets = new KeyedTokenBuckets({ burst: 3, perSecond: 2 }, () => t);
+    expect([1, 2, 3, 4].map(() => buckets.take('a'))).toEqual([true, true, true, false]);
+    expect(buckets.take('b')).toBe(true);
+    t += 499;
+    expect(buckets.take('a')).toBe(false);
+    t += 1;
+    expect(buckets.take('a')).toBe(true);
+    expect(buckets.take('a')).toBe(false);
+    t += 10_000;
+    expect(buckets.available('a')).toBe(3);
+  });
+
+  it('forgets buckets that are full again', () => {
+    let t = 0;
+    const buckets = new KeyedTokenBuckets({ burst: 2, perSecond: 1 }, () => t);
+    buckets.take('a');
+    buckets.take('b');
+    buckets.take('b');
+    t += 1000;
+    buckets.sweep();
+    expect(buckets.size).toBe(1);
+    t += 1000;
+    buckets.sweep();
+    expect(buckets.size).toBe(0);
+  });
+});

@@ -1,0 +1,240 @@
+import type { CommandRecord } from '../../api/records/v1.js';
+import type { WriteOutcome } from './outcome.js';
+import { RecordsWriter, type RecordsWriterOptions } from './records-writer.js';
+import { recordedCommand, sessionOf } from './sessions.js';
+import { apiError, command, exec, FakeTimers, MemoryRecordStore } from './testdata/fakes.js';
+
+function setup(options: Partial<RecordsWriterOptions> = {}, store = new MemoryRecordStore()) {
+  const timers = new FakeTimers();
+  const writer = new RecordsWriter({ store, timers, ...options });
+  const write = (records: CommandRecord[]): Promise<WriteOutcome[]> =>
+    Promise.all(records.map((r) => writer.write(sessionOf(r)!, recordedCommand(r))));
+  /** Writes and lets the flush window pass. */
+  const deliver = async (records: CommandRecord[]): Promise<WriteOutcome[]> => {
+    const done = write(records);
+    await timers.advance(500);
+    return done;
+  };
+  return { timers, writer, store, write, deliver };
+}
+
+const seqs = (store: MemoryRecordStore) =>
+  store.records().map((r) => [r.metadata.name, r.status?.commands?.map((c) => c.seq)]);
+
+describe('RecordsWriter', () => {
+  it('creates the session record at its first batch and writes the batch in one status write', async () => {
+    const { store, deliver } = setup();
+    const outcomes = await deliver([
+      command(1, 'ls -la /'),
+      command(2, 'id'),
+      command(3, 'cat /etc/os-release'),
+    ]);
+    expect(outcomes).toEqual(['accepted', 'accepted', 'accepted']);
+    expect(store.calls).toMatchObject({ create: 1, replaceStatus: 1 });
+    const [record] = store.records();
+    expect(record?.metadata).toMatchObject({
+      name: 'web-0-app-4242-0f1e2d3c-1',
+      namespace: 'shop',
+      labels: {
+        'containeraudit.io/pod': 'web-0',
+        'containeraudit.io/container': 'app',
+        'containeraudit.io/node': 'node-a',
+        'containeraudit.io/policy': 'prod',
+        'containeraudit.io/session-kind': 'shell',
+      },
+    });
+    expect(record?.metadata.ownerReferences).toBeUndefined();
+    expect(record?.spec.session).toMatchObject({
+      kind: 'shell',
+      pid: 4242,
+      part: 1,
+      start: command(1, '').time,
+    });
+    expect(record?.status).toMatchObject({
+      phase: 'Active',
+      counts: { commands: 3, alerts: 0, redacted: 0, truncated: 0 },
+      lastCommandTime: command(3, '').time,
+    });
+    expect(record?.status?.commands?.map((c) => c.command)).toEqual([
+      'ls -la /',
+      'id',
+      'cat /etc/os-release',
+    ]);
+  });
+
+  it('writes a full batch before the window ends', async () => {
+    const { store, write } = setup({ maxBatch: 2 });
+    await expect(write([command(1, 'a'), command(2, 'b')])).resolves.toEqual(['accepted', 'accepted']);
+    expect(store.calls.replaceStatus).toBe(1);
+  });
+
+  it('skips a command whose seq is in the record already: a retried batch writes nothing', async () => {
+    const { store, deliver } = setup();
+    await deliver([command(1, 'a'), command(2, 'b')]);
+    const writes = store.calls.replaceStatus;
+    await expect(deliver([command(1, 'a'), command(2, 'b')])).resolves.toEqual(['duplicate', 'duplicate']);
+    await expect(deliver([command(2, 'b'), command(3, 'c')])).resolves.toEqual(['duplicate', 'accepted']);
+    expect(store.calls.replaceStatus).toBe(writes + 1);
+    expect(seqs(store)).toEqual([['web-0-app-4242-0f1e2d3c-1', [1, 2, 3]]]);
+  });
+
+  it('counts a seq sent twice in one batch once', async () => {
+    const { deliver, store } = setup();
+    await expect(deliver([command(1, 'a'), command(1, 'a')])).resolves.toEqual(['accepted', 'duplicate']);
+    expect(seqs(store)).toEqual([['web-0-app-4242-0f1e2d3c-1', [1]]]);
+  });
+
+  it('finds what an earlier process wrote (restart, new leader) and adds only what is new', async () => {
+    const store = new MemoryRecordStore();
+    await setup({}, store).deliver([command(1, 'a'), command(2, 'b')]);
+    const fresh = setup({}, store);
+    await expect(fresh.deliver([command(2, 'b'), command(3, 'c')])).resolves.toEqual([
+      'duplicate',
+      'accepted',
+    ]);
+    expect(seqs(store)).toEqual([['web-0-app-4242-0f1e2d3c-1', [1, 2, 3]]]);
+  });
+
+  it('continues a long session in part 2, 3, ..., closing the full parts', async () => {
+    const { store, deliver } = setup({ limits: { maxCommands: 3 } });
+    const outcomes = await deliver(Array.from({ length: 7 }, (_, i) => command(i + 1, `echo ${i + 1}`)));
+    expect(outcomes.every((o) => o === 'accepted')).toBe(true);
+    expect(seqs(store)).toEqual([
+      ['web-0-app-4242-0f1e2d3c-1', [1, 2, 3]],
+      ['web-0-app-4242-0f1e2d3c-2', [4, 5, 6]],
+      ['web-0-app-4242-0f1e2d3c-3', [7]],
+    ]);
+    expect(store.records().map((r) => [r.spec.session.part, r.status?.phase])).toEqual([
+      [1, 'Closed'],
+      [2, 'Closed'],
+      [3, 'Active'],
+    ]);
+    // Every part says when the session started.
+    expect(new Set(store.records().map((r) => r.spec.session.start)).size).toBe(1);
+  });
+
+  it('knows the seqs of earlier parts after a restart', async () => {
+    const store = new MemoryRecordStore();
+    await setup({ limits: { maxCommands: 2 } }, store).deliver([1, 2, 3].map((i) => command(i, `c${i}`)));
+    const fresh = setup({ limits: { maxCommands: 2 } }, store);
+    await expect(fresh.deliver([command(1, 'c1'), command(4, 'c4')])).resolves.toEqual([
+      'duplicate',
+      'accepted',
+    ]);
+    expect(seqs(store)).toEqual([
+      ['web-0-app-4242-0f1e2d3c-1', [1, 2]],
+      ['web-0-app-4242-0f1e2d3c-2', [3, 4]],
+    ]);
+  });
+
+  it('cuts parts by encoded size too', async () => {
+    const { store, deliver } = setup({ limits: { maxBytes: 2500 } });
+    await deliver([1, 2, 3, 4].map((i) => command(i, 'x'.repeat(600))));
+    expect(store.records().length).toBeGreaterThan(1);
+    expect(store.records().flatMap((r) => r.status?.commands?.map((c) => c.seq))).toEqual([1, 2, 3, 4]);
+    for (const r of store.records()) expect(Buffer.byteLength(JSON.stringify(r))).toBeLessThanOrEqual(2500);
+  });
+
+  it('on a conflict reads the record again and writes only what is not there, losing nothing', async () => {
+    const { store, deliver, writer } = setup();
+    await deliver([command(1, 'a')]);
+    // Another writer (a second replica that thought it led) adds seq 2 and 5 between our read and write.
+    let once = true;
+    store.beforeReplace = (r) => {
+      if (!once) return;
+      once = false;
+      store.mutate('shop', r.metadata.name!, (stored) => {
+        stored.status!.commands!.push(recordedCommand(command(2, 'b')), recordedCommand(command(5, 'e')));
+      });
+    };
+    const outcomes = await deliver([command(2, 'b'), command(3, 'c'), command(4, 'd')]);
+    expect(outcomes).toEqual(['duplicate', 'accepted', 'accepted']);
+    const [record] = store.records();
+    expect(record?.status?.commands?.map((c) => c.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(record?.status?.counts?.commands).toBe(5);
+    expect(writer.counters.get('conflicts')).toBe(1);
+  });
+
+  it('uses a hashed name when the plain one belongs to another session', async () => {
+    const store = new MemoryRecordStore();
+    await setup({}, store).deliver([command(1, 'old pod')]);
+    // The pod was recreated under the same name, and a shell got the same pid in the same agent boot.
+    const other = { pod: { namespace: 'shop', name: 'web-0', uid: 'new-uid' } };
+    const { deliver } = setup({}, store);
+    await expect(deliver([command(9, 'new pod', other)])).resolves.toEqual(['accepted']);
+    const names = store.records().map((r) => [r.metadata.name, r.spec.pod.uid]);
+    expect(names).toEqual(
+      expect.arrayContaining([
+        ['web-0-app-4242-0f1e2d3c-1', '1b4e28ba-2fa1-11d2-883f-0016d3cca427'],
+        [expect.stringMatching(/^web-0-app-4242-0f1e2d3c-1-[0-9a-f]{8}$/), 'new-uid'],
+      ]),
+    );
+  });
+
+  it('puts exec records of a container into one exec session', async () => {
+    const store = new MemoryRecordStore();
+    const timers = new FakeTimers();
+    const writer = new RecordsWriter({ store, timers });
+    const records = [exec(1, ['ls']), exec(2, ['cat', 'x'], { pid: 7777 })];
+    const done = Promise.all(records.map((r) => writer.write(sessionOf(r)!, recordedCommand(r))));
+    await timers.advance(500);
+    await expect(done).resolves.toEqual(['accepted', 'accepted']);
+    expect(
+      store.records().map((r) => [r.metadata.name, r.spec.session.kind, r.status?.counts?.commands]),
+    ).toEqual([['web-0-app-exec-0f1e2d3c-1', 'exec', 2]]);
+  });
+
+  it('reports failed writes as failed, and a later retry writes them once', async () => {
+    const { store, deliver } = setup();
+    store.failNext = { error: apiError(500, 'InternalError'), times: 1 };
+    await expect(deliver([command(1, 'a')])).resolves.toEqual(['failed']);
+    await expect(deliver([command(1, 'a')])).resolves.toEqual(['accepted']);
+    await expect(deliver([command(1, 'a')])).resolves.toEqual(['duplicate']);
+    expect(seqs(store)).toEqual([['web-0-app-4242-0f1e2d3c-1', [1]]]);
+  });
+
+  it('adds a loss to the records of the container’s active sessions, once', async () => {
+    const { store, deliver, writer, timers } = setup();
+    await deliver([command(1, 'a')]);
+    const target = { node: 'node-a', namespace: 'shop', pod: 'web-0', container: 'app' };
+    const loss = {
+      reason: 'attached late: earlier commands may be missing',
+      count: 0,
+      until: command(1, '').time,
+    };
+    const noted = writer.noteLoss(target, loss);
+    await timers.advance(500);
+    await expect(noted).resolves.toEqual(['accepted']);
+    const again = writer.noteLoss(target, loss);
+    await timers.advance(500);
+    await again;
+    expect(store.records()[0]?.status?.losses).toEqual([loss]);
+    await expect(writer.noteLoss({ ...target, container: 'other' }, loss)).resolves.toEqual([]);
+  });
+
+  it('writes a record again when it was deleted meanwhile, instead of failing forever', async () => {
+    const { store, deliver } = setup();
+    await deliver([command(1, 'a')]);
+    store.objects.clear();
+    await expect(deliver([command(2, 'b')])).resolves.toEqual(['accepted']);
+    expect(seqs(store)).toEqual([['web-0-app-4242-0f1e2d3c-1', [2]]]);
+  });
+
+  it('forgets idle sessions and reads them back when they speak again', async () => {
+    const { store, deliver, writer, timers } = setup({ idleMs: 60_000 });
+    await deliver([command(1, 'a')]);
+    await timers.advance(61_000);
+    await deliver([command(1, 'a', { pid: 1 })]);
+    expect(writer.sessionCount).toBe(1);
+    await expect(deliver([command(1, 'a'), command(2, 'b')])).resolves.toEqual(['duplicate', 'accepted']);
+    expect(store.records().map((r) => r.status?.commands?.length)).toEqual([1, 2]);
+  });
+
+  it('close() writes what is pending at once', async () => {
+    const { store, write, writer } = setup({ flushMs: 60_000 });
+    const pending = write([command(1, 'a')]);
+    await writer.close();
+    await expect(pending).resolves.toEqual(['accepted']);
+    expect(seqs(store)).toEqual([['web-0-app-4242-0f1e2d3c-1', [1]]]);
+  });
+});

@@ -1,0 +1,229 @@
+/**
+ * Test doubles for the ingestion unit tests: a clock with timers that run when the test says, and in-memory
+ * stand-ins for the API server's AuditRecords and Events that keep its rules (resourceVersion conflicts,
+ * AlreadyExists, NotFound) and throw what client-node throws.
+ */
+import { ApiException, type CoreV1Event } from '@kubernetes/client-node';
+import type { AgentRecord, CommandRecord, ExecRecord } from '../../../api/records/v1.js';
+import type { AuditRecord } from '../../../api/v1alpha1/index.js';
+import type { Timers } from '../batcher.js';
+import type { AuditRecordStore, EventSink, StoredRecord } from '../kube-clients.js';
+
+/** Lets every pending promise callback run. */
+export const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export class FakeTimers implements Timers {
+  private t = 0;
+  private tasks: { at: number; fn: () => void; id: number }[] = [];
+  private nextId = 0;
+
+  constructor(start = Date.parse('2026-03-01T10:00:00Z')) {
+    this.t = start;
+  }
+
+  now(): number {
+    return this.t;
+  }
+
+  schedule(fn: () => void, ms: number): () => void {
+    const id = this.nextId++;
+    this.tasks.push({ at: this.t + ms, fn, id });
+    return () => {
+      this.tasks = this.tasks.filter((task) => task.id !== id);
+    };
+  }
+
+  get pending(): number {
+    return this.tasks.length;
+  }
+
+  /** Moves time forward, running what falls due in order and letting promises settle after each. */
+  async advance(ms: number): Promise<void> {
+    const target = this.t + ms;
+    await settle();
+    for (;;) {
+      const due = this.tasks
+        .filter((task) => task.at <= target)
+        .sort((a, b) => a.at - b.at || a.id - b.id)[0];
+      if (!due) break;
+      this.tasks = this.tasks.filter((task) => task !== due);
+      this.t = due.at;
+      due.fn();
+      await settle();
+    }
+    this.t = target;
+    await settle();
+  }
+}
+
+export function apiError(code: number, reason: string): ApiException<string> {
+  return new ApiException(
+    code,
+    `HTTP ${code}`,
+    JSON.stringify({ kind: 'Status', status: 'Failure', reason, code, message: reason }),
+    {},
+  );
+}
+
+const clone = <T>(v: T): T => structuredClone(v);
+
+export class MemoryRecordStore implements AuditRecordStore {
+  readonly objects = new Map<string, AuditRecord>();
+  readonly calls = { get: 0, create: 0, replaceStatus: 0 };
+  private rv = 1;
+  /** Runs before a status write is judged: lets a test play another writer. */
+  beforeReplace?: (record: AuditRecord) => void;
+  /** Fails the next calls with this error. */
+  failNext: { error: unknown; times: number } | undefined;
+
+  private key(namespace: string, name: string): string {
+    return `${namespace}/${name}`;
+  }
+
+  private maybeFail(): void {
+    if (this.failNext && this.failNext.times > 0) {
+      this.failNext.times--;
+      throw this.failNext.error;
+    }
+  }
+
+  get(namespace: string, name: string): Promise<StoredRecord | undefined> {
+    this.calls.get++;
+    this.maybeFail();
+    const r = this.objects.get(this.key(namespace, name));
+    return Promise.resolve(r ? { ok: true, record: clone(r) } : undefined);
+  }
+
+  create(record: AuditRecord): Promise<AuditRecord> {
+    this.calls.create++;
+    this.maybeFail();
+    const key = this.key(record.metadata.namespace ?? '', record.metadata.name ?? '');
+    if (this.objects.has(key)) return Promise.reject(apiError(409, 'AlreadyExists'));
+    // The API server ignores status on create (status is a subresource).
+    const stored: AuditRecord = clone(record);
+    delete stored.status;
+    stored.metadata.resourceVersion = String(this.rv++);
+    this.objects.set(key, stored);
+    return Promise.resolve(clone(stored));
+  }
+
+  replaceStatus(record: AuditRecord): Promise<AuditRecord> {
+    this.calls.replaceStatus++;
+    this.maybeFail();
+    this.beforeReplace?.(record);
+    const key = this.key(record.metadata.namespace ?? '', record.metadata.name ?? '');
+    const current = this.objects.get(key);
+    if (!current) return Promise.reject(apiError(404, 'NotFound'));
+    if (current.metadata.resourceVersion !== record.metadata.resourceVersion)
+      return Promise.reject(apiError(409, 'Conflict'));
+    const stored: AuditRecord = {
+      ...current,
+      metadata: { ...current.metadata, resourceVersion: String(this.rv++) },
+      status: clone(record.status),
+    };
+    this.objects.set(key, stored);
+    return Promise.resolve(clone(stored));
+  }
+
+  /** Another writer's status change, as the API server would apply it. */
+  mutate(namespace: string, name: string, change: (r: AuditRecord) => void): void {
+    const key = this.key(namespace, name);
+    const current = this.objects.get(key);
+    if (!current) throw new Error(`no ${key}`);
+    change(current);
+    current.metadata.resourceVersion = String(this.rv++);
+  }
+
+  records(): AuditRecord[] {
+    return [...this.objects.values()].sort((a, b) =>
+      (a.metadata.name ?? '').localeCompare(b.metadata.name ?? ''),
+    );
+  }
+}
+
+export class MemoryEventSink implements EventSink {
+  readonly events = new Map<string, CoreV1Event>();
+  readonly calls = { create: 0, bump: 0 };
+  failNext: { error: unknown; times: number } | undefined;
+
+  private maybeFail(): void {
+    if (this.failNext && this.failNext.times > 0) {
+      this.failNext.times--;
+      throw this.failNext.error;
+    }
+  }
+
+  create(event: CoreV1Event): Promise<'created' | 'exists'> {
+    this.calls.create++;
+    this.maybeFail();
+    const key = `${event.metadata.namespace}/${event.metadata.name}`;
+    if (this.events.has(key)) return Promise.resolve('exists');
+    this.events.set(key, structuredClone(event));
+    return Promise.resolve('created');
+  }
+
+  bump(namespace: string, name: string, count: number, lastTimestamp: Date): Promise<boolean> {
+    this.calls.bump++;
+    this.maybeFail();
+    const e = this.events.get(`${namespace}/${name}`);
+    if (!e) return Promise.resolve(false);
+    e.count = count;
+    e.lastTimestamp = lastTimestamp;
+    return Promise.resolve(true);
+  }
+
+  list(): CoreV1Event[] {
+    return [...this.events.values()];
+  }
+}
+
+export const BOOT = '0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9';
+
+/** A command record with sensible defaults. */
+export function command(seq: number, text: string, over: Partial<CommandRecord> = {}): CommandRecord {
+  return {
+    kind: 'command',
+    seq,
+    boot: BOOT,
+    node: 'node-a',
+    time: new Date(Date.parse('2026-03-01T10:00:00Z') + seq * 1000).toISOString(),
+    containerId: 'c0ffee0123456789',
+    pod: { namespace: 'shop', name: 'web-0', uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' },
+    container: 'app',
+    image: 'registry.example/web:1.2',
+    policy: 'prod',
+    pid: 4242,
+    nsPid: 7,
+    uid: 0,
+    command: text,
+    truncated: false,
+    redacted: false,
+    alerts: [],
+    ...over,
+  };
+}
+
+export function exec(seq: number, argv: string[], over: Partial<ExecRecord> = {}): ExecRecord {
+  return {
+    kind: 'exec',
+    seq,
+    boot: BOOT,
+    node: 'node-a',
+    time: new Date(Date.parse('2026-03-01T10:00:00Z') + seq * 1000).toISOString(),
+    containerId: 'c0ffee0123456789',
+    pod: { namespace: 'shop', name: 'web-0', uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' },
+    container: 'app',
+    policy: 'prod',
+    source: 'kernel',
+    pid: 5000 + seq,
+    ppid: 4242,
+    uid: 0,
+    argv,
+    truncated: false,
+    redacted: false,
+    alerts: [],
+    ...over,
+  };
+}
+
+export type { AgentRecord };
