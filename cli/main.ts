@@ -2,6 +2,7 @@
  * `container-auditor <command>`: the package's one executable (bin/container-auditor.js runs this).
  */
 import { AGENT_USAGE, UsageError, agentMain } from '../agent/main.js';
+import { OPERATOR_USAGE, OperatorUsageError, operatorMain } from '../operator/main.js';
 
 const USAGE = `Usage: container-auditor <command> [options]
 
@@ -9,7 +10,9 @@ Commands:
   agent      the node agent (see: container-auditor agent --help)
   operator   the operator
 
-${AGENT_USAGE}`;
+${AGENT_USAGE}
+
+${OPERATOR_USAGE}`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -18,7 +21,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'agent':
         return await agentMain(rest);
       case 'operator':
-        throw new UsageError('the operator is not available in this version');
+        return await operatorMain(rest);
       case undefined:
       case '-h':
       case '--help':
@@ -30,7 +33,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     // Bad input (flags, a policy file, a node that lacks something) is one clear message, not a stack.
     const parseError = (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    if (error instanceof UsageError || parseError) {
+    if (error instanceof UsageError || error instanceof OperatorUsageError || parseError) {
       process.stderr.write(`container-auditor: ${(error as Error).message}\n`);
       return 2;
     }
