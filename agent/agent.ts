@@ -13,6 +13,13 @@
  * Lines from processes in no audited container (the host, unaudited containers) are dropped here and only
  * counted. The agent remembers the containers it audits in its state directory, so after a restart it finds
  * them again (and reports the time it was down as a loss).
+ *
+ * A plan may change while the agent runs (cluster mode: the operator's plan). `replan()` re-decides every
+ * registered container on the loop, between hand-off batches: one newly audited gets its targets resolved and
+ * probed (coverage says `late`), one no longer audited loses its probes, one whose rules changed keeps its
+ * probes under the new rules. The probes themselves never restart for a plan: they read
+ * `probeMaxCommandBytes` (cluster mode: the largest limit a policy may set) and each record is cut to its
+ * container's limit; the exec probe starts when a plan first asks for execs and stops when none does.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -42,6 +49,11 @@ export interface AgentOptions {
   /** Where the agent remembers the containers it audits (survives an agent restart). */
   stateDir: string;
   plan: AuditPlan;
+  /**
+   * Bytes the probes read of each line (and argv), when the plan may change while the agent runs: at least
+   * any plan's maxCommandBytes, since a probe is not restarted for a plan. Default: plan.maxCommandBytes.
+   */
+  probeMaxCommandBytes?: number;
   sink: RecordSink;
   logger: Logger;
   bpftrace?: string;
@@ -66,6 +78,18 @@ export interface AgentStats {
   losses: number;
 }
 
+/** What the agent tells the operator about itself (api/agentapi/v1.ts AgentState, in part). */
+export interface AgentCondition {
+  auditedContainers: number;
+  /** Files with a readline probe attached now. */
+  probesAttached: number;
+  /** Recent problems (probes that cannot attach, bpftrace exits, coverage gaps), newest last. */
+  errors: { time: Date; message: string }[];
+}
+
+/** Problems kept for AgentCondition. */
+const RECENT_ERRORS = 16;
+
 interface Audited {
   container: ContainerRecord;
   audit: ContainerAudit;
@@ -84,8 +108,8 @@ export class Agent {
   private readonly spool: HandoffSpool;
   private readonly registry: ContainerRegistry;
   private readonly capture: ReadlineCapture;
-  /** Only when a rule captures execs. */
-  private readonly execCapture: ExecCapture | undefined;
+  /** Only while a rule captures execs. */
+  private execCapture: ExecCapture | undefined;
   private readonly book = new TargetBook();
   private readonly audited = new Map<string, Audited>();
   private readonly nsPids: NsPidLookup;
@@ -97,6 +121,10 @@ export class Agent {
   private resolveWake: (() => void) | undefined;
   private loop: Promise<void> = Promise.resolve();
   private running = false;
+  private stopped = false;
+  /** replan() callers waiting for the loop to re-decide every container. */
+  private replanWaiters: (() => void)[] = [];
+  private readonly errors: { time: Date; message: string }[] = [];
 
   constructor(private readonly options: AgentOptions) {
     const { logger } = options;
@@ -110,25 +138,36 @@ export class Agent {
       ...(options.procRoot ? { procRoot: options.procRoot } : {}),
     });
     this.capture = new ReadlineCapture({
-      maxCommandBytes: options.plan.maxCommandBytes,
+      maxCommandBytes: this.probeBytes,
       ...(options.bpftrace ? { bpftrace: options.bpftrace } : {}),
     });
     this.nsPids = new NsPidLookup(options.procRoot);
     this.capture.on('line', (line) => this.onLine(line));
     this.capture.on('loss', (loss) => this.onLoss(loss));
-    this.capture.on('error', (error) => logger.error('Capture error', { [LogField.error]: error.message }));
-    if (options.plan.execs) {
-      this.execCapture = new ExecCapture({
-        hostMntns: hostMountNamespace(options.procRoot),
-        maxArgvBytes: options.plan.maxCommandBytes,
-        ...(options.execBpftrace ? { bpftrace: options.execBpftrace } : {}),
-      });
-      this.execCapture.on('exec', (exec) => this.onKernelExec(exec));
-      this.execCapture.on('loss', (loss) => this.onLoss(loss));
-      this.execCapture.on('error', (error) =>
-        logger.error('Exec capture error', { [LogField.error]: error.message }),
-      );
-    }
+    this.capture.on('error', (error) => {
+      logger.error('Capture error', { [LogField.error]: error.message });
+      this.noteError(`readline capture: ${error.message}`);
+    });
+    if (options.plan.execs) this.execCapture = this.newExecCapture();
+  }
+
+  private get probeBytes(): number {
+    return this.options.probeMaxCommandBytes ?? this.options.plan.maxCommandBytes;
+  }
+
+  private newExecCapture(): ExecCapture {
+    const capture = new ExecCapture({
+      hostMntns: hostMountNamespace(this.options.procRoot),
+      maxArgvBytes: this.probeBytes,
+      ...(this.options.execBpftrace ? { bpftrace: this.options.execBpftrace } : {}),
+    });
+    capture.on('exec', (exec) => this.onKernelExec(exec));
+    capture.on('loss', (loss) => this.onLoss(loss));
+    capture.on('error', (error) => {
+      this.options.logger.error('Exec capture error', { [LogField.error]: error.message });
+      this.noteError(`exec capture: ${error.message}`);
+    });
+    return capture;
   }
 
   async start(): Promise<void> {
@@ -154,11 +193,38 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.watcher?.close();
     this.wake();
     await this.loop;
     await Promise.all([this.capture.stop(), this.execCapture?.stop()]);
+    for (const resolve of this.replanWaiters.splice(0)) resolve();
+  }
+
+  /**
+   * The plan changed: every registered container is decided again, on the loop, after the hand-offs at hand.
+   * Resolves once that is done and the probes match (or the agent stopped).
+   */
+  replan(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    const done = new Promise<void>((resolve) => this.replanWaiters.push(resolve));
+    this.wake();
+    return done;
+  }
+
+  /** For the operator: how many containers are audited, how many files are probed, what went wrong lately. */
+  get condition(): AgentCondition {
+    return {
+      auditedContainers: this.audited.size,
+      probesAttached: this.capture.targets.length,
+      errors: [...this.errors],
+    };
+  }
+
+  private noteError(message: string): void {
+    this.errors.push({ time: new Date(), message: message.slice(0, 1024) });
+    if (this.errors.length > RECENT_ERRORS) this.errors.splice(0, this.errors.length - RECENT_ERRORS);
   }
 
   /** The running exec bpftrace, if any. */
@@ -187,16 +253,75 @@ export class Agent {
       if (!this.dirty) await new Promise<void>((resolve) => (this.resolveWake = resolve));
       this.dirty = false;
       if (!this.running) break;
+      const replanned = this.replanWaiters.splice(0);
       try {
         const creates: Handoff[] = [];
         await this.spool.drain(async (h) => {
           if (await this.apply(h)) creates.push(h);
         });
-        if (creates.length > 0 || this.book.files().join('\n') !== this.capture.targets.join('\n'))
+        if (replanned.length > 0) await this.reevaluate(creates);
+        if (
+          creates.length > 0 ||
+          this.pendingCoverage.length > 0 ||
+          this.book.files().join('\n') !== this.capture.targets.join('\n')
+        )
           await this.attach(creates);
       } catch (error) {
         this.options.logger.error('Hand-off batch failed', { [LogField.error]: String(error) });
+        this.noteError(`hand-off batch failed: ${String(error)}`);
       }
+      for (const resolve of replanned) resolve();
+    }
+  }
+
+  /** After a plan change: audits, stops auditing or re-rules each registered container; the exec probe follows. */
+  private async reevaluate(creates: readonly Handoff[]): Promise<void> {
+    const { logger, plan } = this.options;
+    for (const container of this.registry.all()) {
+      const before = this.audited.get(container.id);
+      const decision = plan.auditOf(container);
+      // A container may have run unprobed until now, unless its create waits in this very batch.
+      const late = !creates.some((h) => h.id === container.id);
+      if (!decision.audited) {
+        if (!before) continue;
+        this.audited.delete(container.id);
+        this.book.remove(container.id);
+        logger.info('Container no longer audited', {
+          [LogField.containerId]: container.id,
+          [LogField.reason]: decision.reason,
+        });
+        continue;
+      }
+      const { audit } = decision;
+      if (!before) {
+        await this.audit(container, 'audited from a new plan', late);
+        continue;
+      }
+      if (before.audit === audit) continue;
+      this.audited.set(container.id, { container, audit });
+      if (before.audit.interactiveShells && !audit.interactiveShells) this.book.remove(container.id);
+      else if (!before.audit.interactiveShells && audit.interactiveShells)
+        await this.addTargets(
+          container,
+          audit,
+          container.bashCandidates,
+          'shells audited from a new plan',
+          late,
+        );
+    }
+    if (plan.execs && !this.execCapture) {
+      try {
+        const capture = this.newExecCapture();
+        await capture.start();
+        this.execCapture = capture;
+      } catch (error) {
+        logger.error('Cannot start the exec probe', { [LogField.error]: (error as Error).message });
+        this.noteError(`exec probe: ${(error as Error).message}`);
+      }
+    } else if (!plan.execs && this.execCapture) {
+      const capture = this.execCapture;
+      this.execCapture = undefined;
+      await capture.stop();
     }
   }
 
@@ -225,7 +350,7 @@ export class Agent {
   }
 
   /** Decides whether a registered container is audited and, if so, what to probe for it. */
-  private async audit(container: ContainerRecord, why: string): Promise<void> {
+  private async audit(container: ContainerRecord, why: string, late = false): Promise<void> {
     const decision = this.options.plan.auditOf(container);
     if (!decision.audited) {
       this.options.logger.info('Container not audited', {
@@ -236,7 +361,7 @@ export class Agent {
     }
     const { audit } = decision;
     this.audited.set(container.id, { container, audit });
-    if (audit.interactiveShells) await this.addTargets(container, audit, container.bashCandidates, why);
+    if (audit.interactiveShells) await this.addTargets(container, audit, container.bashCandidates, why, late);
   }
 
   /** Resolves readline for the candidates and books new probe targets; gaps become coverage records now. */
@@ -245,12 +370,15 @@ export class Agent {
     audit: ContainerAudit,
     candidates: readonly string[],
     why: string,
+    /** Reported late even when its probe was attached already (the container ran unaudited until now). */
+    late = false,
   ): Promise<void> {
     const resolved = await resolveReadlineTargets(container.rootfs, candidates);
     const ref = containerRef(container, audit.policy);
     const targets: (ProbeTarget & { bash: string; via: 'bash' | 'libreadline' })[] = [];
     for (const r of resolved) {
       if (r.kind === 'coverage') {
+        this.noteError(`container ${container.id}: ${r.bash} cannot be probed: ${r.reason}`);
         this.options.sink.write({
           kind: 'coverage',
           time: new Date().toISOString(),
@@ -269,7 +397,8 @@ export class Agent {
         via: r.via,
       });
     }
-    if (resolved.length === 0 && candidates === container.bashCandidates)
+    if (resolved.length === 0 && candidates === container.bashCandidates) {
+      this.noteError(`container ${container.id}: no bash`);
       this.options.sink.write({
         kind: 'coverage',
         time: new Date().toISOString(),
@@ -277,9 +406,10 @@ export class Agent {
         status: 'gap',
         reason: `no bash in the container (looked for ${candidates.join(', ')})`,
       });
+    }
     const fresh = new Set(this.book.add(container.id, targets).map((t) => t.key));
     for (const t of targets)
-      this.pendingCoverage.push({ container, audit, target: t, fresh: fresh.has(t.key), why });
+      this.pendingCoverage.push({ container, audit, target: t, fresh: late || fresh.has(t.key), why });
   }
 
   private pendingCoverage: {
@@ -300,6 +430,7 @@ export class Agent {
         [LogField.error]: (error as Error).message,
         [LogField.detail]: files,
       });
+      this.noteError(`cannot attach the readline probes: ${(error as Error).message}`);
       for (const p of this.pendingCoverage)
         this.options.sink.write({
           kind: 'coverage',
@@ -468,6 +599,8 @@ export class Agent {
     const entry = container && this.audited.get(container.id);
     if (!entry || entry.container !== container || !entry.audit.execs) return;
     const path = recordText(exec.filename);
+    // The probe reads up to the largest limit of any policy; this container's may be smaller.
+    const argv = cutArgv(exec.argv, entry.audit.maxCommandBytes);
     const nsPid = this.nsPids.of(exec.pid, exec.mntns);
     this.options.sink.write({
       kind: 'exec',
@@ -480,14 +613,15 @@ export class Agent {
       uid: exec.uid,
       path: path.text,
       ...(path.base64 !== undefined ? { pathBase64: path.base64 } : {}),
-      ...argvFields(exec.argv, entry.audit),
-      truncated: exec.truncated || exec.filenameTruncated,
+      ...argvFields(argv.args, entry.audit),
+      truncated: exec.truncated || exec.filenameTruncated || argv.cut,
     });
     this.stats.execsRecorded++;
   }
 
   private onLoss(loss: CaptureLoss | ExecCaptureLoss): void {
     this.stats.losses++;
+    if (loss.reason === 'bpftrace-exited') this.noteError(`bpftrace exited: ${loss.detail ?? ''}`);
     this.options.sink.write({
       kind: 'loss',
       time: new Date().toISOString(),
@@ -510,6 +644,26 @@ function hostMountNamespace(procRoot?: string): number {
   } catch {
     return mountNamespaceOf('self', procRoot);
   }
+}
+
+/**
+ * argv kept to `maxBytes` as the exec probe keeps it: the strings with their NULs, the one that straddles the
+ * bound cut in the middle, the rest left out. Pure.
+ */
+export function cutArgv(argv: readonly Buffer[], maxBytes: number): { args: Buffer[]; cut: boolean } {
+  const args: Buffer[] = [];
+  let room = maxBytes;
+  for (const arg of argv) {
+    if (room <= 0) return { args, cut: true };
+    if (arg.length + 1 <= room) {
+      args.push(arg);
+      room -= arg.length + 1;
+      continue;
+    }
+    args.push(arg.subarray(0, room));
+    return { args, cut: true };
+  }
+  return { args, cut: false };
 }
 
 /** bpftrace's nsecs and process.hrtime are both CLOCK_MONOTONIC: a past monotonic time as wall time. */

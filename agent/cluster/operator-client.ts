@@ -1,0 +1,151 @@
+/**
+ * The agent's HTTP client for the operator (api/agentapi/v1.ts): one base URL, a bearer token read from its
+ * file on every request (a projected ServiceAccount token is rotated by the kubelet, so a cached copy would
+ * expire), and the operator's CA when it is not one the system trusts.
+ *
+ * It only moves bytes: it answers with the status and the body, whatever the status, and throws only when
+ * there is no answer (network error, timeout, abort, no token). What a status means is the caller's to
+ * decide (plan-client.ts, reporter.ts).
+ */
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+
+/** Longest body read from an answer: a plan for 100,000 containers is far below this. */
+export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+export interface OperatorClientOptions {
+  /** The operator's base URL, `https://host:port` (a path prefix is kept). */
+  url: string;
+  /** The projected ServiceAccount token (audience AGENT_TOKEN_AUDIENCE), read again for every request. */
+  tokenFile: string;
+  /** PEM: the CA that signed the operator's serving certificate; unset trusts the system's CAs. */
+  ca?: string | Buffer;
+}
+
+export interface OperatorResponse {
+  status: number;
+  body: string;
+}
+
+export interface RequestOptions {
+  body?: unknown;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** The token file cannot be read or is empty: no request was sent. */
+export class TokenError extends Error {}
+
+/** Whether a URL may carry the agent's token: https, or plain http to the loopback (tests, port-forwards). */
+export function isSafeOperatorUrl(url: URL): boolean {
+  if (url.protocol === 'https:') return true;
+  return url.protocol === 'http:' && ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
+}
+
+export class OperatorClient {
+  readonly base: URL;
+  private readonly agent: http.Agent;
+
+  constructor(private readonly options: OperatorClientOptions) {
+    this.base = new URL(options.url);
+    if (this.base.protocol !== 'https:' && this.base.protocol !== 'http:')
+      throw new Error(`the operator URL must be https: ${options.url}`);
+    this.agent =
+      this.base.protocol === 'https:'
+        ? new https.Agent({ keepAlive: true, ...(options.ca !== undefined ? { ca: options.ca } : {}) })
+        : new http.Agent({ keepAlive: true });
+  }
+
+  /** Reads the token now: rotated tokens are picked up on the next request. */
+  async token(): Promise<string> {
+    let text: string;
+    try {
+      text = await readFile(this.options.tokenFile, 'utf8');
+    } catch (error) {
+      throw new TokenError(
+        `cannot read the token file ${this.options.tokenFile}: ${(error as Error).message}`,
+      );
+    }
+    const token = text.trim();
+    if (token.length === 0 || /\s/.test(token))
+      throw new TokenError(`the token file ${this.options.tokenFile} does not hold one token`);
+    return token;
+  }
+
+  /** `path` with its query, below the base URL's path. */
+  urlFor(path: string, query: Record<string, string | undefined> = {}): URL {
+    const url = new URL(this.base.href);
+    url.pathname = `${this.base.pathname.replace(/\/+$/, '')}${path}`;
+    url.search = '';
+    for (const [key, value] of Object.entries(query))
+      if (value !== undefined) url.searchParams.set(key, value);
+    return url;
+  }
+
+  async request(
+    method: 'GET' | 'POST',
+    path: string,
+    query: Record<string, string | undefined> = {},
+    options: RequestOptions = {},
+  ): Promise<OperatorResponse> {
+    const token = await this.token();
+    const url = this.urlFor(path, query);
+    const body = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+    const send = url.protocol === 'https:' ? https.request : http.request;
+    return new Promise<OperatorResponse>((resolve, reject) => {
+      const req = send(url, {
+        method,
+        agent: this.agent,
+        headers: {
+          authorization: `Bearer ${token}`,
+          accept: 'application/json',
+          ...(body ? { 'content-type': 'application/json', 'content-length': String(body.length) } : {}),
+        },
+        timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      req.on('timeout', () =>
+        req.destroy(
+          new Error(`no answer from ${url.host} within ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`),
+        ),
+      );
+      req.on('error', reject);
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            req.destroy(new Error(`the answer from ${url.host} exceeds ${MAX_RESPONSE_BYTES} bytes`));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('error', reject);
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+      });
+      req.end(body);
+    });
+  }
+
+  /** Closes idle keep-alive connections. */
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+/** The `error` and `detail` of an operator's error answer, for logs; the raw text (cut) otherwise. */
+export function errorText(body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { error?: unknown; detail?: unknown };
+    if (typeof parsed.error === 'string')
+      return typeof parsed.detail === 'string' ? `${parsed.error}: ${parsed.detail}` : parsed.error;
+  } catch {
+    // not JSON: the text as is
+  }
+  return body.slice(0, 512);
+}
