@@ -72,6 +72,7 @@ export class Operator {
   private readonly probes: ProbeServer;
   private readonly records: RecordsWriter;
   private readonly authenticator: AgentAuthenticator;
+  private readonly ingestor: ReportIngestor;
   private readonly events: EventsWriter;
   private queue: WorkQueue | undefined;
   private planTimer: NodeJS.Timeout | undefined;
@@ -90,7 +91,7 @@ export class Operator {
       ...(options.flushMs !== undefined ? { flushMs: options.flushMs } : {}),
     });
     this.events = new EventsWriter({ sink: new KubeEventSink(kc), logger });
-    const ingestor = new ReportIngestor({
+    const ingestor = (this.ingestor = new ReportIngestor({
       records: this.records,
       events: this.events,
       ledger: this.ledger,
@@ -100,7 +101,7 @@ export class Operator {
       },
       plans: this.plans,
       logger,
-    });
+    }));
     const authenticator = (this.authenticator = new AgentAuthenticator({
       reviewer: new KubeTokenReviewer(kc),
       pods: new KubePodReader(kc),
@@ -280,6 +281,12 @@ export class Operator {
         'Agent requests refused by authentication, by reason.',
         'reason',
         () => this.authenticator.refused.snapshot(),
+      ),
+      sync(
+        'container_auditor_reports',
+        'Agent reports and their records, by outcome; lostCommands: what agents lost.',
+        'outcome',
+        () => this.ingestor.counters.snapshot(),
       ),
       sync('container_auditor_record_writes', 'AuditRecord commands and writes, by outcome.', 'outcome', () =>
         this.records.counters.snapshot(),

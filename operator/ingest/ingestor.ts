@@ -63,7 +63,9 @@ export type IngestCounter =
   | 'failed'
   | 'unattributed'
   | 'coverageProblems'
-  | 'losses';
+  | 'losses'
+  /** Events or lines the agents said they lost (the sum of loss records' counts). */
+  | 'lostCommands';
 
 /** The report could not be written completely; the agent must send it again. */
 export class IngestFailure extends Error {
@@ -252,6 +254,7 @@ export class ReportIngestor {
   private loss(r: LossRecord, policies: readonly string[]): Outcome {
     if (!this.noted.add(JSON.stringify([r.node, r.boot, r.seq]))) return 'duplicate';
     this.counters.inc('losses');
+    if (r.count !== undefined) this.counters.inc('lostCommands', r.count);
     const problem = lossProblem(r);
     this.log.warn('Agent reported a loss', {
       [Field.node]: r.node,
