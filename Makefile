@@ -41,7 +41,7 @@ bench: build
 
 lint: setup
 	npx eslint --max-warnings=0 . && npx prettier --check --log-level=warn .
-	shellcheck .ci/run scripts/*.sh e2e/cluster/*.sh
+	shellcheck .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh bpf-scripts/*/*.sh
 
 format: setup
 	npx eslint --fix . && npx prettier --write --log-level=warn .

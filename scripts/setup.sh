@@ -27,6 +27,7 @@ declare -A PACKAGE_OF=(
 declare -A PACKAGE_OF_FILE=(
   [/usr/include/readline/readline.h]=libreadline-dev # node tests build a shell that takes readline from libreadline.so
   [/bin/bash-static]=bash-static # node tests: a static, stripped bash (no dynamic readline: a coverage gap)
+  [/usr/include/stdio.h]=libc6-dev # gcc -static (the runc wrapper, the stack's pause): gcc only recommends it
 )
 
 missing=()

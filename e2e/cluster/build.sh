@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Build the binaries of the local test control plane (kube-apiserver, kubectl,
 # etcd and optionally kube-controller-manager) from the Go module next to this
-# script, into a machine-wide cache outside the git clone, then symlink them
-# into <repo>/.cache/bin/.
+# script, and crictl (the CRI client the node stack drives containerd with,
+# e2e/stack/) from the Go module in crictl/, into a machine-wide cache outside
+# the git clone, then symlink them into <repo>/.cache/bin/.
 #
 # Usage: build.sh [component...]
-#   components: kube-apiserver kubectl etcd kube-controller-manager
-#   default:    kube-apiserver kubectl etcd
+#   components: kube-apiserver kubectl etcd kube-controller-manager crictl
+#   default:    kube-apiserver kubectl etcd crictl
 #
 # Environment:
 #   CONTAINER_AUDITOR_CACHE  cache root (default: $HOME/.cache/container-auditor)
@@ -14,6 +15,12 @@
 # The cache directory name contains the Kubernetes and etcd versions and a hash
 # of go.mod + go.sum, so a fresh clone (e.g. in CI) reuses earlier builds and a
 # dependency change gets a new directory. Binaries are only built when missing.
+#
+# crictl is a module of its own (crictl/go.mod) with a cache directory of its
+# own (crictl-<version>-<hash>): cri-tools requires newer grpc, otel and
+# golang.org/x modules than Kubernetes 1.34 pins, and in one module those would
+# raise the versions kube-apiserver and etcd are built with (and a crictl bump
+# would rebuild the control plane).
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,24 +29,27 @@ link_dir="$repo_dir/.cache/bin"
 
 die() { printf 'build.sh: error: %s\n' "$*" >&2; exit 1; }
 
-# Version of a required module, read from go.mod (no Go toolchain needed, so a
+# Version of a required module, read from a go.mod (no Go toolchain needed, so a
 # machine with a warm cache can run the cluster without Go).
-module_version() {
-	local v
+module_version() { # module [module dir]
+	local v dir=${2:-$script_dir}
 	v=$(awk -v m="$1" '
 		$1 == "require" && $2 == m && $3 ~ /^v/ { print $3; exit }
 		$1 == m && $2 ~ /^v/ { print $2; exit } # skips tool and replace lines
-	' "$script_dir/go.mod")
-	[[ -n $v ]] || die "module $1 not found in $script_dir/go.mod"
+	' "$dir/go.mod")
+	[[ -n $v ]] || die "module $1 not found in $dir/go.mod"
 	printf '%s\n' "$v"
 }
+mod_hash() { cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12; }
 
 k8s_version=$(module_version k8s.io/kubernetes)
 etcd_version=$(module_version go.etcd.io/etcd/server/v3)
-mod_hash=$(cat "$script_dir/go.mod" "$script_dir/go.sum" | sha256sum | cut -c1-12)
 cache_root=${CONTAINER_AUDITOR_CACHE:-$HOME/.cache/container-auditor}
-cache_dir="$cache_root/k8s-$k8s_version-etcd-$etcd_version-$mod_hash"
-bin_dir="$cache_dir/bin"
+cache_dir="$cache_root/k8s-$k8s_version-etcd-$etcd_version-$(mod_hash "$script_dir")"
+
+crictl_module_dir="$script_dir/crictl"
+crictl_version=$(module_version sigs.k8s.io/cri-tools "$crictl_module_dir")
+crictl_cache_dir="$cache_root/crictl-$crictl_version-$(mod_hash "$crictl_module_dir")"
 
 # Kubernetes binaries report their version from ldflags (what `make` in the
 # kubernetes repo does); without it they say v0.0.0 and kubectl warns about skew.
@@ -53,22 +63,42 @@ k8s_ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
 
 # Cold-build times measured on 2 cores, in the default order (later components
 # reuse packages compiled for earlier ones): kube-apiserver 8m31s, kubectl 52s,
-# etcd 25s; kube-controller-manager 2m03s after those.
-declare -A cold_minutes=([kube-apiserver]=9 [kubectl]=1 [etcd]=1 [kube-controller-manager]=2)
+# etcd 25s; kube-controller-manager 2m03s after those. crictl shares little
+# more than the standard library with them (other versions of grpc, otel,
+# golang.org/x): 2m12s to 3m35s after those (2m12s to 2m31s of CPU; the VM
+# had a load average of 6 to 10 from other work), 10m06s (4m50s of CPU) from
+# empty Go build and module caches, compiling the standard library included.
+declare -A cold_minutes=([kube-apiserver]=9 [kubectl]=1 [etcd]=1 [kube-controller-manager]=2 [crictl]=3)
 
-# Go package and ldflags per component.
+# Go package, version, ldflags, module and cache directories per component.
 component_pkg() {
 	case $1 in
 	kube-apiserver | kubectl | kube-controller-manager) printf 'k8s.io/kubernetes/cmd/%s\n' "$1" ;;
 	etcd) printf 'go.etcd.io/etcd/server/v3\n' ;; # the module root is package main
-	*) die "unknown component '$1' (known: kube-apiserver kubectl etcd kube-controller-manager)" ;;
+	crictl) printf 'sigs.k8s.io/cri-tools/cmd/crictl\n' ;;
+	*) die "unknown component '$1' (known: kube-apiserver kubectl etcd kube-controller-manager crictl)" ;;
 	esac
 }
-component_version() { if [[ $1 == etcd ]]; then echo "$etcd_version"; else echo "$k8s_version"; fi; }
-component_ldflags() { if [[ $1 == etcd ]]; then echo "-s -w"; else echo "$k8s_ldflags"; fi; }
+component_version() {
+	case $1 in
+	etcd) echo "$etcd_version" ;;
+	crictl) echo "$crictl_version" ;;
+	*) echo "$k8s_version" ;;
+	esac
+}
+component_ldflags() {
+	case $1 in
+	etcd) echo "-s -w" ;;
+	# What cri-tools' Makefile sets (its version without the v).
+	crictl) echo "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=${crictl_version#v}" ;;
+	*) echo "$k8s_ldflags" ;;
+	esac
+}
+component_module_dir() { if [[ $1 == crictl ]]; then echo "$crictl_module_dir"; else echo "$script_dir"; fi; }
+component_cache_dir() { if [[ $1 == crictl ]]; then echo "$crictl_cache_dir"; else echo "$cache_dir"; fi; }
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(kube-apiserver kubectl etcd)
+[[ ${#components[@]} -gt 0 ]] || components=(kube-apiserver kubectl etcd crictl)
 for c in "${components[@]}"; do component_pkg "$c" >/dev/null; done
 
 go_checked=""
@@ -115,16 +145,18 @@ trap 'exit 143' TERM
 fmt_duration() { if (($1 >= 60)); then printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); else printf '%ds' "$1"; fi; }
 
 build_one() {
-	local name=$1 out="$bin_dir/$1" pkg version ldflags start elapsed rc
+	local name=$1 pkg version ldflags module_dir out start elapsed rc
 	pkg=$(component_pkg "$name")
 	version=$(component_version "$name")
 	ldflags=$(component_ldflags "$name")
+	module_dir=$(component_module_dir "$name")
+	out="$(component_cache_dir "$name")/bin/$name"
 	if [[ -x $out ]]; then
 		return 0
 	fi
 	check_go
 	local m=${cold_minutes[$name]}
-	echo "Building $name $version (first build: about $m minute$( ((m == 1)) || echo s) on 2 cores; cached afterwards in $bin_dir)"
+	echo "Building $name $version (first build: about $m minute$( ((m == 1)) || echo s) on 2 cores; cached afterwards in ${out%/*})"
 	tmp_out="$out.tmp.$$"
 	start=$SECONDS
 	# - GOWORK=off: never pick up a go.work from a parent directory.
@@ -134,7 +166,7 @@ build_one() {
 	# - GOOS/GOARCH unset: the binaries must run on this machine.
 	# - setsid: own process group, so cleanup can stop the compiler processes too.
 	(
-		cd "$script_dir"
+		cd "$module_dir"
 		unset GOOS GOARCH
 		export GOWORK=off GOFLAGS="" CGO_ENABLED=0
 		exec setsid -w go build -trimpath -buildvcs=false -mod=readonly -ldflags "$ldflags" -o "$tmp_out" "$pkg"
@@ -158,21 +190,30 @@ build_one() {
 	echo "Built $name in $(fmt_duration $((SECONDS - start)))"
 }
 
-mkdir -p "$bin_dir" "$link_dir"
+mkdir -p "$link_dir"
 
 # Serialise concurrent builds into the same cache dir (e.g. two test runs
 # starting at once); the second one waits and then finds the binaries there.
-exec 9>"$cache_dir/.lock"
-if ! flock -n 9; then
-	echo "Another build into $cache_dir is running; waiting for it to finish ..."
-	flock 9
-fi
+# One lock per cache dir, taken once and held until the script exits.
+declare -A locked=()
+lock_cache_dir() {
+	local dir=$1 fd
+	[[ -z ${locked[$dir]:-} ]] || return 0
+	mkdir -p "$dir/bin"
+	exec {fd}>"$dir/.lock"
+	if ! flock -n "$fd"; then
+		echo "Another build into $dir is running; waiting for it to finish ..."
+		flock "$fd"
+	fi
+	locked[$dir]=$fd
+}
 
 for c in "${components[@]}"; do
+	lock_cache_dir "$(component_cache_dir "$c")"
 	build_one "$c"
-	ln -sfn "$bin_dir/$c" "$link_dir/$c"
+	ln -sfn "$(component_cache_dir "$c")/bin/$c" "$link_dir/$c"
 done
 
 for c in "${components[@]}"; do
-	printf '%-24s %s\n' "$c:" "$link_dir/$c -> $bin_dir/$c"
+	printf '%-24s %s\n' "$c:" "$link_dir/$c -> $(component_cache_dir "$c")/bin/$c"
 done
