@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := build
 SHELL := /bin/bash
 
-.PHONY: setup build crds test test-unit test-integration test-node bench lint format cluster-build cluster-up cluster-down clean
+.PHONY: setup build crds test test-unit test-integration test-node bench lint format cluster-build cluster-up cluster-down demo demo-shell demo-down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -41,7 +41,7 @@ bench: build
 
 lint: setup
 	npx eslint --max-warnings=0 . && npx prettier --check --log-level=warn .
-	shellcheck .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh bpf-scripts/*/*.sh
+	shellcheck .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh e2e/demo/*.sh bpf-scripts/*/*.sh
 
 format: setup
 	npx eslint --fix . && npx prettier --write --log-level=warn .
@@ -60,6 +60,18 @@ cluster-up: setup
 ## cluster-down: stop it and remove its data
 cluster-down:
 	@bash e2e/cluster/cluster.sh down
+
+## demo: everything on this machine, as root (e2e/demo/): installs and builds what is missing, starts a control plane, containerd with the wrapper, the operator and the agent, applies a policy, runs a pod, types commands into its shell and prints what kubectl shows of them. Everything lives in .cache/demo/
+demo:
+	@bash e2e/demo/demo.sh up
+
+## demo-shell: an audited shell in the demo's pod, with its audit Events streaming into the same terminal (starts the demo if it is not up)
+demo-shell:
+	@bash e2e/demo/demo.sh shell
+
+## demo-down: stop everything the demo started and delete .cache/demo/ (idempotent)
+demo-down:
+	@bash e2e/demo/demo.sh down
 
 clean:
 	rm -rf dist coverage .cache/test-results

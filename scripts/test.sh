@@ -34,7 +34,7 @@ bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
 run_step "typecheck" npx tsc -p tsconfig.json --noEmit
 run_step "lint" npx eslint --max-warnings=0 .
 run_step "format" npx prettier --check --log-level=warn .
-run_step "shellcheck" shellcheck .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh bpf-scripts/*/*.sh
+run_step "shellcheck" shellcheck .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh e2e/demo/*.sh bpf-scripts/*/*.sh
 run_step "build (TypeScript, runc wrapper)" make -s build
 run_step "unit tests" jest unit
 run_step "control-plane binaries" bash e2e/cluster/build.sh

