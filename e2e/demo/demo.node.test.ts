@@ -11,12 +11,28 @@
  * - the policy's status counting the audited container;
  * - a Pod without the RuntimeClass (so through plain runc, never the wrapper) yields no AuditRecord, no Event
  *   and no command, whatever is typed in it, and the policy counts it as unauditable;
+ * - a Pod with the RuntimeClass in a namespace the policy does not select yields nothing either;
+ * - with `capture.execs` patched on, a non-interactive `crictl exec` is an exec session's record;
+ * - `suspend: true` stops capture (lines typed 3 s after the patch are not recorded; the measured switch time
+ *   is logged), and resuming captures the same shell again;
+ * - the agent restarted mid-session: an `agent-down` loss is reported, and the same shell is captured again;
+ * - the operator restarted mid-session: every line typed meanwhile is recorded exactly once;
  * - `demo.sh down` leaves no process and no directory behind, and is idempotent.
  *
  * Node tier: root, and what `make build` and e2e/cluster/build.sh leave (the demo runs with DEMO_BUILD=0).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +40,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, type CoreV1Event } from '@kubernetes/client-node';
 import { GROUP, POLICY_PLURAL, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
 import { runCommand, type CommandResult } from '../support/command.js';
-import { REPO_ROOT } from '../support/paths.js';
+import { KUBECTL, REPO_ROOT } from '../support/paths.js';
 import { Terminal } from '../support/terminal.js';
 import { BASH_PROMPT, CRICTL } from '../stack/stack.js';
 
@@ -100,7 +116,11 @@ async function events(pod: string): Promise<CoreV1Event[]> {
     .items;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -108,6 +128,217 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(200);
   }
+}
+
+function kubectl(args: string[]): Promise<CommandResult> {
+  return runCommand(KUBECTL, ['--kubeconfig', join(dir, 'cluster', 'kubeconfig'), ...args], {
+    env,
+    timeoutMs: 60_000,
+  });
+}
+
+async function patchPolicy(patch: object): Promise<void> {
+  const r = await kubectl([
+    'patch',
+    `${POLICY_PLURAL}.${GROUP}`,
+    POLICY,
+    '--type',
+    'merge',
+    '-p',
+    JSON.stringify(patch),
+  ]);
+  if (r.code !== 0) throw new Error(`kubectl patch exited ${r.code}:\n${r.stdout}${r.stderr}`);
+}
+
+/** The plan the agent applies, as it keeps it in its state directory ('' while there is none). */
+function agentPlan(): string {
+  try {
+    return readFileSync(join(dir, 'agent', 'state', 'plan.json'), 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Starts a container through the CRI for a Pod object made here (what the kubelet would do). */
+async function runPod(
+  pod: { name: string; namespace: string; uid: string },
+  runtime: string,
+): Promise<string> {
+  const run = await runCommand(
+    'bash',
+    [
+      STACK_SCRIPT,
+      'run-pod',
+      '--name',
+      pod.name,
+      '--namespace',
+      pod.namespace,
+      '--uid',
+      pod.uid,
+      '--container',
+      'app',
+      '--runtime',
+      runtime,
+    ],
+    { env: { ...env, STACK_DIR: join(dir, 'stack') }, timeoutMs: 60_000 },
+  );
+  const container = /^CONTAINER_ID=([0-9a-f]+)$/m.exec(run.stdout)?.[1];
+  if (run.code !== 0 || !container)
+    throw new Error(`stack.sh run-pod exited ${run.code}:\n${run.stdout}${run.stderr}`);
+  return container;
+}
+
+/** Waits until a line typed into the audited pod is in an AuditRecord: what came before it is there too. */
+async function barrier(containerId: string, name: string): Promise<void> {
+  const line = `: ${name}-${RUN}`;
+  await typeInto(containerId, [line]);
+  await until(`${line} in an AuditRecord`, async () =>
+    (await records()).some((r) => r.status?.commands?.some((c) => c.command === line)) ? true : undefined,
+  );
+}
+
+/** An interactive `bash -i` in a container, kept open across steps: each line is typed after a prompt. */
+class Shell {
+  private prompts = 1;
+  private constructor(private readonly terminal: Terminal) {}
+
+  static open(containerId: string): Shell {
+    return new Shell(
+      Terminal.open([
+        CRICTL,
+        '--config',
+        join(dir, 'stack', 'crictl.yaml'),
+        'exec',
+        '-it',
+        containerId,
+        'bash',
+        '-i',
+      ]),
+    );
+  }
+
+  async type(line: string): Promise<void> {
+    await this.terminal.waitForOutput(BASH_PROMPT, 20_000, this.prompts++);
+    this.terminal.type(`${line}\n`);
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.type('exit');
+      await this.terminal.waitForExit();
+    } finally {
+      this.terminal.kill();
+    }
+  }
+}
+
+async function recordedCommands(): Promise<string[]> {
+  return (await records()).flatMap((r) => r.status?.commands ?? []).map((c) => c.command);
+}
+
+/** Types `: NAME-RUN-i` lines, one a second, until one is recorded (a shell waiting in readline when its
+ * probe came back loses the line it was reading); returns the line recorded. */
+async function typeUntilRecorded(shell: Shell, name: string, timeoutMs = 60_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  const typed: string[] = [];
+  for (let i = 0; ; i++) {
+    const line = `: ${name}-${RUN}-${i}`;
+    await shell.type(line);
+    typed.push(line);
+    const waitUntil = Date.now() + 1000;
+    while (Date.now() < waitUntil) {
+      const recorded = await recordedCommands();
+      const hit = typed.find((t) => recorded.includes(t));
+      if (hit) return hit;
+      await sleep(200);
+    }
+    if (Date.now() > deadline) throw new Error(`none of ${typed.join(', ')} was recorded`);
+  }
+}
+
+function pidOf(name: 'agent' | 'operator'): number {
+  return Number(readFileSync(join(dir, 'run', `${name}.pid`), 'utf8').trim());
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM the demo's process and wait until it is gone. */
+async function stopDemoProcess(name: 'agent' | 'operator'): Promise<void> {
+  const pid = pidOf(name);
+  process.kill(pid, 'SIGTERM');
+  await until(`the ${name} (pid ${pid}) to exit`, () => (alive(pid) ? undefined : true), 30_000);
+}
+
+/** Starts the demo's process again as demo.sh does: detached, its pid in run/NAME.pid, its log appended. */
+async function startDemoProcess(name: 'agent' | 'operator'): Promise<void> {
+  const cli = join(REPO_ROOT, 'bin', 'container-auditor.js');
+  const args =
+    name === 'agent'
+      ? [
+          cli,
+          'agent',
+          '--node',
+          NODE,
+          '--operator',
+          `https://127.0.0.1:${env.DEMO_OPERATOR_PORT}`,
+          '--token-file',
+          join(dir, 'agent', 'token'),
+          '--operator-ca',
+          join(dir, 'tls', 'ca.crt'),
+          '--handoff-dir',
+          join(dir, 'stack', 'handoff'),
+          '--state-dir',
+          join(dir, 'agent', 'state'),
+          '--bundle-root',
+          join(dir, 'stack', 'containerd', 'state'),
+        ]
+      : [
+          cli,
+          'operator',
+          '--kubeconfig',
+          join(dir, 'operator', 'kubeconfig'),
+          '--tls-cert',
+          join(dir, 'tls', 'tls.crt'),
+          '--tls-key',
+          join(dir, 'tls', 'tls.key'),
+          '--host',
+          '127.0.0.1',
+          '--port',
+          env.DEMO_OPERATOR_PORT!,
+          '--probe-port',
+          env.DEMO_PROBE_PORT!,
+          '--agent-service-account',
+          'container-auditor/container-auditor-agent',
+          '--lease-namespace',
+          'container-auditor',
+          '--runtime-class',
+          'container-auditor',
+        ];
+  const pidFile = join(dir, 'run', `${name}.pid`);
+  rmSync(pidFile, { force: true });
+  const log = openSync(join(dir, 'logs', `${name}.log`), 'a');
+  try {
+    const child = spawn(
+      'setsid',
+      ['sh', '-c', 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"', pidFile, process.execPath, ...args],
+      { detached: true, stdio: ['ignore', log, log], env },
+    );
+    child.unref();
+  } finally {
+    closeSync(log);
+  }
+  await until(`the ${name} to start`, () => (existsSync(pidFile) && alive(pidOf(name)) ? true : undefined));
+}
+
+function agentLog(): string {
+  return readFileSync(join(dir, 'logs', 'agent.log'), 'utf8');
 }
 
 /** `crictl exec -it <container> bash -i` on a terminal of its own: the lines, each after a prompt, then exit. */
@@ -333,6 +564,207 @@ describe('make demo, end to end', () => {
       expect(policy.status?.auditedContainers).toBe(1);
     },
     TEST_TIMEOUT,
+  );
+
+  it(
+    'records nothing of a pod with the RuntimeClass in a namespace the policy does not select',
+    async () => {
+      const audited = demoPod();
+      const ns = `staging-${RUN}`;
+      await core.createNamespace({ body: { metadata: { name: ns, labels: { environment: 'staging' } } } });
+      const pod = await core.createNamespacedPod({
+        namespace: ns,
+        body: {
+          metadata: { name: 'web', namespace: ns },
+          spec: {
+            nodeName: NODE,
+            runtimeClassName: 'container-auditor',
+            containers: [
+              {
+                name: 'app',
+                image: 'localhost/container-auditor/demo-shell:1',
+                command: ['sleep', 'infinity'],
+              },
+            ],
+          },
+        },
+      });
+      const container = await runPod(
+        { name: 'web', namespace: ns, uid: pod.metadata!.uid! },
+        'container-auditor',
+      );
+      const shown = await typeInto(container, [`echo unselected-${RUN}`]);
+      expect(shown).toContain(`unselected-${RUN}`);
+      await barrier(audited.containerId, 'after-unselected');
+
+      const inNs = (await custom.listNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: RECORD_PLURAL,
+        namespace: ns,
+      })) as { items: AuditRecord[] };
+      expect(inNs.items).toEqual([]);
+      const commands = (await records()).flatMap((r) => r.status?.commands ?? []).map((c) => c.command);
+      expect(commands.filter((c) => c.includes(`echo unselected-${RUN}`))).toEqual([]);
+      expect(
+        (await core.listNamespacedEvent({ namespace: ns })).items.filter((e) =>
+          /AuditAlert|ShellCommand/.test(e.reason ?? ''),
+        ),
+      ).toEqual([]);
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'records a non-interactive crictl exec as an exec session once the policy captures execs',
+    async () => {
+      const { containerId } = demoPod();
+      const before = agentPlan();
+      await patchPolicy({ spec: { capture: { execs: true } } });
+      try {
+        await until('the agent to apply a plan that captures execs', () => {
+          const plan = agentPlan();
+          return plan !== before && /"execs":true/.test(plan) ? true : undefined;
+        });
+        const exec = await runCommand(
+          CRICTL,
+          ['--config', join(dir, 'stack', 'crictl.yaml'), 'exec', containerId, 'cat', '/etc/hostname'],
+          { env, timeoutMs: 30_000 },
+        );
+        expect(exec.code).toBe(0);
+        const record = await until('an exec AuditRecord holding cat /etc/hostname', async () =>
+          (await records()).find(
+            (r) =>
+              r.spec.session.kind === 'exec' &&
+              r.status?.commands?.some((c) => c.command === 'cat /etc/hostname'),
+          ),
+        );
+        expect(record.spec.pod).toEqual({ name: 'web', uid: demoPod().uid });
+        expect(record.spec.container.name).toBe('app');
+        expect(record.spec.policy).toBe(POLICY);
+      } finally {
+        await patchPolicy({ spec: { capture: { execs: false } } });
+      }
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    'stops capturing once the policy is suspended, and captures again once it is resumed',
+    async () => {
+      const { containerId, uid } = demoPod();
+      const shell = Shell.open(containerId);
+      try {
+        await typeUntilRecorded(shell, 'before-suspend');
+        await patchPolicy({ spec: { suspend: true } });
+        const patchedAt = Date.now();
+        const typed: { line: string; at: number }[] = [];
+        for (let i = 0; Date.now() - patchedAt < 5_000; i++) {
+          const line = `: suspended-${RUN}-${i}`;
+          await shell.type(line);
+          typed.push({ line, at: Date.now() - patchedAt });
+          await sleep(200);
+        }
+        await until('the agent to apply a plan without the pod', () =>
+          agentPlan().includes(uid) ? undefined : true,
+        );
+        await patchPolicy({ spec: { suspend: false } });
+        await until('the agent to apply a plan naming the pod again', () =>
+          agentPlan().includes(uid) ? true : undefined,
+        );
+        // A barrier too: what was recorded of the suspended window is in the API server before this.
+        await typeUntilRecorded(shell, 'resumed');
+
+        const recorded = await recordedCommands();
+        const first = typed.find((t) => !recorded.includes(t.line));
+        console.log(
+          `suspend: first line not recorded was typed ${first?.at ?? 'never'} ms after the patch; ` +
+            `${typed.filter((t) => recorded.includes(t.line)).length} of ${typed.length} lines recorded`,
+        );
+        expect(typed.filter((t) => t.at >= 3_000 && recorded.includes(t.line))).toEqual([]);
+        expect(typed.some((t) => t.at >= 3_000)).toBe(true);
+      } finally {
+        await patchPolicy({ spec: { suspend: false } });
+        await shell.close();
+      }
+    },
+    3 * 60_000,
+  );
+
+  it(
+    'an agent restarted mid-session reports the time it was down as a loss, and the same shell is captured again',
+    async () => {
+      const { containerId } = demoPod();
+      const shell = Shell.open(containerId);
+      try {
+        await typeUntilRecorded(shell, 'before-agent-restart');
+        const auditing = agentLog().split('"message":"Auditing"').length;
+        await stopDemoProcess('agent');
+        await shell.type(`: while-agent-down-${RUN}`);
+        await startDemoProcess('agent');
+        await until(
+          'the restarted agent to log Auditing',
+          () => (agentLog().split('"message":"Auditing"').length > auditing ? true : undefined),
+          60_000,
+        );
+        await typeUntilRecorded(shell, 'after-agent-restart');
+        const loss = await until(
+          'an agent-down loss in an AuditRecord or the policy status',
+          async () => {
+            const inRecords = (await records())
+              .flatMap((r) => r.status?.losses ?? [])
+              .find((l) => /agent-down/.test(l.reason));
+            if (inRecords) return `AuditRecord loss ${JSON.stringify(inRecords)}`;
+            const p = (await custom.getClusterCustomObject({
+              group: GROUP,
+              version: VERSION,
+              plural: POLICY_PLURAL,
+              name: POLICY,
+            })) as { status?: { conditions?: { type: string; status: string; message?: string }[] } };
+            const degraded = p.status?.conditions?.find(
+              (c) => c.type === 'Degraded' && c.status === 'True' && /agent-down/.test(c.message ?? ''),
+            );
+            return degraded ? `Degraded: ${degraded.message}` : undefined;
+          },
+          60_000,
+        );
+        console.log(`agent restart: ${loss}`);
+        expect(loss).toMatch(/agent-down/);
+      } finally {
+        await shell.close();
+      }
+    },
+    3 * 60_000,
+  );
+
+  it(
+    'an operator restarted mid-session loses nothing: every line typed meanwhile is recorded exactly once',
+    async () => {
+      const { containerId } = demoPod();
+      const shell = Shell.open(containerId);
+      try {
+        await typeUntilRecorded(shell, 'before-operator-restart');
+        const lines = Array.from({ length: 6 }, (_, i) => `: operator-restart-${RUN}-${i}`);
+        await shell.type(lines[0]!);
+        await stopDemoProcess('operator');
+        for (const line of lines.slice(1, 4)) await shell.type(line);
+        await startDemoProcess('operator');
+        for (const line of lines.slice(4)) await shell.type(line);
+        await until(
+          'every line typed across the operator restart in an AuditRecord',
+          async () => {
+            const recorded = await recordedCommands();
+            return lines.every((l) => recorded.includes(l)) ? true : undefined;
+          },
+          120_000,
+        );
+        const recorded = await recordedCommands();
+        for (const line of lines) expect(recorded.filter((c) => c === line)).toHaveLength(1);
+      } finally {
+        await shell.close();
+      }
+    },
+    4 * 60_000,
   );
 
   it(
