@@ -30,15 +30,17 @@ test-integration: setup cluster-build
 test-node: build
 	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects node --runInBand
 
-# Options of the two benches (see their --help), e.g. make bench BENCH_ARGS='--cycles 10' AGENT_BENCH_ARGS='--shells 10'
+# Options of the benches (see their --help), e.g. make bench BENCH_ARGS='--cycles 10' AGENT_BENCH_ARGS='--shells 10'
 BENCH_ARGS ?=
 AGENT_BENCH_ARGS ?=
 DEMO_BENCH_ARGS ?=
+OPERATOR_BENCH_ARGS ?=
 
 ## bench: the benchmarks (root): the runc wrapper's added cost (runc alone vs through the wrapper, interleaved), then the agent's memory, latency and throughput under a private containerd
 bench: build
 	node dist/bench/runc-wrapper.js $(BENCH_ARGS)
 	node dist/bench/agent-capture.js $(AGENT_BENCH_ARGS)
+	node dist/bench/operator-writes.js $(OPERATOR_BENCH_ARGS)
 	node dist/bench/demo-latency.js $(DEMO_BENCH_ARGS)
 
 lint: setup

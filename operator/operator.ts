@@ -59,6 +59,13 @@ export interface OperatorOptions {
 
 /** Plans are recomputed at most this often while the informers deliver a burst of changes. */
 const PLAN_DEBOUNCE_MS = 150;
+/**
+ * What reports tell (commands counted, each node's last report) changes a policy's status with every report;
+ * those reconciles are coalesced, at most one per policy per this long, so that policy status writes follow
+ * the clock rather than the number of reports (agents, and the rate people type at). Spec, pod and namespace
+ * changes are not delayed.
+ */
+const REPORT_STATUS_COALESCE_MS = 2000;
 
 export class Operator {
   readonly registry = new Registry();
@@ -190,7 +197,9 @@ export class Operator {
       'Policy reconciles, by result.',
       ['result'],
     );
-    const unsubscribe = this.ledger.onChange((names) => names.forEach((n) => queue.add(n)));
+    const unsubscribe = this.ledger.onChange((names) =>
+      names.forEach((n) => queue.addAfter(n, REPORT_STATUS_COALESCE_MS)),
+    );
     for (const key of policyKeys(this.sources)) queue.add(key);
     signal.addEventListener('abort', () => void queue.shutdown(), { once: true });
     logger.info('Leading: reconciling policies and serving agents');
@@ -298,10 +307,10 @@ export class Operator {
         () => this.events.counters.snapshot(),
       ),
     ];
-    const leader = this.registry.gauge('container_auditor_leader', '1 while this replica leads.');
+    // container_auditor_leader{lease} is the elector's own (runtime/leader-election.ts): registering it again
+    // here, without its label, made the registry throw and the process exit at start.
     const timer = setInterval(() => {
       for (const s of syncs) s();
-      leader.set(this.elector.isLeader() ? 1 : 0);
     }, 2000);
     timer.unref();
   }

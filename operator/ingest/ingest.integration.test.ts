@@ -40,7 +40,9 @@ const NODE_A = `ingest-${run}-node-a`;
 const NODE_B = `ingest-${run}-node-b`;
 const BOOT = randomUUID();
 const BOOT8 = BOOT.slice(0, 8);
-const RATE = { burst: 5, perSecond: 1 };
+// Per pod. web-0 gets 6 Events in all, the 6th soon after the first 5: a burst of 5 folded it whenever the API
+// server answered fast enough that no token had come back in between.
+const RATE = { burst: 6, perSecond: 1 };
 const MAX_BODY = 256 * 1024;
 
 const kc = testKubeConfig();
@@ -564,7 +566,7 @@ describe('reports', () => {
     expect(shown.length).toBeGreaterThanOrEqual(RATE.burst);
     const folded = Number(/^(\d+) commands folded/.exec(summary.message ?? '')?.[1]);
     expect(shown.length + folded).toBe(20);
-    expect(summary.message).toContain('by the Event rate limit (burst 5, 1/s)');
+    expect(summary.message).toContain(`by the Event rate limit (burst ${RATE.burst}, 1/s)`);
     // The AuditRecord holds all of them.
     const record = await getRecord(`web-1-app-6161-${BOOT8}-1`);
     expect(record.status?.counts?.commands).toBe(20);

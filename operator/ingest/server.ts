@@ -133,6 +133,7 @@ export class IngestServer {
   private readonly maxBodyBytes: number;
   private tlsStamp = '';
   private reloadTimer?: NodeJS.Timeout;
+  private closing = false;
 
   constructor(private readonly options: IngestServerOptions) {
     this.log = options.logger ?? silentLogger();
@@ -176,9 +177,14 @@ export class IngestServer {
     });
   }
 
-  /** Stops accepting; long polls are answered at once; connections still open after the grace are cut. */
+  /**
+   * Stops accepting; long polls are answered at once, and every answer from now on closes its connection (a
+   * keep-alive connection left open would hold `close` for the whole grace); connections still open after the
+   * grace are cut.
+   */
   async close(): Promise<void> {
     if (this.reloadTimer) clearInterval(this.reloadTimer);
+    this.closing = true;
     for (const poll of this.polls) poll.abort();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
@@ -326,6 +332,7 @@ export class IngestServer {
     this.counters.inc(`${status} ${label}`);
     if (res.headersSent || res.destroyed) return;
     const text = JSON.stringify(body);
+    if (this.closing) res.setHeader('Connection', 'close');
     res.writeHead(status, {
       'Content-Type': 'application/json',
       'Content-Length': Buffer.byteLength(text),

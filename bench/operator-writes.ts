@@ -1,0 +1,705 @@
+/**
+ * What the operator costs the API server, and how soon a command shows: a private control plane
+ * (e2e/cluster/cluster.sh: etcd + kube-apiserver on free loopback ports, in its own directory), the operator
+ * as users run it (`container-auditor operator`, HTTPS, one replica), and in this process the real agent side
+ * of the wire (PlanClient, ClusterPlan and the record builder with the policy's rules, the durable RecordQueue
+ * through queueSink, the Reporter) with a real projected token. bpftrace is not involved: commands enter the
+ * agent where its output would, round robin over several shell sessions on a few pods, at a fixed rate.
+ *
+ * Per phase (a rate):
+ *   - API writes per 1,000 commands, AuditRecords and Events apart, counted by the API server itself
+ *     (`apiserver_request_total` by resource, verb and code, scraped before and after) and, to compare, by
+ *     the operator (`container_auditor_record_writes`, `container_auditor_event_writes` on its /metrics);
+ *   - latency from the moment a record is appended to the agent's queue to the moment it is visible in the
+ *     API server: a watch on AuditRecords notes when each seq first appears.
+ *
+ * After the last command of a phase the bench waits until every command is visible and the Event folding
+ * window (10 s) has passed, so that a phase's summaries count in that phase. Prints tables on stdout, progress
+ * on stderr; exits non-zero on errors, never on thresholds. The control plane, the operator and the scratch
+ * directory go at the end, on Ctrl-C too. No root needed.
+ *
+ *   make build && node dist/bench/operator-writes.js [--rates 10,500] [--commands 1000,5000]
+ */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { type AddressInfo, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  NodeV1Api,
+  type V1Pod,
+  Watch,
+} from '@kubernetes/client-node';
+import { AGENT_TOKEN_AUDIENCE, type NodePlan } from '../api/agentapi/v1.js';
+import {
+  API_VERSION,
+  GROUP,
+  POLICY_KIND,
+  POLICY_PLURAL,
+  VERSION,
+  type AuditRecord,
+} from '../api/v1alpha1/index.js';
+import { silentLogger } from '../common/logging.js';
+import type { CapturedLine } from '../agent/capture/readline-output.js';
+import { ClusterPlan } from '../agent/cluster/cluster-plan.js';
+import { OperatorClient } from '../agent/cluster/operator-client.js';
+import { PlanClient } from '../agent/cluster/plan-client.js';
+import { RecordQueue, queueSink } from '../agent/cluster/queue.js';
+import { Reporter } from '../agent/cluster/reporter.js';
+import type { ContainerRecord } from '../agent/containers/registry.js';
+import { commandRecord } from '../agent/records/build.js';
+import { runCommand } from '../e2e/support/command.js';
+import { KUBECTL, REPO_ROOT } from '../e2e/support/paths.js';
+import {
+  atCleanup,
+  checkpoint,
+  fixed as f,
+  nowMs,
+  numberOption,
+  parseOptionValues,
+  procStat,
+  progress,
+  progressCount,
+  quantile,
+  runBench,
+  sortNum,
+  table,
+  ticksToMs,
+} from './support.js';
+
+const USAGE = `usage: node dist/bench/operator-writes.js [options]   (after make build)
+
+  --rates LIST      commands per second of each phase, over all sessions (default 10,500)
+  --commands LIST   commands of each phase, one number or one per rate (default 1000,5000)
+  --sessions N      shell sessions typed into, round robin (default 8)
+  --pods N          audited pods the sessions are spread over (default 4)
+  --flush-ms N      the operator's AuditRecord flush window, --flush-ms (default 500, its default)
+  -h, --help`;
+
+const CLUSTER_SCRIPT = join(REPO_ROOT, 'e2e', 'cluster', 'cluster.sh');
+const CLI = join(REPO_ROOT, 'bin', 'container-auditor.js');
+const SYSTEM = 'container-auditor';
+const SHOP = 'bench';
+const NODE = 'bench-node';
+const POLICY = 'bench';
+const RUNTIME_CLASS = 'container-auditor';
+/** The operator's Event folding window (operator/ingest/events-writer.ts DEFAULT_FOLD_WINDOW_MS). */
+const FOLD_WINDOW_MS = 10_000;
+/** The operator copies its counters into /metrics this often (operator/operator.ts). */
+const METRICS_SYNC_MS = 2_000;
+
+interface Options {
+  rates: number[];
+  commands: number[];
+  sessions: number;
+  pods: number;
+  flushMs: number;
+}
+
+function parseOptions(argv: string[]): Options | undefined {
+  const values = parseOptionValues(
+    argv,
+    ['rates', 'commands', 'sessions', 'pods', 'flush-ms'] as const,
+    USAGE,
+  );
+  if (!values) return undefined;
+  const list = (name: string, value: string) => value.split(',').map((v) => numberOption(name, v, 0));
+  const rates = list('rates', values.rates ?? '10,500');
+  const commands = list('commands', values.commands ?? '1000,5000');
+  if (commands.length !== 1 && commands.length !== rates.length)
+    throw new Error('--commands takes one number, or one per rate');
+  const pods = numberOption('pods', values.pods, 4);
+  const sessions = numberOption('sessions', values.sessions, 8);
+  if (sessions < pods) throw new Error('--sessions must be at least --pods (every pod gets a session)');
+  return {
+    rates,
+    commands: rates.map((_, i) => commands[commands.length === 1 ? 0 : i]!),
+    sessions,
+    pods,
+    flushMs: numberOption('flush-ms', values['flush-ms'], 500, { zero: true }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The run's resources, for cleanup.
+
+interface Scratch {
+  dir: string;
+  cluster?: { env: NodeJS.ProcessEnv };
+  operator?: ChildProcess;
+  operatorLog: string;
+  watch?: AbortController;
+  stopAgent?: () => Promise<void>;
+}
+
+let scratch: Scratch | undefined;
+
+async function cleanup(s: Scratch): Promise<void> {
+  s.watch?.abort();
+  await s.stopAgent?.().catch(() => undefined);
+  const op = s.operator;
+  if (op && op.exitCode === null && op.signalCode === null) {
+    const exited = new Promise((resolve) => op.once('exit', resolve));
+    op.kill('SIGTERM');
+    const timer = setTimeout(() => op.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  if (s.cluster) {
+    const down = spawnSync('bash', [CLUSTER_SCRIPT, 'down'], {
+      env: s.cluster.env,
+      stdio: ['ignore', 2, 2],
+    });
+    if (down.status !== 0) progress(`cleanup: cluster.sh down exited ${down.status ?? down.signal}`);
+  }
+  rmSync(s.dir, { recursive: true, force: true });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Counting writes: the API server's own counter, and the operator's.
+
+type Counts = Map<string, number>;
+
+/** Prometheus text -> value by `name{labels}` for the metrics named. */
+function parseMetrics(text: string, names: readonly string[]): Counts {
+  const out: Counts = new Map();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    const key = line.slice(0, space);
+    const name = key.split('{')[0]!;
+    if (names.includes(name)) out.set(key, Number(line.slice(space + 1)));
+  }
+  return out;
+}
+
+function labelsOf(key: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const m of key.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[m[1]!] = m[2]!;
+  return labels;
+}
+
+/** `after - before`, summed over the series `pick` accepts. */
+function delta(
+  before: Counts,
+  after: Counts,
+  pick: (name: string, labels: Record<string, string>) => boolean,
+) {
+  let sum = 0;
+  for (const [key, value] of after) {
+    const name = key.split('{')[0]!;
+    if (pick(name, labelsOf(key))) sum += value - (before.get(key) ?? 0);
+  }
+  return sum;
+}
+
+interface Snapshot {
+  apiserver: Counts;
+  operator: Counts;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+interface Phase {
+  rate: number;
+  commands: number;
+  seconds: number;
+  /** Append -> visible, ms, per command. */
+  latencies: number[];
+  missing: number;
+  before: Snapshot;
+  after: Snapshot;
+  reports: number;
+  /** CPU of each program from the first command until every command was visible, % of one core. */
+  cpu: Record<string, number>;
+}
+
+/** CPU time (user + system) of a process so far, ms; 0 for one that is gone. */
+function cpuMs(pid: number | 'self'): number {
+  const fields = procStat(pid)?.fields;
+  return fields ? ticksToMs(Number(fields[11]) + Number(fields[12])) : 0;
+}
+
+async function bench(opts: Options): Promise<void> {
+  const started = nowMs();
+  const dir = mkdtempSync(join(tmpdir(), 'ca-operator-bench-'));
+  const s: Scratch = { dir, operatorLog: '' };
+  scratch = s;
+  atCleanup(() => cleanup(s));
+
+  // The control plane.
+  const settings = {
+    CLUSTER_DIR: join(REPO_ROOT, '.cache', `bench-operator-${process.pid}`),
+    APISERVER_PORT: String(await freePort()),
+    ETCD_PORT: String(await freePort()),
+    ETCD_PEER_PORT: String(await freePort()),
+  };
+  const env = { ...process.env, ...settings };
+  progress(`starting a private control plane in ${settings.CLUSTER_DIR}`);
+  s.cluster = { env };
+  const up = spawnSync('bash', [CLUSTER_SCRIPT, 'up'], { env, stdio: ['ignore', 2, 2] });
+  if (up.status !== 0) throw new Error(`cluster.sh up exited ${up.status ?? up.signal}`);
+  checkpoint();
+  const kubeconfig = join(settings.CLUSTER_DIR, 'kubeconfig');
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const kubectl = async (args: string[]): Promise<string> => {
+    const r = await runCommand(KUBECTL, ['--kubeconfig', kubeconfig, ...args]);
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const crds = join(REPO_ROOT, 'crds');
+  await kubectl(['apply', '--server-side', '-f', crds]);
+  await kubectl(['wait', '--for=condition=Established', '--timeout=60s', '-f', crds]);
+
+  // The world: a node, its agent's pod and token, audited pods, a policy selecting them.
+  progress(`creating ${opts.pods} audited pods on node ${NODE}, a policy, the agent's token`);
+  await kc.makeApiClient(NodeV1Api).createRuntimeClass({
+    body: { metadata: { name: RUNTIME_CLASS }, handler: RUNTIME_CLASS },
+  });
+  await core.createNode({ body: { metadata: { name: NODE } } });
+  for (const name of [SYSTEM, SHOP]) await core.createNamespace({ body: { metadata: { name } } });
+  await core.createNamespacedServiceAccount({ namespace: SYSTEM, body: { metadata: { name: 'agent' } } });
+  const agentPod = await core.createNamespacedPod({
+    namespace: SYSTEM,
+    body: {
+      metadata: { name: 'agent' },
+      spec: {
+        nodeName: NODE,
+        serviceAccountName: 'agent',
+        containers: [{ name: 'agent', image: 'agent:1' }],
+      },
+    },
+  });
+  const pods: V1Pod[] = [];
+  for (let i = 0; i < opts.pods; i++)
+    pods.push(
+      await core.createNamespacedPod({
+        namespace: SHOP,
+        body: {
+          metadata: { name: `shell-${i}`, labels: { app: 'shell' } },
+          spec: {
+            nodeName: NODE,
+            runtimeClassName: RUNTIME_CLASS,
+            containers: [{ name: 'app', image: 'registry.example/shell:1' }],
+          },
+        },
+      }),
+    );
+  await custom.createClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: POLICY_PLURAL,
+    body: {
+      apiVersion: API_VERSION,
+      kind: POLICY_KIND,
+      metadata: { name: POLICY },
+      spec: {
+        selector: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': SHOP } } },
+        alerts: [{ name: 'curl-pipe-shell', pattern: 'curl .*\\|\\s*(ba)?sh', severity: 'high' }],
+      },
+    },
+  });
+  const token = await core.createNamespacedServiceAccountToken({
+    name: 'agent',
+    namespace: SYSTEM,
+    body: {
+      spec: {
+        audiences: [AGENT_TOKEN_AUDIENCE],
+        expirationSeconds: 3600,
+        boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'agent', uid: agentPod.metadata!.uid },
+      },
+    },
+  });
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, `${token.status!.token}\n`, { mode: 0o600 });
+  const certFile = join(dir, 'tls.crt');
+  const keyFile = join(dir, 'tls.key');
+  execFileSync(
+    'openssl',
+    [
+      ...[
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+      ],
+      ...['-subj', '/CN=container-auditor-operator', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      ...['-keyout', keyFile, '-out', certFile],
+    ],
+    { stdio: 'ignore' },
+  );
+
+  // The operator, through its CLI.
+  progress(`starting the operator (--flush-ms ${opts.flushMs})`);
+  const op = spawn(
+    process.execPath,
+    [
+      CLI,
+      'operator',
+      ...['--kubeconfig', kubeconfig, '--tls-cert', certFile, '--tls-key', keyFile],
+      ...['--host', '127.0.0.1', '--port', '0', '--probe-port', '0'],
+      ...['--agent-service-account', `${SYSTEM}/agent`, '--lease-namespace', SYSTEM],
+      ...['--flush-ms', String(opts.flushMs)],
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  s.operator = op;
+  op.stderr.setEncoding('utf8').on('data', (d: string) => {
+    s.operatorLog = (s.operatorLog + d).slice(-256 * 1024);
+  });
+  const { port, probePort } = await operatorPorts(op);
+  const scrapeOperator = async (): Promise<Counts> =>
+    parseMetrics(await httpGet(probePort, '/metrics'), [
+      'container_auditor_record_writes',
+      'container_auditor_event_writes',
+      'container_auditor_leader',
+      'container_auditor_reports',
+    ]);
+  await until('the operator to lead', 60_000, async () => {
+    const m = await scrapeOperator().catch(() => new Map<string, number>());
+    return [...m].some(([k, v]) => k.startsWith('container_auditor_leader') && v === 1);
+  });
+
+  // The agent side of the wire.
+  const logger = silentLogger();
+  const client = new OperatorClient({
+    url: `https://127.0.0.1:${port}`,
+    tokenFile,
+    ca: readFileSync(certFile),
+  });
+  const plan = new ClusterPlan();
+  const planClient = new PlanClient({ client, node: NODE, stateDir: join(dir, 'state'), logger });
+  planClient.on('plan', (p: NodePlan) => plan.update(p));
+  const queue = await RecordQueue.open({ dir: join(dir, 'queue'), logger });
+  const sink = queueSink(NODE, queue);
+  const reporter = new Reporter({
+    queue,
+    client,
+    node: NODE,
+    boot: sink.boot,
+    state: () => ({
+      ...(plan.version !== undefined ? { planVersion: plan.version } : {}),
+      auditedContainers: plan.listed,
+      probesAttached: 1,
+      errors: [],
+      queueDropped: queue.stats.dropped,
+    }),
+    logger,
+  });
+  s.stopAgent = async () => {
+    await planClient.stop();
+    await reporter.stop(0);
+    await queue.close();
+    client.close();
+  };
+  planClient.start();
+  reporter.start();
+  await until('the plan naming every pod', 30_000, () => plan.listed === opts.pods);
+  const containers: ContainerRecord[] = pods.map((pod, i) => ({
+    id: randomBytes(32).toString('hex'),
+    bundle: '/nonexistent',
+    rootfs: '/nonexistent',
+    identity: {
+      kind: 'container',
+      podNamespace: SHOP,
+      podName: pod.metadata!.name!,
+      podUid: pod.metadata!.uid!,
+      containerName: 'app',
+      image: 'registry.example/shell:1',
+    },
+    initPid: 1,
+    mntns: 4026531000 + i,
+    pidns: 4026532000 + i,
+    createdAt: new Date(),
+    bashCandidates: ['/bin/bash'],
+    execs: [],
+  }));
+
+  // When each seq is first seen in an AuditRecord (the watch), and when it was appended.
+  const appended = new Map<number, number>();
+  const visible = new Map<number, number>();
+  const watch = new Watch(kc);
+  const startWatch = async (): Promise<void> => {
+    s.watch = await watch.watch(
+      `/apis/${GROUP}/${VERSION}/namespaces/${SHOP}/auditrecords`,
+      {},
+      (_type: string, object: AuditRecord) => {
+        const at = nowMs();
+        for (const c of object.status?.commands ?? []) if (!visible.has(c.seq)) visible.set(c.seq, at);
+      },
+      () => {
+        // The API server ends watches now and then: watch again (a re-list as ADDED, first sightings kept).
+        if (!s.watch?.signal.aborted) void startWatch();
+      },
+    );
+  };
+  await startWatch();
+
+  const snapshot = async (): Promise<Snapshot> => {
+    // The operator's counters reach /metrics within METRICS_SYNC_MS.
+    await sleep(METRICS_SYNC_MS + 500);
+    const apiserver = parseMetrics(await kubectl(['get', '--raw', '/metrics']), ['apiserver_request_total']);
+    return { apiserver, operator: await scrapeOperator() };
+  };
+
+  const pidOf = (name: string) => Number(readFileSync(join(settings.CLUSTER_DIR, `${name}.pid`), 'utf8'));
+  const programs: Record<string, number | 'self'> = {
+    operator: op.pid!,
+    'kube-apiserver': pidOf('kube-apiserver'),
+    etcd: pidOf('etcd'),
+    'agent side (this process)': 'self',
+  };
+  const phases: Phase[] = [];
+  for (const [index, rate] of opts.rates.entries()) {
+    const total = opts.commands[index]!;
+    checkpoint();
+    progress(
+      `phase ${index + 1}: ${total} commands at ${rate}/s over ${opts.sessions} sessions on ${opts.pods} pods`,
+    );
+    const before = await snapshot();
+    const reportsBefore = reporter.stats.reports;
+    const seqs: number[] = [];
+    const cpuBefore = Object.fromEntries(Object.entries(programs).map(([name, pid]) => [name, cpuMs(pid)]));
+    const t0 = nowMs();
+    let sent = 0;
+    while (sent < total) {
+      checkpoint();
+      const due = Math.min(total, Math.floor(((nowMs() - t0) * rate) / 1000) + 1);
+      for (; sent < due; sent++) {
+        const session = sent % opts.sessions;
+        const container = containers[session % opts.pods]!;
+        const audit = plan.auditOf(container);
+        if (!audit.audited)
+          throw new Error(`the plan does not audit ${container.identity.podName}: ${audit.reason}`);
+        const pid = 10_000 * (index + 1) + session;
+        const line: CapturedLine = {
+          pid,
+          tid: pid,
+          ns: 0n,
+          uid: 1000,
+          cgroup: 1n,
+          mntns: container.mntns,
+          bytes: Buffer.from(`echo phase-${index + 1} command-${sent} | tr a-z A-Z > /tmp/out-${session}`),
+          truncated: false,
+        };
+        const record = sink.write(commandRecord(line, container, audit.audit, new Date(), 100 + session));
+        appended.set(record.seq, nowMs());
+        seqs.push(record.seq);
+        if (sent % Math.max(1, Math.ceil(total / 10)) === 0) progressCount('  sent', sent, total);
+      }
+      const next = t0 + ((sent + 1) * 1000) / rate;
+      await sleep(Math.max(1, Math.min(10, next - nowMs())));
+    }
+    progressCount('  sent', total, total);
+    const seconds = (nowMs() - t0) / 1000;
+    const lastSent = nowMs();
+    await until('every command to be visible', 180_000, () => seqs.every((q) => visible.has(q))).catch(
+      (error: unknown) => progress(String(error)),
+    );
+    const busyMs = nowMs() - t0;
+    const cpu = Object.fromEntries(
+      Object.entries(programs).map(([name, pid]) => [name, (100 * (cpuMs(pid) - cpuBefore[name]!)) / busyMs]),
+    );
+    // Let this phase's folded-Event summaries (written at the end of their window) count in it.
+    const settle = lastSent + FOLD_WINDOW_MS + 1_000 - nowMs();
+    if (settle > 0) await sleep(settle);
+    const after = await snapshot();
+    const latencies = sortNum(
+      seqs.filter((q) => visible.has(q)).map((q) => visible.get(q)! - appended.get(q)!),
+    );
+    phases.push({
+      rate,
+      commands: total,
+      seconds,
+      latencies,
+      missing: seqs.length - latencies.length,
+      before,
+      after,
+      reports: reporter.stats.reports - reportsBefore,
+      cpu,
+    });
+  }
+  s.watch?.abort();
+  print(opts, phases, started);
+}
+
+function print(opts: Options, phases: Phase[], started: number): void {
+  const per1000 = (n: number, commands: number) => f((1000 * n) / commands, 0);
+  const api = (p: Phase, resource: string, verbs: string[], subresource?: string) =>
+    delta(
+      p.before.apiserver,
+      p.after.apiserver,
+      (_n, l) =>
+        l.resource === resource &&
+        verbs.includes(l.verb ?? '') &&
+        (subresource === undefined || l.subresource === subresource),
+    );
+  const conflicts = (p: Phase, resource: string) =>
+    delta(p.before.apiserver, p.after.apiserver, (_n, l) => l.resource === resource && l.code === '409');
+  const opCount = (p: Phase, metric: string, outcomes: string[]) =>
+    delta(p.before.operator, p.after.operator, (n, l) => n === metric && outcomes.includes(l.outcome ?? ''));
+  const writes = ['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE'];
+
+  const out: string[] = [
+    `# operator-writes: ${opts.sessions} shell sessions on ${opts.pods} pods, one operator replica, flush window ${opts.flushMs} ms`,
+    '',
+    'API writes, counted by the API server (apiserver_request_total, every response code):',
+    '',
+    table(
+      [
+        'rate /s',
+        'commands',
+        'AuditRecord creates',
+        'status updates',
+        'AuditRecord writes / 1,000',
+        'Event creates',
+        'Event patches',
+        'Event writes / 1,000',
+        '409s',
+        'policy status writes',
+        'reports',
+      ],
+      phases.map((p) => {
+        const arCreates = api(p, 'auditrecords', ['POST']);
+        const arUpdates = api(p, 'auditrecords', ['PUT', 'PATCH', 'APPLY']);
+        const evCreates = api(p, 'events', ['POST']);
+        const evPatches = api(p, 'events', ['PUT', 'PATCH', 'APPLY']);
+        return [
+          String(p.rate),
+          String(p.commands),
+          String(arCreates),
+          String(arUpdates),
+          per1000(arCreates + arUpdates, p.commands),
+          String(evCreates),
+          String(evPatches),
+          per1000(evCreates + evPatches, p.commands),
+          String(conflicts(p, 'auditrecords') + conflicts(p, 'events')),
+          String(api(p, 'containerauditpolicies', writes)),
+          String(p.reports),
+        ];
+      }),
+    ),
+    '',
+    'The same, counted by the operator (container_auditor_record_writes, container_auditor_event_writes):',
+    '',
+    table(
+      [
+        'rate /s',
+        'record creates',
+        'status writes',
+        'conflicts',
+        'Events created',
+        'aggregated',
+        'folded',
+        'fold summaries',
+      ],
+      phases.map((p) => [
+        String(p.rate),
+        String(opCount(p, 'container_auditor_record_writes', ['creates'])),
+        String(opCount(p, 'container_auditor_record_writes', ['statusWrites'])),
+        String(opCount(p, 'container_auditor_record_writes', ['conflicts'])),
+        String(opCount(p, 'container_auditor_event_writes', ['created'])),
+        String(opCount(p, 'container_auditor_event_writes', ['aggregated'])),
+        String(opCount(p, 'container_auditor_event_writes', ['folded'])),
+        String(opCount(p, 'container_auditor_event_writes', ['summaries'])),
+      ]),
+    ),
+    '',
+    'Latency, appended to the agent queue -> visible in the API server (first seen by a watch on AuditRecords), ms:',
+    '',
+    table(
+      ['rate /s', 'commands', 'took s', 'p50', 'p90', 'p99', 'max', 'not seen'],
+      phases.map((p) => [
+        String(p.rate),
+        String(p.commands),
+        f(p.seconds, 1),
+        f(quantile(p.latencies, 0.5), 0),
+        f(quantile(p.latencies, 0.9), 0),
+        f(quantile(p.latencies, 0.99), 0),
+        f(p.latencies.at(-1) ?? NaN, 0),
+        String(p.missing),
+      ]),
+    ),
+    '',
+    'CPU from the first command of a phase until every command was visible, % of one core:',
+    '',
+    table(
+      ['rate /s', ...Object.keys(phases[0]?.cpu ?? {})],
+      phases.map((p) => [String(p.rate), ...Object.values(p.cpu).map((c) => f(c, 0))]),
+    ),
+    '',
+    `bench took ${f((nowMs() - started) / 1000, 0)} s`,
+  ];
+  console.log(out.join('\n'));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Small helpers.
+
+async function until(what: string, timeoutMs: number, test: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = nowMs() + timeoutMs;
+  while (!(await test())) {
+    checkpoint();
+    if (nowMs() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+function httpGet(port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+}
+
+/** The ports the operator listens on, from the line it logs once started. */
+async function operatorPorts(op: ChildProcess): Promise<{ port: number; probePort: number }> {
+  let found: { port: number; probePort: number } | undefined;
+  await until('the operator to start', 60_000, () => {
+    if (op.exitCode !== null || op.signalCode !== null)
+      throw new Error(`the operator exited:\n${scratch?.operatorLog ?? ''}`);
+    for (const line of scratch?.operatorLog.split('\n') ?? []) {
+      if (!line.includes('"Operator started"')) continue;
+      found = (JSON.parse(line) as { detail: { port: number; probePort: number } }).detail;
+    }
+    return found !== undefined;
+  });
+  return found!;
+}
+
+await runBench({
+  name: 'operator-writes bench',
+  parse: parseOptions,
+  run: bench,
+  explain: () =>
+    scratch?.operatorLog ? `operator stderr (tail):\n${scratch.operatorLog.slice(-3000)}` : undefined,
+});
