@@ -20,7 +20,7 @@
  *
  *   make build && node dist/bench/operator-writes.js [--rates 10,500] [--commands 1000,5000]
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
@@ -72,6 +72,7 @@ import {
   table,
   ticksToMs,
 } from './support.js';
+import { requestToken, selfSignedCert } from '../e2e/support/credentials.js';
 
 const USAGE = `usage: node dist/bench/operator-writes.js [options]   (after make build)
 
@@ -319,40 +320,15 @@ async function bench(opts: Options): Promise<void> {
       },
     },
   });
-  const token = await core.createNamespacedServiceAccountToken({
-    name: 'agent',
+  const token = await requestToken(core, {
     namespace: SYSTEM,
-    body: {
-      spec: {
-        audiences: [AGENT_TOKEN_AUDIENCE],
-        expirationSeconds: 3600,
-        boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'agent', uid: agentPod.metadata!.uid },
-      },
-    },
+    serviceAccount: 'agent',
+    audiences: [AGENT_TOKEN_AUDIENCE],
+    boundPod: agentPod,
   });
   const tokenFile = join(dir, 'token');
-  writeFileSync(tokenFile, `${token.status!.token}\n`, { mode: 0o600 });
-  const certFile = join(dir, 'tls.crt');
-  const keyFile = join(dir, 'tls.key');
-  execFileSync(
-    'openssl',
-    [
-      ...[
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-      ],
-      ...['-subj', '/CN=container-auditor-operator', '-addext', 'subjectAltName=IP:127.0.0.1'],
-      ...['-keyout', keyFile, '-out', certFile],
-    ],
-    { stdio: 'ignore' },
-  );
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  const { certFile, keyFile } = selfSignedCert(dir);
 
   // The operator, through its CLI.
   progress(`starting the operator (--flush-ms ${opts.flushMs})`);

@@ -12,7 +12,7 @@
  *
  * Deadlines are generous; what is measured (how fast a plan follows a change) is only bounded loosely.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
@@ -60,6 +60,7 @@ import { Reporter } from '../agent/cluster/reporter.js';
 import type { ContainerRecord } from '../agent/containers/registry.js';
 import { commandRecord } from '../agent/records/build.js';
 import type { StampingSink } from '../agent/records/sink.js';
+import { requestToken, selfSignedCert } from '../e2e/support/credentials.js';
 
 const run = randomBytes(3).toString('hex');
 const SYSTEM = `operator-${run}-system`;
@@ -166,24 +167,13 @@ async function createPod(pod: V1Pod): Promise<V1Pod> {
   return created;
 }
 
-async function token(serviceAccount: string, boundPod: V1Pod): Promise<string> {
-  const result = await core.createNamespacedServiceAccountToken({
-    name: serviceAccount,
+function token(serviceAccount: string, boundPod: V1Pod): Promise<string> {
+  return requestToken(core, {
     namespace: SYSTEM,
-    body: {
-      spec: {
-        audiences: [AGENT_TOKEN_AUDIENCE],
-        expirationSeconds: 3600,
-        boundObjectRef: {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          name: boundPod.metadata!.name,
-          uid: boundPod.metadata!.uid,
-        },
-      },
-    },
+    serviceAccount,
+    audiences: [AGENT_TOKEN_AUDIENCE],
+    boundPod,
   });
-  return result.status!.token;
 }
 
 interface Policy {
@@ -616,31 +606,7 @@ beforeAll(async () => {
   tokens.otherSa = await token('other', intruder);
 
   scratch = mkdtempSync(join(tmpdir(), 'operator-test-'));
-  certFile = join(scratch, 'tls.crt');
-  keyFile = join(scratch, 'tls.key');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=container-auditor-operator',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-    ],
-    { stdio: 'ignore' },
-  );
+  ({ certFile, keyFile } = selfSignedCert(scratch));
   ca = readFileSync(certFile);
   const tokenFile = join(scratch, 'token');
   writeFileSync(tokenFile, `${tokens.agentN1}\n`, { mode: 0o600 });

@@ -5,7 +5,6 @@
  * `kubectl get auditrecords`, `kubectl describe pod`). There is no scheduler or kubelet: Pods stay Pending
  * with spec.nodeName set here.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
@@ -32,6 +31,7 @@ import type { PlanSource } from './plan-source.js';
 import { RecordsWriter } from './records-writer.js';
 import { recordedCommand, sessionOf } from './sessions.js';
 import { IngestServer } from './server.js';
+import { requestToken, selfSignedCert } from '../../e2e/support/credentials.js';
 
 const run = randomBytes(3).toString('hex');
 const SYSTEM = `ingest-${run}-system`;
@@ -136,28 +136,14 @@ function pod(namespace: string, name: string, node: string, serviceAccountName?:
   };
 }
 
-async function token(sa: string, audiences: string[], boundPod?: V1Pod): Promise<string> {
-  const result = await core.createNamespacedServiceAccountToken({
-    name: sa,
+function token(sa: string, audiences: string[], boundPod?: V1Pod): Promise<string> {
+  return requestToken(core, {
     namespace: SYSTEM,
-    body: {
-      spec: {
-        audiences,
-        expirationSeconds: 600,
-        ...(boundPod
-          ? {
-              boundObjectRef: {
-                apiVersion: 'v1',
-                kind: 'Pod',
-                name: boundPod.metadata!.name,
-                uid: boundPod.metadata!.uid,
-              },
-            }
-          : {}),
-      },
-    },
+    serviceAccount: sa,
+    audiences,
+    expirationSeconds: 600,
+    ...(boundPod ? { boundPod } : {}),
   });
-  return result.status!.token;
 }
 
 interface Answer {
@@ -324,29 +310,7 @@ beforeAll(async () => {
   tokens.unbound = await token('agent', [AGENT_TOKEN_AUDIENCE]);
 
   tlsDir = mkdtempSync(join(tmpdir(), 'ingest-tls-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=container-auditor',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout',
-      join(tlsDir, 'tls.key'),
-      '-out',
-      join(tlsDir, 'tls.crt'),
-    ],
-    { stdio: 'ignore' },
-  );
+  selfSignedCert(tlsDir, 'container-auditor');
   ca = readFileSync(join(tlsDir, 'tls.crt'));
 
   plans.set(plan(NODE_A, 'v1'));

@@ -4,7 +4,6 @@
  * taken down and brought back on the same port, refuse tokens, or answer a chosen status. Plain HTTP, or
  * HTTPS with a certificate from `selfSignedCertificate`.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -19,6 +18,7 @@ import {
   type Report as ReportType,
 } from '../../../api/agentapi/v1.js';
 import type { AgentRecord } from '../../../api/records/v1.js';
+import { selfSignedCert } from '../../../e2e/support/credentials.js';
 
 export interface FakeOperatorOptions {
   /** The token agents must present; a function to change it while running. */
@@ -178,33 +178,10 @@ export class FakeOperator {
 export function selfSignedCertificate(): { key: string; cert: string } {
   const dir = mkdtempSync(join(tmpdir(), 'fake-operator-tls-'));
   try {
-    const result = spawnSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=fake-operator',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      ],
-      { encoding: 'utf8' },
-    );
-    if (result.status !== 0) throw new Error(`openssl failed: ${result.stderr}`);
+    const { certFile, keyFile } = selfSignedCert(dir, 'fake-operator');
     return {
-      key: readFileSync(join(dir, 'key.pem'), 'utf8'),
-      cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
+      key: readFileSync(keyFile, 'utf8'),
+      cert: readFileSync(certFile, 'utf8'),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

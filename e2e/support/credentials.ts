@@ -1,0 +1,75 @@
+/**
+ * Credentials an agent and an operator use in tests and benches: a self-signed certificate for the operator's
+ * loopback endpoint (openssl), and ServiceAccount tokens from the TokenRequest API, bound to a Pod the way a
+ * projected token in the agent's pod is.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+
+export interface SelfSignedCert {
+  certFile: string;
+  keyFile: string;
+}
+
+/** Writes tls.crt and tls.key into `dir`: an EC key, valid for a day, for 127.0.0.1 and localhost. */
+export function selfSignedCert(dir: string, commonName = 'container-auditor-operator'): SelfSignedCert {
+  const certFile = join(dir, 'tls.crt');
+  const keyFile = join(dir, 'tls.key');
+  const result = spawnSync(
+    'openssl',
+    [
+      ...[
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+      ],
+      ...['-subj', `/CN=${commonName}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+      ...['-keyout', keyFile, '-out', certFile],
+    ],
+    { encoding: 'utf8' },
+  );
+  if (result.status !== 0) throw new Error(`openssl failed: ${result.error?.message ?? result.stderr}`);
+  return { certFile, keyFile };
+}
+
+export interface TokenOptions {
+  namespace: string;
+  serviceAccount: string;
+  audiences: string[];
+  /** The Pod the token is bound to (its node is the agent's). */
+  boundPod?: V1Pod;
+  expirationSeconds?: number;
+}
+
+/** A token from the TokenRequest API (`kubectl create token`), optionally bound to a Pod. */
+export async function requestToken(core: CoreV1Api, options: TokenOptions): Promise<string> {
+  const { boundPod } = options;
+  const result = await core.createNamespacedServiceAccountToken({
+    name: options.serviceAccount,
+    namespace: options.namespace,
+    body: {
+      spec: {
+        audiences: options.audiences,
+        expirationSeconds: options.expirationSeconds ?? 3600,
+        ...(boundPod
+          ? {
+              boundObjectRef: {
+                apiVersion: 'v1',
+                kind: 'Pod',
+                name: boundPod.metadata!.name,
+                uid: boundPod.metadata!.uid,
+              },
+            }
+          : {}),
+      },
+    },
+  });
+  return result.status!.token;
+}
