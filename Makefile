@@ -12,7 +12,7 @@ build: setup
 	npx tsc -p tsconfig.build.json
 	$(MAKE) -C runc-wrapper
 
-## crds: regenerate crds/*.yaml from the zod schemas in api/ (a unit test fails when they drift)
+## crds: regenerate charts/container-auditor/crds/*.yaml from the zod schemas in api/ (a unit test fails when they drift)
 crds: build
 	node dist/api/crd/main.js
 
@@ -57,9 +57,9 @@ cluster-build: setup
 ## cluster-up: a local control plane on loopback with our CRDs installed; admin kubeconfig in .cache/cluster/kubeconfig
 cluster-up: setup
 	@bash e2e/cluster/cluster.sh up
-	@echo "Installing the CRDs from crds/"
-	@.cache/bin/kubectl --kubeconfig .cache/cluster/kubeconfig apply --server-side -f crds/
-	@.cache/bin/kubectl --kubeconfig .cache/cluster/kubeconfig wait --for=condition=Established --timeout=60s -f crds/
+	@echo "Installing the CRDs from charts/container-auditor/crds/"
+	@.cache/bin/kubectl --kubeconfig .cache/cluster/kubeconfig apply --server-side -f charts/container-auditor/crds/
+	@.cache/bin/kubectl --kubeconfig .cache/cluster/kubeconfig wait --for=condition=Established --timeout=60s -f charts/container-auditor/crds/
 
 ## cluster-down: stop it and remove its data
 cluster-down:

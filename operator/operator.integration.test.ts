@@ -50,7 +50,7 @@ import {
 } from '../api/v1alpha1/index.js';
 import { silentLogger } from '../common/logging.js';
 import { kubectlOk, testKubeConfig, testKubeconfigPath } from '../e2e/support/cluster.js';
-import { REPO_ROOT } from '../e2e/support/paths.js';
+import { CRD_DIR, REPO_ROOT } from '../e2e/support/paths.js';
 import type { CapturedLine } from '../agent/capture/readline-output.js';
 import { ClusterPlan } from '../agent/cluster/cluster-plan.js';
 import { OperatorClient } from '../agent/cluster/operator-client.js';
@@ -573,7 +573,7 @@ function call(
 // ---------------------------------------------------------------------------------------------------------
 
 beforeAll(async () => {
-  const crds = join(REPO_ROOT, 'crds');
+  const crds = CRD_DIR;
   await kubectlOk(['apply', '--server-side', '-f', crds]);
   await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', '-f', crds]);
   // The operator is cluster-wide, and the oldest policy selecting a container audits it. The examples (which

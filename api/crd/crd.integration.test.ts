@@ -9,9 +9,9 @@ import { ApiException, CustomObjectsApi } from '@kubernetes/client-node';
 import { GROUP, POLICY_KIND, POLICY_PLURAL, VERSION } from '../v1alpha1/index.js';
 import { BAD_POLICIES, badSpec } from '../v1alpha1/testdata/bad-policies.js';
 import { kubectl, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
-import { REPO_ROOT } from '../../e2e/support/paths.js';
+import { CRD_DIR, REPO_ROOT } from '../../e2e/support/paths.js';
 
-const CRDS = join(REPO_ROOT, 'crds');
+const CRDS = CRD_DIR;
 const EXAMPLES = join(REPO_ROOT, 'examples');
 
 /** The first line of `kubectl get` split on the column gaps (two or more spaces). */

@@ -147,10 +147,10 @@ export interface GeneratedFile {
 const HEADER =
   '# Generated from api/v1alpha1 by `make crds`. Do not edit: change the zod schema and regenerate.\n';
 
-/** The CRD manifests exactly as committed under crds/ (a test fails when they drift). */
+/** The CRD manifests exactly as committed under the chart's crds/ (a test fails when they drift). */
 export function renderCrdFiles(): GeneratedFile[] {
   return KINDS.map((def) => ({
-    path: `crds/${GROUP}_${def.plural}.yaml`,
+    path: `charts/container-auditor/crds/${GROUP}_${def.plural}.yaml`,
     content: HEADER + yaml.dump(crdFor(def), { lineWidth: -1, noRefs: true }),
   }));
 }

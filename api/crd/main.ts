@@ -1,5 +1,5 @@
 /**
- * `make crds`: writes crds/*.yaml from the zod schemas. `--check` writes nothing and exits 1 when the
+ * `make crds`: writes charts/container-auditor/crds/*.yaml from the zod schemas. `--check` writes nothing and exits 1 when the
  * committed files differ from what the schemas generate.
  */
 import { readFile, writeFile, mkdir } from 'node:fs/promises';

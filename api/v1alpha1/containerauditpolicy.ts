@@ -4,7 +4,7 @@
  * where records go (outputs) and how long they are kept (retention).
  *
  * This file is the single source of truth for the kind: the TypeScript types are inferred from it and the
- * CRD in `crds/` is generated from it (`make crds`).
+ * CRD in `charts/container-auditor/crds/` is generated from it (`make crds`).
  */
 import { z } from 'zod';
 import { API_VERSION, Condition, DNS_LABEL, LabelSelector, ObjectMeta, Timestamp } from './meta.js';

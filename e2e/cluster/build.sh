@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Build the binaries of the local test control plane (kube-apiserver, kubectl,
 # etcd and optionally kube-controller-manager) from the Go module next to this
-# script, and crictl (the CRI client the node stack drives containerd with,
-# e2e/stack/) from the Go module in crictl/, into a machine-wide cache outside
-# the git clone, then symlink them into <repo>/.cache/bin/.
+# script, crictl (the CRI client the node stack drives containerd with,
+# e2e/stack/) from the Go module in crictl/, and helm (the chart's tests,
+# charts/) from the Go module in helm/, into a machine-wide cache outside the
+# git clone, then symlink them into <repo>/.cache/bin/.
 #
 # Usage: build.sh [component...]
-#   components: kube-apiserver kubectl etcd kube-controller-manager crictl
-#   default:    kube-apiserver kubectl etcd crictl
+#   components: kube-apiserver kubectl etcd kube-controller-manager crictl helm
+#   default:    kube-apiserver kubectl etcd kube-controller-manager crictl helm
 #
 # Environment:
 #   CONTAINER_AUDITOR_CACHE  cache root (default: $HOME/.cache/container-auditor)
@@ -20,7 +21,8 @@
 # own (crictl-<version>-<hash>): cri-tools requires newer grpc, otel and
 # golang.org/x modules than Kubernetes 1.34 pins, and in one module those would
 # raise the versions kube-apiserver and etcd are built with (and a crictl bump
-# would rebuild the control plane).
+# would rebuild the control plane). helm is a module of its own for the same
+# reasons (Helm 4 pins Kubernetes 1.35 client libraries).
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -51,6 +53,10 @@ crictl_module_dir="$script_dir/crictl"
 crictl_version=$(module_version sigs.k8s.io/cri-tools "$crictl_module_dir")
 crictl_cache_dir="$cache_root/crictl-$crictl_version-$(mod_hash "$crictl_module_dir")"
 
+helm_module_dir="$script_dir/helm"
+helm_version=$(module_version helm.sh/helm/v4 "$helm_module_dir")
+helm_cache_dir="$cache_root/helm-$helm_version-$(mod_hash "$helm_module_dir")"
+
 # Kubernetes binaries report their version from ldflags (what `make` in the
 # kubernetes repo does); without it they say v0.0.0 and kubectl warns about skew.
 k8s_major=${k8s_version#v}; k8s_major=${k8s_major%%.*}
@@ -68,7 +74,9 @@ k8s_ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
 # golang.org/x): 2m12s to 3m35s after those (2m12s to 2m31s of CPU; the VM
 # had a load average of 6 to 10 from other work), 10m06s (4m50s of CPU) from
 # empty Go build and module caches, compiling the standard library included.
-declare -A cold_minutes=([kube-apiserver]=9 [kubectl]=1 [etcd]=1 [kube-controller-manager]=2 [crictl]=3)
+# helm (Helm 4, Kubernetes 1.35 client libraries): 5m03s after those, with
+# another build loading the second core.
+declare -A cold_minutes=([kube-apiserver]=9 [kubectl]=1 [etcd]=1 [kube-controller-manager]=2 [crictl]=3 [helm]=5)
 
 # Go package, version, ldflags, module and cache directories per component.
 component_pkg() {
@@ -76,13 +84,15 @@ component_pkg() {
 	kube-apiserver | kubectl | kube-controller-manager) printf 'k8s.io/kubernetes/cmd/%s\n' "$1" ;;
 	etcd) printf 'go.etcd.io/etcd/server/v3\n' ;; # the module root is package main
 	crictl) printf 'sigs.k8s.io/cri-tools/cmd/crictl\n' ;;
-	*) die "unknown component '$1' (known: kube-apiserver kubectl etcd kube-controller-manager crictl)" ;;
+	helm) printf 'helm.sh/helm/v4/cmd/helm\n' ;;
+	*) die "unknown component '$1' (known: kube-apiserver kubectl etcd kube-controller-manager crictl helm)" ;;
 	esac
 }
 component_version() {
 	case $1 in
 	etcd) echo "$etcd_version" ;;
 	crictl) echo "$crictl_version" ;;
+	helm) echo "$helm_version" ;;
 	*) echo "$k8s_version" ;;
 	esac
 }
@@ -91,14 +101,28 @@ component_ldflags() {
 	etcd) echo "-s -w" ;;
 	# What cri-tools' Makefile sets (its version without the v).
 	crictl) echo "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=${crictl_version#v}" ;;
+	# What helm's Makefile sets for a tagged release.
+	helm) echo "-s -w -X helm.sh/helm/v4/internal/version.version=$helm_version -X helm.sh/helm/v4/internal/version.metadata= -X helm.sh/helm/v4/internal/version.gitTreeState=clean" ;;
 	*) echo "$k8s_ldflags" ;;
 	esac
 }
-component_module_dir() { if [[ $1 == crictl ]]; then echo "$crictl_module_dir"; else echo "$script_dir"; fi; }
-component_cache_dir() { if [[ $1 == crictl ]]; then echo "$crictl_cache_dir"; else echo "$cache_dir"; fi; }
+component_module_dir() {
+	case $1 in
+	crictl) echo "$crictl_module_dir" ;;
+	helm) echo "$helm_module_dir" ;;
+	*) echo "$script_dir" ;;
+	esac
+}
+component_cache_dir() {
+	case $1 in
+	crictl) echo "$crictl_cache_dir" ;;
+	helm) echo "$helm_cache_dir" ;;
+	*) echo "$cache_dir" ;;
+	esac
+}
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(kube-apiserver kubectl etcd crictl)
+[[ ${#components[@]} -gt 0 ]] || components=(kube-apiserver kubectl etcd kube-controller-manager crictl helm)
 for c in "${components[@]}"; do component_pkg "$c" >/dev/null; done
 
 go_checked=""

@@ -79,6 +79,7 @@ TOKEN_DURATION=24h
 
 bin_dir=$repo_dir/.cache/bin
 kubectl_bin=$bin_dir/kubectl
+helm_bin=$bin_dir/helm
 crictl_bin=$bin_dir/crictl
 marker=$DEMO_DIR/.container-auditor-demo # `down` deletes only a directory that has it
 logs_dir=$DEMO_DIR/logs
@@ -228,9 +229,9 @@ install_and_build() {
 	[[ $DEMO_BUILD != 0 ]] || return 0
 	step "Installing what is missing and building (scripts/setup.sh: Debian packages, npm ci; make build)"
 	make -s -C "$repo_dir" build 9>&-
-	step "Building kube-apiserver, kubectl, etcd and crictl from their Go modules (cached: the first time takes 10 to 15 minutes)"
+	step "Building kube-apiserver, kubectl, etcd, crictl and helm from their Go modules (cached: the first time takes 15 to 20 minutes)"
 	# Its progress lines as they come; not the table of paths it ends with.
-	bash e2e/cluster/build.sh 9>&- | sed -u -n '/ -> /!s/^/    /p'
+	bash e2e/cluster/build.sh kube-apiserver kubectl etcd crictl helm 9>&- | sed -u -n '/ -> /!s/^/    /p'
 }
 
 lock_demo_dir() {
@@ -257,9 +258,9 @@ check_ports() {
 start_cluster() {
 	step "Starting the control plane: etcd and kube-apiserver on https://127.0.0.1:$APISERVER_PORT (logs: $CLUSTER_DIR)"
 	quietly cluster bash e2e/cluster/cluster.sh up
-	step "Installing the CRDs (crds/)"
-	quietly kubectl kubectl apply --server-side -f crds/
-	quietly kubectl kubectl wait --for=condition=Established --timeout="${DEMO_TIMEOUT}s" -f crds/
+	step "Installing the CRDs (charts/container-auditor/crds/)"
+	quietly kubectl kubectl apply --server-side -f charts/container-auditor/crds/
+	quietly kubectl kubectl wait --for=condition=Established --timeout="${DEMO_TIMEOUT}s" -f charts/container-auditor/crds/
 }
 
 start_stack() {
@@ -268,8 +269,20 @@ start_stack() {
 }
 
 apply_objects() {
-	step "Creating the ServiceAccounts, the operator's RBAC (e2e/demo/rbac.yaml) and RuntimeClass $RUNTIME_CLASS"
-	quietly kubectl kubectl apply -f "$script_dir/rbac.yaml" -f "$script_dir/runtimeclass.yaml"
+	step "Creating the ServiceAccounts, the operator's RBAC and RuntimeClass $RUNTIME_CLASS, from the Helm chart (charts/container-auditor/)"
+	# The chart's own objects, not a copy: the demo's operator runs with exactly the RBAC a helm install grants.
+	# Its workloads are left out: here the operator and the agent are local processes.
+	quietly kubectl kubectl apply -f - <<-EOF
+		apiVersion: v1
+		kind: Namespace
+		metadata: {name: $SYSTEM_NS}
+	EOF
+	"$helm_bin" template container-auditor charts/container-auditor --namespace "$SYSTEM_NS" \
+		--set runtimeClass.name="$RUNTIME_CLASS" \
+		--show-only templates/serviceaccounts.yaml --show-only templates/operator-rbac.yaml \
+		--show-only templates/view-rbac.yaml --show-only templates/runtimeclass.yaml >"$logs_dir/chart-objects.yaml" ||
+		die "helm template failed"
+	quietly kubectl kubectl apply -f "$logs_dir/chart-objects.yaml"
 	step "Registering this machine as Node $DEMO_NODE, with the agent's Pod $SYSTEM_NS/$AGENT_POD on it"
 	# No kubelet: the Node is only an object, and Pods on it stay Pending.
 	quietly kubectl kubectl apply -f - <<-EOF

@@ -24,5 +24,9 @@ export const REPO_ROOT = ((): string => {
   }
 })();
 export const KUBECTL = join(REPO_ROOT, '.cache', 'bin', 'kubectl');
+export const HELM = join(REPO_ROOT, '.cache', 'bin', 'helm');
+/** The Helm chart, and in it the CRDs generated from api/ (`make crds`). */
+export const CHART_DIR = join(REPO_ROOT, 'charts', 'container-auditor');
+export const CRD_DIR = join(CHART_DIR, 'crds');
 /** The runc wrapper as `make build` (or `make -C runc-wrapper`) leaves it. */
 export const RUNC_WRAPPER = join(REPO_ROOT, 'runc-wrapper', 'container-auditor-runc');

@@ -21,7 +21,7 @@ import {
 import type { AgentRecord, CommandRecord, ExecRecord } from '../../api/records/v1.js';
 import { GROUP, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
 import { kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
-import { REPO_ROOT } from '../../e2e/support/paths.js';
+import { CRD_DIR } from '../../e2e/support/paths.js';
 import { ReportLedger } from '../ledger.js';
 import { AgentAuthenticator } from './auth.js';
 import { EventsWriter } from './events-writer.js';
@@ -149,12 +149,19 @@ function token(sa: string, audiences: string[], boundPod?: V1Pod): Promise<strin
 interface Answer {
   status: number;
   body: unknown;
+  connection?: string | undefined;
 }
 
 function call(
   method: 'GET' | 'POST',
   path: string,
-  options: { token?: string; body?: string | Buffer; onRequest?: (destroy: () => void) => void } = {},
+  options: {
+    token?: string;
+    body?: string | Buffer;
+    onRequest?: (destroy: () => void) => void;
+    /** Ask for a kept-alive connection, as the agent does, and answer with the response's Connection header. */
+    keepAlive?: boolean;
+  } = {},
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -168,6 +175,7 @@ function call(
         headers: {
           ...(options.token !== undefined ? { Authorization: `Bearer ${options.token}` } : {}),
           ...(options.body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+          ...(options.keepAlive ? { Connection: 'keep-alive' } : {}),
         },
       },
       (res) => {
@@ -181,7 +189,11 @@ function call(
           } catch {
             // not JSON
           }
-          resolve({ status: res.statusCode ?? 0, body });
+          resolve({
+            status: res.statusCode ?? 0,
+            body,
+            ...(options.keepAlive ? { connection: res.headers.connection } : {}),
+          });
         });
       },
     );
@@ -278,7 +290,7 @@ async function until<T>(what: () => Promise<T | undefined>, timeoutMs = 10_000):
 }
 
 beforeAll(async () => {
-  const crds = join(REPO_ROOT, 'crds');
+  const crds = CRD_DIR;
   await kubectlOk(['apply', '--server-side', '-f', crds]);
   await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', '-f', crds]);
 
@@ -577,10 +589,21 @@ describe('refused requests write nothing', () => {
     await nothingWritten();
   });
 
-  it('any request to a replica that does not lead: 503', async () => {
+  it('any request to a replica that does not lead: 503, and the connection closes', async () => {
     leader = false;
     try {
-      expect(await post(probe(9002))).toMatchObject({ status: 503, body: { error: 'not-leader' } });
+      // Closed so that the agent's next attempt opens a new connection, which a Service may route to the
+      // leader: a kept-alive connection would keep reaching this replica.
+      const answer = await call('POST', REPORTS_PATH, {
+        token: tokens.agentA,
+        body: JSON.stringify(probe(9002)),
+        keepAlive: true,
+      });
+      expect(answer).toMatchObject({
+        status: 503,
+        body: { error: 'not-leader' },
+        connection: 'close',
+      });
     } finally {
       leader = true;
     }

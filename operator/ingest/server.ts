@@ -309,6 +309,8 @@ export class IngestServer {
 
   private notLeader(req: IncomingMessage, res: ServerResponse): void {
     res.setHeader('Retry-After', '1');
+    // Behind a Service, the agent's next connection may reach the leader; a kept-alive one never would.
+    res.setHeader('Connection', 'close');
     this.fail(req, res, 503, 'not-leader', 'this replica does not lead; retry');
   }
 

@@ -17,7 +17,7 @@ import {
 import type { ContainerAuditPolicyStatus } from '../../api/v1alpha1/containerauditpolicy.js';
 import { GROUP, POLICY_KIND, POLICY_PLURAL, VERSION, API_VERSION } from '../../api/v1alpha1/index.js';
 import { kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
-import { REPO_ROOT } from '../../e2e/support/paths.js';
+import { CRD_DIR } from '../../e2e/support/paths.js';
 import { ReportLedger } from '../ledger.js';
 import { EVENT_NAMESPACE, INVALID_POLICY_REASON, kubeEventSink } from './events.js';
 import { PlanStore } from './plan-store.js';
@@ -157,7 +157,7 @@ async function createIfAbsent(create: () => Promise<unknown>): Promise<void> {
   }
 }
 
-const CRDS = join(REPO_ROOT, 'crds');
+const CRDS = CRD_DIR;
 
 beforeAll(async () => {
   await kubectlOk(['apply', '--server-side', '-f', CRDS]);
