@@ -59,6 +59,24 @@ interface PodSpec {
   [key: string]: unknown;
 }
 
+const RECORD = 'web-0-app-4242-1';
+
+/** An AuditRecord in team-a as the operator writes one (spec only; status through its subresource). */
+function auditRecord(name: string): string {
+  return JSON.stringify({
+    apiVersion: 'containeraudit.io/v1alpha1',
+    kind: 'AuditRecord',
+    metadata: { name, namespace: 'team-a' },
+    spec: {
+      pod: { name: 'web-0', uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' },
+      container: { name: 'app', id: 'c0ffee', image: 'registry.example/web:1.2' },
+      node: 'node-a',
+      policy: 'production-shells',
+      session: { kind: 'shell', pid: 4242, start: '2026-11-29T10:00:00Z' },
+    },
+  });
+}
+
 function valuesFile(set: string): string {
   return join(VALUES_DIR, `${set}.yaml`);
 }
@@ -149,6 +167,8 @@ describe('helm template', () => {
         `RoleBinding/${OPERATOR}`,
         'RuntimeClass/container-auditor',
         `Secret/${OPERATOR}-tls`,
+        'ValidatingAdmissionPolicy/audit-container-auditor-record-protection',
+        'ValidatingAdmissionPolicyBinding/audit-container-auditor-record-protection',
         `Service/${OPERATOR}`,
         `ServiceAccount/${AGENT}`,
         `ServiceAccount/${OPERATOR}`,
@@ -576,24 +596,56 @@ describe('helm install, the RBAC it grants, and helm uninstall', () => {
     expect(await ca()).toBe(before);
   });
 
-  it('helm uninstall leaves the AuditRecords and the CRDs, and removes the rest', async () => {
-    await kubectlOk(
-      ['create', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'containeraudit.io/v1alpha1',
-        kind: 'AuditRecord',
-        metadata: { name: 'web-0-app-4242-1', namespace: 'team-a' },
-        spec: {
-          pod: { name: 'web-0', uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' },
-          container: { name: 'app', id: 'c0ffee', image: 'registry.example/web:1.2' },
-          node: 'node-a',
-          policy: 'production-shells',
-          session: { kind: 'shell', pid: 4242, start: '2026-11-29T10:00:00Z' },
-        },
-      }),
+  it('only the operator may create or write an AuditRecord, and nobody may delete one: cluster-admin neither', async () => {
+    const asOperator = `--as=${operatorSa}`;
+    // The test's own credentials are system:masters, which RBAC never refuses: the admission policy does.
+    const forged = await kubectl(['create', '-f', '-'], auditRecord('forged-1'));
+    expect(forged.code).not.toBe(0);
+    expect(forged.stderr).toMatch(/AuditRecords are written by container-auditor's operator only/);
+    await kubectlOk(['create', asOperator, '-f', '-'], auditRecord(RECORD));
+    const record = JSON.parse(
+      await kubectlOk(['get', 'auditrecord', RECORD, '-n', 'team-a', '-o', 'json']),
+    ) as {
+      status?: unknown;
+    };
+    const withStatus = JSON.stringify({
+      ...record,
+      status: {
+        phase: 'Active',
+        commands: [{ seq: 1, time: '2026-11-29T10:00:01Z', pid: 4242, uid: 0, command: 'ls' }],
+        counts: { commands: 1 },
+      },
+    });
+    await kubectlOk(['replace', asOperator, '--subresource=status', '-f', '-'], withStatus);
+    const edits = [
+      ['patch', 'auditrecord', RECORD, '-n', 'team-a', '--subresource=status', '--type=merge', '-p'],
+      ['patch', 'auditrecord', RECORD, '-n', 'team-a', '--type=merge', '-p'],
+    ];
+    for (const edit of edits) {
+      const result = await kubectl([...edit, '{"status":{"commands":[]},"spec":{"node":"elsewhere"}}']);
+      expect([edit.join(' '), result.code]).toEqual([edit.join(' '), 1]);
+      expect(result.stderr).toMatch(/AuditRecords are written by container-auditor's operator only/);
+    }
+    const erased = await kubectl(['delete', 'auditrecord', RECORD, '-n', 'team-a']);
+    expect(erased.code).not.toBe(0);
+    expect(erased.stderr).toMatch(
+      /AuditRecords are deleted only with their namespace, or by container-auditor's operator/,
     );
+    const stored = JSON.parse(
+      await kubectlOk(['get', 'auditrecord', RECORD, '-n', 'team-a', '-o', 'json']),
+    ) as {
+      spec: { node: string };
+      status: { commands: unknown[] };
+    };
+    expect([stored.spec.node, stored.status.commands]).toEqual([
+      'node-a',
+      [expect.objectContaining({ command: 'ls' })],
+    ]);
+  });
+
+  it('helm uninstall leaves the AuditRecords and the CRDs, and removes the rest', async () => {
     await helmOk(['uninstall', RELEASE, '--namespace', ns, '--wait']);
-    await kubectlOk(['get', 'auditrecord', 'web-0-app-4242-1', '-n', 'team-a']);
+    await kubectlOk(['get', 'auditrecord', RECORD, '-n', 'team-a']);
     await kubectlOk([
       'get',
       'crd',
@@ -604,6 +656,7 @@ describe('helm install, the RBAC it grants, and helm uninstall', () => {
       `clusterrole/${OPERATOR}`,
       'runtimeclass/container-auditor',
       `deployment/${OPERATOR}`,
+      'validatingadmissionpolicy/audit-container-auditor-record-protection',
     ]) {
       const result = await kubectl(['get', '-n', ns, object]);
       expect([object, result.code, result.stderr]).toEqual([object, 1, expect.stringMatching(/NotFound/)]);

@@ -125,31 +125,32 @@ components=("$@")
 [[ ${#components[@]} -gt 0 ]] || components=(kube-apiserver kubectl etcd kube-controller-manager crictl helm)
 for c in "${components[@]}"; do component_pkg "$c" >/dev/null; done
 
-go_checked=""
-check_go() {
-	[[ -z $go_checked ]] || return 0
+declare -A go_checked=()
+check_go() { # module dir: the Go version its go.mod asks for is the one needed
+	local module_dir=$1
+	[[ -z ${go_checked[$module_dir]:-} ]] || return 0
 	# Go's own installer puts it in /usr/local/go; non-login shells (CI, make) may not have it on PATH.
 	if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
 		PATH="/usr/local/go/bin:$PATH"
 	fi
 	command -v go >/dev/null 2>&1 ||
-		die "'go' not found in PATH. Go $(required_go)+ is needed to build the local test control plane (only for that; the operator itself does not need Go). Install it from https://go.dev/dl/"
+		die "'go' not found in PATH. Go $(required_go "$module_dir")+ is needed to build the local test control plane (only for that; the operator itself does not need Go). Install it from https://go.dev/dl/"
 	local have need
 	# Run inside the module: with GOTOOLCHAIN=auto an older go may switch to the
 	# toolchain that go.mod asks for, which is fine.
-	have=$(cd "$script_dir" && go env GOVERSION 2>&1) ||
+	have=$(cd "$module_dir" && go env GOVERSION 2>&1) ||
 		die "'go env GOVERSION' failed: $have
-Go $(required_go)+ is needed to build the local test control plane."
-	need=$(required_go)
+Go $(required_go "$module_dir")+ is needed to build the local test control plane."
+	need=$(required_go "$module_dir")
 	if [[ $have =~ ^go([0-9]+\.[0-9]+(\.[0-9]+)?) ]]; then
 		have=${BASH_REMATCH[1]}
 		if [[ $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1) != "$need" ]]; then
 			die "Go $have is too old: Go $need+ is needed to build the local test control plane (go.mod uses 'tool' directives). Install a newer Go from https://go.dev/dl/"
 		fi
 	fi # devel builds: can't compare, just try
-	go_checked=1
+	go_checked[$module_dir]=1
 }
-required_go() { awk '$1 == "go" { print $2; exit }' "$script_dir/go.mod"; }
+required_go() { awk '$1 == "go" { print $2; exit }' "$1/go.mod"; }
 
 build_pid=""
 tmp_out=""
@@ -178,7 +179,7 @@ build_one() {
 	if [[ -x $out ]]; then
 		return 0
 	fi
-	check_go
+	check_go "$module_dir"
 	local m=${cold_minutes[$name]}
 	echo "Building $name $version (first build: about $m minute$( ((m == 1)) || echo s) on 2 cores; cached afterwards in ${out%/*})"
 	tmp_out="$out.tmp.$$"

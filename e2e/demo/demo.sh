@@ -269,7 +269,7 @@ start_stack() {
 }
 
 apply_objects() {
-	step "Creating the ServiceAccounts, the operator's RBAC and RuntimeClass $RUNTIME_CLASS, from the Helm chart (charts/container-auditor/)"
+	step "Creating the ServiceAccounts, the operator's RBAC, RuntimeClass $RUNTIME_CLASS and the AuditRecords' protection, from the Helm chart (charts/container-auditor/)"
 	# The chart's own objects, not a copy: the demo's operator runs with exactly the RBAC a helm install grants.
 	# Its workloads are left out: here the operator and the agent are local processes.
 	quietly kubectl kubectl apply -f - <<-EOF
@@ -280,7 +280,8 @@ apply_objects() {
 	"$helm_bin" template container-auditor charts/container-auditor --namespace "$SYSTEM_NS" \
 		--set runtimeClass.name="$RUNTIME_CLASS" \
 		--show-only templates/serviceaccounts.yaml --show-only templates/operator-rbac.yaml \
-		--show-only templates/view-rbac.yaml --show-only templates/runtimeclass.yaml >"$logs_dir/chart-objects.yaml" ||
+		--show-only templates/view-rbac.yaml --show-only templates/runtimeclass.yaml \
+		--show-only templates/record-protection.yaml >"$logs_dir/chart-objects.yaml" ||
 		die "helm template failed"
 	quietly kubectl kubectl apply -f "$logs_dir/chart-objects.yaml"
 	step "Registering this machine as Node $DEMO_NODE, with the agent's Pod $SYSTEM_NS/$AGENT_POD on it"
