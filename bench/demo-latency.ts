@@ -22,13 +22,13 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_FLUSH_MS } from '../operator/ingest/records-writer.js';
 import { KUBECTL, REPO_ROOT } from '../e2e/support/paths.js';
+import { freePort } from '../e2e/support/private-cluster.js';
 import { Terminal } from '../e2e/support/terminal.js';
 import { BASH_PROMPT, CRICTL } from '../e2e/stack/stack.js';
 import {
@@ -72,17 +72,6 @@ function parseOptions(argv: string[]): Options | undefined {
     rate: numberOption('rate', values.rate, 5, { integer: false }),
     timeoutMs: numberOption('timeout', values.timeout, 30) * 1000,
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 interface Scratch {

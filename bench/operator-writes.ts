@@ -20,11 +20,10 @@
  *
  *   make build && node dist/bench/operator-writes.js [--rates 10,500] [--commands 1000,5000]
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -55,7 +54,8 @@ import { Reporter } from '../agent/cluster/reporter.js';
 import type { ContainerRecord } from '../agent/containers/registry.js';
 import { commandRecord } from '../agent/records/build.js';
 import { runCommand } from '../e2e/support/command.js';
-import { KUBECTL, REPO_ROOT } from '../e2e/support/paths.js';
+import { CRD_DIR, KUBECTL, REPO_ROOT } from '../e2e/support/paths.js';
+import { type PrivateCluster, startPrivateCluster } from '../e2e/support/private-cluster.js';
 import {
   atCleanup,
   checkpoint,
@@ -83,7 +83,6 @@ const USAGE = `usage: node dist/bench/operator-writes.js [options]   (after make
   --flush-ms N      the operator's AuditRecord flush window, --flush-ms (default 500, its default)
   -h, --help`;
 
-const CLUSTER_SCRIPT = join(REPO_ROOT, 'e2e', 'cluster', 'cluster.sh');
 const CLI = join(REPO_ROOT, 'bin', 'container-auditor.js');
 const SYSTEM = 'container-auditor';
 const SHOP = 'bench';
@@ -132,7 +131,7 @@ function parseOptions(argv: string[]): Options | undefined {
 
 interface Scratch {
   dir: string;
-  cluster?: { env: NodeJS.ProcessEnv };
+  cluster?: PrivateCluster;
   operator?: ChildProcess;
   operatorLog: string;
   watch?: AbortController;
@@ -152,25 +151,12 @@ async function cleanup(s: Scratch): Promise<void> {
     await exited;
     clearTimeout(timer);
   }
-  if (s.cluster) {
-    const down = spawnSync('bash', [CLUSTER_SCRIPT, 'down'], {
-      env: s.cluster.env,
-      stdio: ['ignore', 2, 2],
-    });
-    if (down.status !== 0) progress(`cleanup: cluster.sh down exited ${down.status ?? down.signal}`);
+  try {
+    s.cluster?.stop();
+  } catch (error) {
+    progress(`cleanup: ${(error as Error).message}`);
   }
   rmSync(s.dir, { recursive: true, force: true });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -246,19 +232,11 @@ async function bench(opts: Options): Promise<void> {
   atCleanup(() => cleanup(s));
 
   // The control plane.
-  const settings = {
-    CLUSTER_DIR: join(REPO_ROOT, '.cache', `bench-operator-${process.pid}`),
-    APISERVER_PORT: String(await freePort()),
-    ETCD_PORT: String(await freePort()),
-    ETCD_PEER_PORT: String(await freePort()),
-  };
-  const env = { ...process.env, ...settings };
-  progress(`starting a private control plane in ${settings.CLUSTER_DIR}`);
-  s.cluster = { env };
-  const up = spawnSync('bash', [CLUSTER_SCRIPT, 'up'], { env, stdio: ['ignore', 2, 2] });
-  if (up.status !== 0) throw new Error(`cluster.sh up exited ${up.status ?? up.signal}`);
+  progress('starting a private control plane');
+  const cluster = await startPrivateCluster('bench-operator');
+  s.cluster = cluster;
   checkpoint();
-  const kubeconfig = join(settings.CLUSTER_DIR, 'kubeconfig');
+  const kubeconfig = cluster.kubeconfig;
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
@@ -268,7 +246,7 @@ async function bench(opts: Options): Promise<void> {
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  const crds = join(REPO_ROOT, 'crds');
+  const crds = CRD_DIR;
   await kubectl(['apply', '--server-side', '-f', crds]);
   await kubectl(['wait', '--for=condition=Established', '--timeout=60s', '-f', crds]);
 
@@ -443,7 +421,7 @@ async function bench(opts: Options): Promise<void> {
     return { apiserver, operator: await scrapeOperator() };
   };
 
-  const pidOf = (name: string) => Number(readFileSync(join(settings.CLUSTER_DIR, `${name}.pid`), 'utf8'));
+  const pidOf = (name: string) => Number(readFileSync(join(cluster.dir, `${name}.pid`), 'utf8'));
   const programs: Record<string, number | 'self'> = {
     operator: op.pid!,
     'kube-apiserver': pidOf('kube-apiserver'),

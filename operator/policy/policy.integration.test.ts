@@ -24,7 +24,6 @@ import { PlanStore } from './plan-store.js';
 import { PolicyReconciler, recomputePlans } from './reconciler.js';
 import { kubeStatusWriter, type StatusWriter } from './status-writer.js';
 import type { WorldSources } from './world.js';
-import { join } from 'node:path';
 
 const run = randomBytes(3).toString('hex');
 const RUN_LABEL = 'containeraudit.io/test-run';

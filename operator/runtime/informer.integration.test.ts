@@ -6,7 +6,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type Server, type Socket, connect, createServer } from 'node:net';
-import { join } from 'node:path';
 import {
   CoreV1Api,
   CustomObjectsApi,
