@@ -521,20 +521,17 @@ describe('helm install, the RBAC it grants, and helm uninstall', () => {
       ['update', 'leases.coordination.k8s.io/someone-else', ns],
       ['get', 'nodes'],
     ];
-    for (const [verb, resource, namespace] of allowed)
-      expect([verb, resource, namespace, await canI(operatorSa, verb, resource, namespace)]).toEqual([
-        verb,
-        resource,
-        namespace,
-        true,
-      ]);
-    for (const [verb, resource, namespace] of refused)
-      expect([verb, resource, namespace, await canI(operatorSa, verb, resource, namespace)]).toEqual([
-        verb,
-        resource,
-        namespace,
-        false,
-      ]);
+    const asked = [
+      ...allowed.map((c) => [...c, true] as const),
+      ...refused.map((c) => [...c, false] as const),
+    ];
+    const answers = [];
+    for (const [verb, resource, namespace] of asked)
+      answers.push([verb, resource, namespace, await canI(operatorSa, verb, resource, namespace)]);
+    // One comparison: a failure lists every question whose answer differs.
+    expect(answers).toEqual(
+      asked.map(([verb, resource, namespace, expected]) => [verb, resource, namespace, expected]),
+    );
   });
 
   it('the agent may do nothing an unbound ServiceAccount may not', async () => {

@@ -33,7 +33,6 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -41,6 +40,7 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig, type CoreV1Event } from '@kube
 import { GROUP, POLICY_PLURAL, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
 import { runCommand, type CommandResult } from '../support/command.js';
 import { KUBECTL, REPO_ROOT } from '../support/paths.js';
+import { freePort } from '../support/private-cluster.js';
 import { Terminal } from '../support/terminal.js';
 import { BASH_PROMPT, CRICTL } from '../stack/stack.js';
 
@@ -77,17 +77,6 @@ let up: CommandResult | undefined;
 let kc: KubeConfig;
 let core: CoreV1Api;
 let custom: CustomObjectsApi;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 function demo(args: string[], timeoutMs = 5 * 60_000): Promise<CommandResult> {
   return runCommand('bash', [DEMO_SCRIPT, ...args], { env, timeoutMs });
