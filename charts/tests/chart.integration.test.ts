@@ -521,17 +521,15 @@ describe('helm install, the RBAC it grants, and helm uninstall', () => {
       ['update', 'leases.coordination.k8s.io/someone-else', ns],
       ['get', 'nodes'],
     ];
-    const asked = [
-      ...allowed.map((c) => [...c, true] as const),
-      ...refused.map((c) => [...c, false] as const),
+    const expected = [
+      ...allowed.map(([verb, resource, namespace]) => ({ verb, resource, namespace, allowed: true })),
+      ...refused.map(([verb, resource, namespace]) => ({ verb, resource, namespace, allowed: false })),
     ];
     const answers = [];
-    for (const [verb, resource, namespace] of asked)
-      answers.push([verb, resource, namespace, await canI(operatorSa, verb, resource, namespace)]);
+    for (const { verb, resource, namespace } of expected)
+      answers.push({ verb, resource, namespace, allowed: await canI(operatorSa, verb, resource, namespace) });
     // One comparison: a failure lists every question whose answer differs.
-    expect(answers).toEqual(
-      asked.map(([verb, resource, namespace, expected]) => [verb, resource, namespace, expected]),
-    );
+    expect(answers).toEqual(expected);
   });
 
   it('the agent may do nothing an unbound ServiceAccount may not', async () => {
