@@ -80,7 +80,9 @@ const USAGE = `usage: node dist/bench/operator-writes.js [options]   (after make
   --commands LIST   commands of each phase, one number or one per rate (default 1000,5000)
   --sessions N      shell sessions typed into, round robin (default 8)
   --pods N          audited pods the sessions are spread over (default 4)
-  --flush-ms N      the operator's AuditRecord flush window, --flush-ms (default 500, its default)
+  --flush-ms LIST   the operator's AuditRecord flush windows (--flush-ms) to compare, side by side in this
+                    run: every rate's phase under each, with its own operator; the first is the baseline of
+                    the ratios (default 500,200: the old default and the current one)
   -h, --help`;
 
 const CLI = join(REPO_ROOT, 'bin', 'container-auditor.js');
@@ -99,7 +101,8 @@ interface Options {
   commands: number[];
   sessions: number;
   pods: number;
-  flushMs: number;
+  /** Flush windows, ms; the first is the baseline. */
+  flushWindows: number[];
 }
 
 function parseOptions(argv: string[]): Options | undefined {
@@ -122,7 +125,9 @@ function parseOptions(argv: string[]): Options | undefined {
     commands: rates.map((_, i) => commands[commands.length === 1 ? 0 : i]!),
     sessions,
     pods,
-    flushMs: numberOption('flush-ms', values['flush-ms'], 500, { zero: true }),
+    flushWindows: (values['flush-ms'] ?? '500,200')
+      .split(',')
+      .map((v) => numberOption('flush-ms', v, 0, { zero: true })),
   };
 }
 
@@ -132,10 +137,11 @@ function parseOptions(argv: string[]): Options | undefined {
 interface Scratch {
   dir: string;
   cluster?: PrivateCluster;
-  operator?: ChildProcess;
+  operator?: ChildProcess | undefined;
   operatorLog: string;
   watch?: AbortController;
-  stopAgent?: () => Promise<void>;
+  stopAgent?: (() => Promise<void>) | undefined;
+  closeQueue?: () => Promise<void>;
 }
 
 let scratch: Scratch | undefined;
@@ -143,6 +149,7 @@ let scratch: Scratch | undefined;
 async function cleanup(s: Scratch): Promise<void> {
   s.watch?.abort();
   await s.stopAgent?.().catch(() => undefined);
+  await s.closeQueue?.().catch(() => undefined);
   const op = s.operator;
   if (op && op.exitCode === null && op.signalCode === null) {
     const exited = new Promise((resolve) => op.once('exit', resolve));
@@ -205,6 +212,7 @@ interface Snapshot {
 // ---------------------------------------------------------------------------------------------------------
 
 interface Phase {
+  flushMs: number;
   rate: number;
   commands: number;
   seconds: number;
@@ -308,72 +316,89 @@ async function bench(opts: Options): Promise<void> {
   writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
   const { certFile, keyFile } = selfSignedCert(dir);
 
-  // The operator, through its CLI.
-  progress(`starting the operator (--flush-ms ${opts.flushMs})`);
-  const op = spawn(
-    process.execPath,
-    [
-      CLI,
-      'operator',
-      ...['--kubeconfig', kubeconfig, '--tls-cert', certFile, '--tls-key', keyFile],
-      ...['--host', '127.0.0.1', '--port', '0', '--probe-port', '0'],
-      ...['--agent-service-account', `${SYSTEM}/agent`, '--lease-namespace', SYSTEM],
-      ...['--flush-ms', String(opts.flushMs)],
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  s.operator = op;
-  op.stderr.setEncoding('utf8').on('data', (d: string) => {
-    s.operatorLog = (s.operatorLog + d).slice(-256 * 1024);
-  });
-  const { port, probePort } = await operatorPorts(op);
-  const scrapeOperator = async (): Promise<Counts> =>
-    parseMetrics(await httpGet(probePort, '/metrics'), [
-      'container_auditor_record_writes',
-      'container_auditor_event_writes',
-      'container_auditor_leader',
-      'container_auditor_reports',
-    ]);
-  await until('the operator to lead', 60_000, async () => {
-    const m = await scrapeOperator().catch(() => new Map<string, number>());
-    return [...m].some(([k, v]) => k.startsWith('container_auditor_leader') && v === 1);
-  });
-
-  // The agent side of the wire.
-  const logger = silentLogger();
-  const client = new OperatorClient({
-    url: `https://127.0.0.1:${port}`,
-    tokenFile,
-    ca: readFileSync(certFile),
-  });
-  const plan = new ClusterPlan();
-  const planClient = new PlanClient({ client, node: NODE, stateDir: join(dir, 'state'), logger });
-  planClient.on('plan', (p: NodePlan) => plan.update(p));
-  const queue = await RecordQueue.open({ dir: join(dir, 'queue'), logger });
+  // The operator, through its CLI, and in this process the agent side of the wire talking to it: one of each
+  // per flush window, the previous pair stopped first (the queue and its seqs carry on).
+  const queue = await RecordQueue.open({ dir: join(dir, 'queue'), logger: silentLogger() });
   const sink = queueSink(NODE, queue);
-  const reporter = new Reporter({
-    queue,
-    client,
-    node: NODE,
-    boot: sink.boot,
-    state: () => ({
-      ...(plan.version !== undefined ? { planVersion: plan.version } : {}),
-      auditedContainers: plan.listed,
-      probesAttached: 1,
-      errors: [],
-      queueDropped: queue.stats.dropped,
-    }),
-    logger,
-  });
-  s.stopAgent = async () => {
-    await planClient.stop();
-    await reporter.stop(0);
-    await queue.close();
-    client.close();
+  const startOperator = async (flushMs: number) => {
+    progress(`starting the operator (--flush-ms ${flushMs})`);
+    s.operatorLog = '';
+    const op = spawn(
+      process.execPath,
+      [
+        CLI,
+        'operator',
+        ...['--kubeconfig', kubeconfig, '--tls-cert', certFile, '--tls-key', keyFile],
+        ...['--host', '127.0.0.1', '--port', '0', '--probe-port', '0'],
+        ...['--agent-service-account', `${SYSTEM}/agent`, '--lease-namespace', SYSTEM],
+        ...['--flush-ms', String(flushMs)],
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    s.operator = op;
+    op.stderr.setEncoding('utf8').on('data', (d: string) => {
+      s.operatorLog = (s.operatorLog + d).slice(-256 * 1024);
+    });
+    const { port, probePort } = await operatorPorts(op);
+    const scrapeOperator = async (): Promise<Counts> =>
+      parseMetrics(await httpGet(probePort, '/metrics'), [
+        'container_auditor_record_writes',
+        'container_auditor_event_writes',
+        'container_auditor_leader',
+        'container_auditor_reports',
+      ]);
+    // A new operator takes the Lease once the previous one has let it go (on its way out) or it has expired.
+    await until('the operator to lead', 60_000, async () => {
+      const m = await scrapeOperator().catch(() => new Map<string, number>());
+      return [...m].some(([k, v]) => k.startsWith('container_auditor_leader') && v === 1);
+    });
+
+    const logger = silentLogger();
+    const client = new OperatorClient({
+      url: `https://127.0.0.1:${port}`,
+      tokenFile,
+      ca: readFileSync(certFile),
+    });
+    const plan = new ClusterPlan();
+    const planClient = new PlanClient({ client, node: NODE, stateDir: join(dir, 'state'), logger });
+    planClient.on('plan', (p: NodePlan) => plan.update(p));
+    const reporter = new Reporter({
+      queue,
+      client,
+      node: NODE,
+      boot: sink.boot,
+      state: () => ({
+        ...(plan.version !== undefined ? { planVersion: plan.version } : {}),
+        auditedContainers: plan.listed,
+        probesAttached: 1,
+        errors: [],
+        queueDropped: queue.stats.dropped,
+      }),
+      logger,
+    });
+    s.stopAgent = async () => {
+      await planClient.stop();
+      await reporter.stop(0);
+      client.close();
+    };
+    planClient.start();
+    reporter.start();
+    await until('the plan naming every pod', 30_000, () => plan.listed === opts.pods);
+    return { op, scrapeOperator, plan, reporter };
   };
-  planClient.start();
-  reporter.start();
-  await until('the plan naming every pod', 30_000, () => plan.listed === opts.pods);
+  const stopOperator = async (): Promise<void> => {
+    await s.stopAgent?.();
+    s.stopAgent = undefined;
+    const op = s.operator;
+    if (op && op.exitCode === null && op.signalCode === null) {
+      const exited = new Promise((resolve) => op.once('exit', resolve));
+      op.kill('SIGTERM');
+      await exited;
+    }
+    s.operator = undefined;
+  };
+  s.closeQueue = () => queue.close();
+
   const containers: ContainerRecord[] = pods.map((pod, i) => ({
     id: randomBytes(32).toString('hex'),
     bundle: '/nonexistent',
@@ -414,7 +439,7 @@ async function bench(opts: Options): Promise<void> {
   };
   await startWatch();
 
-  const snapshot = async (): Promise<Snapshot> => {
+  const snapshot = async (scrapeOperator: () => Promise<Counts>): Promise<Snapshot> => {
     // The operator's counters reach /metrics within METRICS_SYNC_MS.
     await sleep(METRICS_SYNC_MS + 500);
     const apiserver = parseMetrics(await kubectl(['get', '--raw', '/metrics']), ['apiserver_request_total']);
@@ -422,83 +447,94 @@ async function bench(opts: Options): Promise<void> {
   };
 
   const pidOf = (name: string) => Number(readFileSync(join(cluster.dir, `${name}.pid`), 'utf8'));
-  const programs: Record<string, number | 'self'> = {
-    operator: op.pid!,
-    'kube-apiserver': pidOf('kube-apiserver'),
-    etcd: pidOf('etcd'),
-    'agent side (this process)': 'self',
-  };
   const phases: Phase[] = [];
-  for (const [index, rate] of opts.rates.entries()) {
-    const total = opts.commands[index]!;
-    checkpoint();
-    progress(
-      `phase ${index + 1}: ${total} commands at ${rate}/s over ${opts.sessions} sessions on ${opts.pods} pods`,
-    );
-    const before = await snapshot();
-    const reportsBefore = reporter.stats.reports;
-    const seqs: number[] = [];
-    const cpuBefore = Object.fromEntries(Object.entries(programs).map(([name, pid]) => [name, cpuMs(pid)]));
-    const t0 = nowMs();
-    let sent = 0;
-    while (sent < total) {
+  let phaseNumber = 0;
+  for (const flushMs of opts.flushWindows) {
+    await stopOperator();
+    const { op, scrapeOperator, plan, reporter } = await startOperator(flushMs);
+    const programs: Record<string, number | 'self'> = {
+      operator: op.pid!,
+      'kube-apiserver': pidOf('kube-apiserver'),
+      etcd: pidOf('etcd'),
+      'agent side (this process)': 'self',
+    };
+    for (const [index, rate] of opts.rates.entries()) {
+      const total = opts.commands[index]!;
+      const phase = ++phaseNumber;
       checkpoint();
-      const due = Math.min(total, Math.floor(((nowMs() - t0) * rate) / 1000) + 1);
-      for (; sent < due; sent++) {
-        const session = sent % opts.sessions;
-        const container = containers[session % opts.pods]!;
-        const audit = plan.auditOf(container);
-        if (!audit.audited)
-          throw new Error(`the plan does not audit ${container.identity.podName}: ${audit.reason}`);
-        const pid = 10_000 * (index + 1) + session;
-        const line: CapturedLine = {
-          pid,
-          tid: pid,
-          ns: 0n,
-          uid: 1000,
-          cgroup: 1n,
-          mntns: container.mntns,
-          bytes: Buffer.from(`echo phase-${index + 1} command-${sent} | tr a-z A-Z > /tmp/out-${session}`),
-          truncated: false,
-        };
-        const record = sink.write(commandRecord(line, container, audit.audit, new Date(), 100 + session));
-        appended.set(record.seq, nowMs());
-        seqs.push(record.seq);
-        if (sent % Math.max(1, Math.ceil(total / 10)) === 0) progressCount('  sent', sent, total);
+      progress(
+        `phase ${phase}: flush window ${flushMs} ms, ${total} commands at ${rate}/s over ${opts.sessions} sessions on ${opts.pods} pods`,
+      );
+      const before = await snapshot(scrapeOperator);
+      const reportsBefore = reporter.stats.reports;
+      const seqs: number[] = [];
+      const cpuBefore = Object.fromEntries(Object.entries(programs).map(([name, pid]) => [name, cpuMs(pid)]));
+      const t0 = nowMs();
+      let sent = 0;
+      while (sent < total) {
+        checkpoint();
+        const due = Math.min(total, Math.floor(((nowMs() - t0) * rate) / 1000) + 1);
+        for (; sent < due; sent++) {
+          const session = sent % opts.sessions;
+          const container = containers[session % opts.pods]!;
+          const audit = plan.auditOf(container);
+          if (!audit.audited)
+            throw new Error(`the plan does not audit ${container.identity.podName}: ${audit.reason}`);
+          const pid = 10_000 * phase + session;
+          const line: CapturedLine = {
+            pid,
+            tid: pid,
+            ns: 0n,
+            uid: 1000,
+            cgroup: 1n,
+            mntns: container.mntns,
+            bytes: Buffer.from(`echo phase-${phase} command-${sent} | tr a-z A-Z > /tmp/out-${session}`),
+            truncated: false,
+          };
+          const record = sink.write(commandRecord(line, container, audit.audit, new Date(), 100 + session));
+          appended.set(record.seq, nowMs());
+          seqs.push(record.seq);
+          if (sent % Math.max(1, Math.ceil(total / 10)) === 0) progressCount('  sent', sent, total);
+        }
+        const next = t0 + ((sent + 1) * 1000) / rate;
+        await sleep(Math.max(1, Math.min(10, next - nowMs())));
       }
-      const next = t0 + ((sent + 1) * 1000) / rate;
-      await sleep(Math.max(1, Math.min(10, next - nowMs())));
+      progressCount('  sent', total, total);
+      const seconds = (nowMs() - t0) / 1000;
+      const lastSent = nowMs();
+      await until('every command to be visible', 180_000, () => seqs.every((q) => visible.has(q))).catch(
+        (error: unknown) => progress(String(error)),
+      );
+      const busyMs = nowMs() - t0;
+      const cpu = Object.fromEntries(
+        Object.entries(programs).map(([name, pid]) => [
+          name,
+          (100 * (cpuMs(pid) - cpuBefore[name]!)) / busyMs,
+        ]),
+      );
+      // Let this phase's folded-Event summaries (written at the end of their window) count in it.
+      const settle = lastSent + FOLD_WINDOW_MS + 1_000 - nowMs();
+      if (settle > 0) await sleep(settle);
+      const after = await snapshot(scrapeOperator);
+      const latencies = sortNum(
+        seqs.filter((q) => visible.has(q)).map((q) => visible.get(q)! - appended.get(q)!),
+      );
+      phases.push({
+        flushMs,
+        rate,
+        commands: total,
+        seconds,
+        latencies,
+        missing: seqs.length - latencies.length,
+        before,
+        after,
+        reports: reporter.stats.reports - reportsBefore,
+        cpu,
+      });
     }
-    progressCount('  sent', total, total);
-    const seconds = (nowMs() - t0) / 1000;
-    const lastSent = nowMs();
-    await until('every command to be visible', 180_000, () => seqs.every((q) => visible.has(q))).catch(
-      (error: unknown) => progress(String(error)),
-    );
-    const busyMs = nowMs() - t0;
-    const cpu = Object.fromEntries(
-      Object.entries(programs).map(([name, pid]) => [name, (100 * (cpuMs(pid) - cpuBefore[name]!)) / busyMs]),
-    );
-    // Let this phase's folded-Event summaries (written at the end of their window) count in it.
-    const settle = lastSent + FOLD_WINDOW_MS + 1_000 - nowMs();
-    if (settle > 0) await sleep(settle);
-    const after = await snapshot();
-    const latencies = sortNum(
-      seqs.filter((q) => visible.has(q)).map((q) => visible.get(q)! - appended.get(q)!),
-    );
-    phases.push({
-      rate,
-      commands: total,
-      seconds,
-      latencies,
-      missing: seqs.length - latencies.length,
-      before,
-      after,
-      reports: reporter.stats.reports - reportsBefore,
-      cpu,
-    });
   }
   s.watch?.abort();
+  await stopOperator();
   print(opts, phases, started);
 }
 
@@ -518,19 +554,25 @@ function print(opts: Options, phases: Phase[], started: number): void {
   const opCount = (p: Phase, metric: string, outcomes: string[]) =>
     delta(p.before.operator, p.after.operator, (n, l) => n === metric && outcomes.includes(l.outcome ?? ''));
   const writes = ['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE'];
+  const recordWrites = (p: Phase) => (1000 * api(p, 'auditrecords', writes)) / p.commands;
+  /** The phase of the same rate under the first flush window: what the ratios compare with. */
+  const baselineOf = (p: Phase) =>
+    phases.find((q) => q.flushMs === opts.flushWindows[0] && q.rate === p.rate) ?? p;
 
   const out: string[] = [
-    `# operator-writes: ${opts.sessions} shell sessions on ${opts.pods} pods, one operator replica, flush window ${opts.flushMs} ms`,
+    `# operator-writes: ${opts.sessions} shell sessions on ${opts.pods} pods, one operator replica, flush windows ${opts.flushWindows.join(', ')} ms (the first is the baseline of the ratios)`,
     '',
     'API writes, counted by the API server (apiserver_request_total, every response code):',
     '',
     table(
       [
+        'flush ms',
         'rate /s',
         'commands',
         'AuditRecord creates',
         'status updates',
         'AuditRecord writes / 1,000',
+        'x baseline',
         'Event creates',
         'Event patches',
         'Event writes / 1,000',
@@ -544,11 +586,13 @@ function print(opts: Options, phases: Phase[], started: number): void {
         const evCreates = api(p, 'events', ['POST']);
         const evPatches = api(p, 'events', ['PUT', 'PATCH', 'APPLY']);
         return [
+          String(p.flushMs),
           String(p.rate),
           String(p.commands),
           String(arCreates),
           String(arUpdates),
           per1000(arCreates + arUpdates, p.commands),
+          f(recordWrites(p) / recordWrites(baselineOf(p)), 2),
           String(evCreates),
           String(evPatches),
           per1000(evCreates + evPatches, p.commands),
@@ -563,6 +607,7 @@ function print(opts: Options, phases: Phase[], started: number): void {
     '',
     table(
       [
+        'flush ms',
         'rate /s',
         'record creates',
         'status writes',
@@ -573,6 +618,7 @@ function print(opts: Options, phases: Phase[], started: number): void {
         'fold summaries',
       ],
       phases.map((p) => [
+        String(p.flushMs),
         String(p.rate),
         String(opCount(p, 'container_auditor_record_writes', ['creates'])),
         String(opCount(p, 'container_auditor_record_writes', ['statusWrites'])),
@@ -587,14 +633,16 @@ function print(opts: Options, phases: Phase[], started: number): void {
     'Latency, appended to the agent queue -> visible in the API server (first seen by a watch on AuditRecords), ms:',
     '',
     table(
-      ['rate /s', 'commands', 'took s', 'p50', 'p90', 'p99', 'max', 'not seen'],
+      ['flush ms', 'rate /s', 'commands', 'took s', 'p50', 'p90', 'p99', 'p99 x baseline', 'max', 'not seen'],
       phases.map((p) => [
+        String(p.flushMs),
         String(p.rate),
         String(p.commands),
         f(p.seconds, 1),
         f(quantile(p.latencies, 0.5), 0),
         f(quantile(p.latencies, 0.9), 0),
         f(quantile(p.latencies, 0.99), 0),
+        f(quantile(p.latencies, 0.99) / quantile(baselineOf(p).latencies, 0.99), 2),
         f(p.latencies.at(-1) ?? NaN, 0),
         String(p.missing),
       ]),
@@ -603,8 +651,8 @@ function print(opts: Options, phases: Phase[], started: number): void {
     'CPU from the first command of a phase until every command was visible, % of one core:',
     '',
     table(
-      ['rate /s', ...Object.keys(phases[0]?.cpu ?? {})],
-      phases.map((p) => [String(p.rate), ...Object.values(p.cpu).map((c) => f(c, 0))]),
+      ['flush ms', 'rate /s', ...Object.keys(phases[0]?.cpu ?? {})],
+      phases.map((p) => [String(p.flushMs), String(p.rate), ...Object.values(p.cpu).map((c) => f(c, 0))]),
     ),
     '',
     `bench took ${f((nowMs() - started) / 1000, 0)} s`,

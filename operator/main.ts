@@ -20,7 +20,7 @@ Options:
   --lease-name NAME             default container-auditor-operator
   --lease-duration-ms N, --renew-deadline-ms N, --retry-period-ms N   leader election (15000, 10000, 2000)
   --runtime-class NAME          the audit RuntimeClass (default container-auditor)
-  --flush-ms N                  AuditRecord batching window (default 500)
+  --flush-ms N                  AuditRecord batching window (default 200)
   --log-level LEVEL             error, warn, info, debug (default info)`;
 
 export class OperatorUsageError extends Error {}

@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { loadAll } from 'js-yaml';
 import { AGENT_TOKEN_AUDIENCE } from '../../api/agentapi/v1.js';
 import { AGENT_USAGE } from '../../agent/main.js';
+import { DEFAULT_FLUSH_MS } from '../../operator/ingest/records-writer.js';
 import { OPERATOR_USAGE } from '../../operator/main.js';
 import { kubectl, kubectlOk } from '../../e2e/support/cluster.js';
 import { runCommand } from '../../e2e/support/command.js';
@@ -192,6 +193,8 @@ describe('helm template', () => {
       readOnlyRootFilesystem: true,
       capabilities: { drop: ['ALL'] },
     });
+    // The chart's defaults are the operator's own, not a second opinion.
+    expect(pod.containers[0]!.args).toContain(`--flush-ms=${DEFAULT_FLUSH_MS}`);
     expect(pod.containers[0]).toMatchObject({
       livenessProbe: { httpGet: { path: '/healthz' } },
       readinessProbe: { httpGet: { path: '/readyz' } },

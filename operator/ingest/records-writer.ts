@@ -1,7 +1,7 @@
 /**
  * Commands and exec records -> AuditRecords, one per session (sessions.ts), in the pod's namespace.
  *
- * Commands are batched per session (batcher.ts: a flush window, default 500 ms, or at once at 100 commands)
+ * Commands are batched per session (batcher.ts: a flush window, default 200 ms, or at once at 100 commands)
  * and each batch is one status write. A session's record is created at its first batch, under a
  * deterministic name (naming.ts); its commands are kept by seq, so a command whose seq is already in one of
  * the session's parts is a duplicate and is skipped. A part that is full (MAX_COMMANDS_PER_RECORD, or about
@@ -42,7 +42,7 @@ import {
 
 export type Loss = NonNullable<AuditRecordStatus['losses']>[number];
 
-export const DEFAULT_FLUSH_MS = 500;
+export const DEFAULT_FLUSH_MS = 200;
 export const DEFAULT_MAX_BATCH = 100;
 const DEFAULT_IDLE_MS = 15 * 60_000;
 const DEFAULT_MAX_ATTEMPTS = 10;
