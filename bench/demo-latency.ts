@@ -27,8 +27,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_FLUSH_MS } from '../operator/ingest/records-writer.js';
-import { KUBECTL, REPO_ROOT } from '../e2e/support/paths.js';
-import { freePort } from '../e2e/support/private-cluster.js';
+import { KUBECTL } from '../e2e/support/paths.js';
+import { DEMO_SCRIPT, privateDemoEnv } from '../e2e/support/private-demo.js';
 import { Terminal } from '../e2e/support/terminal.js';
 import { BASH_PROMPT, CRICTL } from '../e2e/stack/stack.js';
 import {
@@ -52,7 +52,6 @@ const USAGE = `usage: node dist/bench/demo-latency.js [options]   (as root, afte
   --rate N       lines per second (default 5); each is typed once bash shows its prompt
   --timeout N    seconds to wait for the last line in the API server (default 30)`;
 
-const DEMO_SCRIPT = join(REPO_ROOT, 'e2e', 'demo', 'demo.sh');
 const NS = 'shop';
 const RUN = randomBytes(3).toString('hex');
 /** How often the operator copies its counters into the /metrics gauges (operator.ts), with a margin. */
@@ -158,18 +157,7 @@ async function bench(options: Options): Promise<void> {
   const commandsFile = join(dir, 'warmup.txt');
   const warmup = `: warmup-${RUN}`;
   writeFileSync(commandsFile, `${warmup}\n`);
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    DEMO_DIR: dir,
-    DEMO_NODE: `demo-bench-${RUN}`,
-    DEMO_COMMANDS: commandsFile,
-    DEMO_BUILD: '0',
-    DEMO_APISERVER_PORT: String(await freePort()),
-    DEMO_ETCD_PORT: String(await freePort()),
-    DEMO_ETCD_PEER_PORT: String(await freePort()),
-    DEMO_OPERATOR_PORT: String(await freePort()),
-    DEMO_PROBE_PORT: String(await freePort()),
-  };
+  const env = await privateDemoEnv({ dir, node: `demo-bench-${RUN}`, commandsFile });
   const s: Scratch = { dir, env };
   scratch = s;
   atCleanup(() => cleanup(s));

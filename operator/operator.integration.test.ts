@@ -15,7 +15,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:https';
+import { Agent } from 'node:https';
 import { type Server, type Socket, connect, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -61,6 +61,7 @@ import type { ContainerRecord } from '../agent/containers/registry.js';
 import { commandRecord } from '../agent/records/build.js';
 import type { StampingSink } from '../agent/records/sink.js';
 import { requestToken, selfSignedCert } from '../e2e/support/credentials.js';
+import { type HttpsAnswer, httpsCall } from '../e2e/support/https-call.js';
 
 const run = randomBytes(3).toString('hex');
 const SYSTEM = `operator-${run}-system`;
@@ -535,38 +536,15 @@ let agent: TestAgent;
 function call(
   port: number,
   options: { token: string; path?: string; body?: string; agent?: Agent },
-): Promise<{ status: number; body: unknown; connection: string | undefined }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: options.body === undefined ? 'GET' : 'POST',
-        path: options.path ?? REPORTS_PATH,
-        ca,
-        agent: options.agent ?? false,
-        headers: {
-          Authorization: `Bearer ${options.token}`,
-          ...(options.body !== undefined ? { 'Content-Type': 'application/json' } : {}),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let body: unknown = text;
-          try {
-            body = JSON.parse(text);
-          } catch {
-            // not JSON
-          }
-          resolve({ status: res.statusCode ?? 0, body, connection: res.headers.connection });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(options.body);
+): Promise<HttpsAnswer> {
+  return httpsCall({
+    port,
+    ca,
+    method: options.body === undefined ? 'GET' : 'POST',
+    path: options.path ?? REPORTS_PATH,
+    token: options.token,
+    ...(options.body !== undefined ? { body: options.body } : {}),
+    ...(options.agent ? { agent: options.agent } : {}),
   });
 }
 

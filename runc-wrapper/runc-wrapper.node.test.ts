@@ -45,6 +45,7 @@ import {
 import { buildRootfs } from '../e2e/support/rootfs.js';
 import { HandoffSpool } from '../agent/handoff/spool.js';
 import { silentLogger } from '../common/logging.js';
+import { until as waitFor } from '../e2e/support/wait.js';
 
 const WRAPPER_DIR = import.meta.dirname;
 const WRAPPER = join(WRAPPER_DIR, 'container-auditor-runc');
@@ -178,18 +179,6 @@ async function taskPid(f: Fixture, id: string): Promise<number> {
   const line = tasks.split('\n').find((l) => l.split(/\s+/)[0] === id);
   if (!line) throw new Error(`no task ${id} in:\n${tasks}`);
   return Number(line.split(/\s+/)[1]);
-}
-
-async function waitFor(
-  what: string,
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 async function killAndDelete(f: Fixture, id: string): Promise<CommandResult[]> {

@@ -6,10 +6,10 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ExecCapture, type ExecCaptureLoss, type ExecCaptureOptions } from './exec-capture.js';
 import type { CapturedExec } from './exec-output.js';
 import { type FakeRun as Run, fakeBpftrace } from './testdata/fake-bpftrace.js';
+import { until as waitFor } from '../../e2e/support/wait.js';
 
 let dir: string;
 let capture: ExecCapture | undefined;
@@ -34,13 +34,6 @@ function start(runs: Run[], options: Partial<ExecCaptureOptions> = {}) {
   capture.on('exec', (e) => execs.push(e));
   capture.on('loss', (l) => losses.push(l));
   return { capture, execs, losses, started: capture.start() };
-}
-
-async function waitFor(what: string, test: () => boolean): Promise<void> {
-  for (let waited = 0; !test(); waited += 10) {
-    if (waited > 10_000) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 beforeEach(() => {

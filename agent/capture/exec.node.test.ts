@@ -8,10 +8,10 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ExecCapture, type ExecCaptureLoss } from './exec-capture.js';
 import type { CapturedExec } from './exec-output.js';
 import { mountNamespaceOf } from './exec-script.js';
+import { until as waitFor } from '../../e2e/support/wait.js';
 
 /**
  * Not a multiple of 8: the cut falls inside a word. The environment follows argv in memory; the assembler
@@ -43,15 +43,6 @@ function run(words: (Buffer | string)[]): number {
 
 /** Runs the words in a mount namespace of their own (unshare -m, itself exec'd in the host's). */
 const inNewNamespace = (words: (Buffer | string)[]) => run(['unshare', '-m', ...words]);
-
-async function waitFor<T>(what: string, find: () => T | undefined, timeoutMs = 20_000): Promise<T> {
-  for (let waited = 0; ; waited += 20) {
-    const found = find();
-    if (found !== undefined) return found;
-    if (waited > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** The execs of one pid, once there are `count` of them. */
 const execsOf = (pid: number, count = 1) =>

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CapturedLine } from './readline-output.js';
 import { type CaptureLoss, ReadlineCapture } from './readline-capture.js';
+import { until as waitFor } from '../../e2e/support/wait.js';
 
 const bash = realpathSync('/bin/bash');
 const libreadline = ['/usr/lib/x86_64-linux-gnu/libreadline.so.8', '/lib/x86_64-linux-gnu/libreadline.so.8']
@@ -30,13 +31,6 @@ function openShell(): ChildProcess {
 
 function closed(shell: ChildProcess): Promise<void> {
   return new Promise((resolve) => shell.on('close', () => resolve()));
-}
-
-async function waitFor(what: string, test: () => boolean, timeoutMs = 20_000): Promise<void> {
-  for (let waited = 0; !test(); waited += 50) {
-    if (waited > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 /** The texts captured from the shell whose lines include `marker`. */

@@ -6,19 +6,12 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type CaptureLoss, ReadlineCapture } from './readline-capture.js';
 import { fakeBpftrace } from './testdata/fake-bpftrace.js';
+import { until as waitFor } from '../../e2e/support/wait.js';
 
 let dir: string;
 let capture: ReadlineCapture | undefined;
-
-async function waitFor(what: string, test: () => boolean): Promise<void> {
-  for (let waited = 0; !test(); waited += 10) {
-    if (waited > 10_000) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'readline-capture-test-'));

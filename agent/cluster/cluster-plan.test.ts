@@ -1,21 +1,9 @@
 import { type NodePlan, PlanRules } from '../../api/agentapi/v1.js';
 import type { ContainerRecord } from '../containers/registry.js';
 import { ClusterPlan, type CompileRules, compilePlanRules } from './cluster-plan.js';
+import { containerRecord } from '../containers/testdata/container-record.js';
 
-function container(identity: ContainerRecord['identity']): ContainerRecord {
-  return {
-    id: 'c1',
-    bundle: '/b',
-    rootfs: '/b/rootfs',
-    identity,
-    initPid: 10,
-    mntns: 1,
-    pidns: 2,
-    createdAt: new Date(0),
-    bashCandidates: [],
-    execs: [],
-  };
-}
+const container = (identity: ContainerRecord['identity']) => containerRecord(identity);
 
 const shell = {
   kind: 'container' as const,

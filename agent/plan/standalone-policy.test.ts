@@ -1,6 +1,7 @@
 import type { ContainerRecord } from '../containers/registry.js';
 import type { CommandFilter } from './plan.js';
 import { PolicyFileError, StandalonePolicyPlan, parsePolicyText } from './standalone-policy.js';
+import { containerRecord } from '../containers/testdata/container-record.js';
 
 const noFilter: CommandFilter = {
   apply: (text) => ({ text, redacted: false, alerts: [] }),
@@ -11,20 +12,7 @@ function policy(spec: string): string {
   return `apiVersion: containeraudit.io/v1alpha1\nkind: ContainerAuditPolicy\nmetadata: {name: p}\nspec: ${spec}\n`;
 }
 
-function container(identity: ContainerRecord['identity']): ContainerRecord {
-  return {
-    id: 'c1',
-    bundle: '/b',
-    rootfs: '/b/rootfs',
-    identity,
-    initPid: 10,
-    mntns: 1,
-    pidns: 2,
-    createdAt: new Date(0),
-    bashCandidates: [],
-    execs: [],
-  };
-}
+const container = (identity: ContainerRecord['identity']) => containerRecord(identity);
 
 const pod = { kind: 'container' as const, podNamespace: 'shop', podName: 'web-1', containerName: 'app' };
 

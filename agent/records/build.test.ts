@@ -2,6 +2,7 @@ import type { ContainerRecord } from '../containers/registry.js';
 import type { ContainerAudit } from '../plan/plan.js';
 import { compileCommandRules } from '../../common/rules/command-rules.js';
 import { argvFields, commandRecord, containerRef } from './build.js';
+import { containerRecord } from '../containers/testdata/container-record.js';
 
 function rules(redact: { builtins: boolean; patterns: string[] }) {
   const compiled = compileCommandRules({
@@ -12,18 +13,10 @@ function rules(redact: { builtins: boolean; patterns: string[] }) {
   return compiled.rules;
 }
 
-const container: ContainerRecord = {
-  id: 'abc',
-  bundle: '/b',
-  rootfs: '/b/rootfs',
-  identity: { kind: 'container', podNamespace: 'shop', podName: 'web-1', podUid: 'u1', containerName: 'app' },
-  initPid: 10,
-  mntns: 7,
-  pidns: 8,
-  createdAt: new Date(0),
-  bashCandidates: [],
-  execs: [],
-};
+const container: ContainerRecord = containerRecord(
+  { kind: 'container', podNamespace: 'shop', podName: 'web-1', podUid: 'u1', containerName: 'app' },
+  { id: 'abc', mntns: 7, pidns: 8 },
+);
 
 const audit: ContainerAudit = {
   policy: 'p',

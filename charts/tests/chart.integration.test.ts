@@ -11,7 +11,6 @@
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { loadAll } from 'js-yaml';
 import { AGENT_TOKEN_AUDIENCE } from '../../api/agentapi/v1.js';
 import { AGENT_USAGE } from '../../agent/main.js';
@@ -23,6 +22,7 @@ import { ControllerManager } from '../../e2e/support/controller-manager.js';
 import { goModuleDir } from '../../e2e/support/go-module.js';
 import { helm, helmOk } from '../../e2e/support/helm.js';
 import { CHART_DIR, CRD_DIR, REPO_ROOT, RUNC_WRAPPER } from '../../e2e/support/paths.js';
+import { until as waitFor } from '../../e2e/support/wait.js';
 
 const VALUES_DIR = join(REPO_ROOT, 'charts', 'tests', 'values');
 const VALUE_SETS = ['production', 'minimal', 'containerd2'];
@@ -125,14 +125,6 @@ async function canI(as: string, verb: string, resource: string, namespace?: stri
   const result = await kubectl(args);
   if (result.code > 1) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
   return result.code === 0;
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(250);
-  }
 }
 
 beforeAll(async () => {
@@ -561,8 +553,10 @@ describe('helm install, the RBAC it grants, and helm uninstall', () => {
         `--clusterrole=${role}`,
         `--user=${user}`,
       ]);
-      await waitFor(`${user} (${role}) to read auditrecords`, () =>
-        canI(user, 'list', 'auditrecords.containeraudit.io', 'team-a'),
+      await waitFor(
+        `${user} (${role}) to read auditrecords`,
+        () => canI(user, 'list', 'auditrecords.containeraudit.io', 'team-a'),
+        60_000,
       );
       for (const verb of ['get', 'watch'])
         expect(await canI(user, verb, 'auditrecords.containeraudit.io', 'team-a')).toBe(true);

@@ -40,11 +40,11 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig, type CoreV1Event } from '@kube
 import { GROUP, POLICY_PLURAL, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
 import { runCommand, type CommandResult } from '../support/command.js';
 import { KUBECTL, REPO_ROOT } from '../support/paths.js';
-import { freePort } from '../support/private-cluster.js';
+import { DEMO_SCRIPT, privateDemoEnv } from '../support/private-demo.js';
 import { Terminal } from '../support/terminal.js';
 import { BASH_PROMPT, CRICTL } from '../stack/stack.js';
+import { until } from '../support/wait.js';
 
-const DEMO_SCRIPT = join(REPO_ROOT, 'e2e', 'demo', 'demo.sh');
 const STACK_SCRIPT = join(REPO_ROOT, 'e2e', 'stack', 'stack.sh');
 /** Per test: the node project does not get jest.config.js's global testTimeout. */
 const TEST_TIMEOUT = 120_000;
@@ -103,20 +103,6 @@ async function records(): Promise<AuditRecord[]> {
 async function events(pod: string): Promise<CoreV1Event[]> {
   return (await core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=${pod}` }))
     .items;
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
 }
 
 function kubectl(args: string[]): Promise<CommandResult> {
@@ -359,18 +345,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ca-demo-'));
   const commands = join(tmpdir(), `ca-demo-commands-${RUN}.txt`);
   writeFileSync(commands, `${TYPED.map((t) => t.line).join('\n')}\n`);
-  env = {
-    ...process.env,
-    DEMO_DIR: dir,
-    DEMO_NODE: NODE,
-    DEMO_COMMANDS: commands,
-    DEMO_BUILD: '0',
-    DEMO_APISERVER_PORT: String(await freePort()),
-    DEMO_ETCD_PORT: String(await freePort()),
-    DEMO_ETCD_PEER_PORT: String(await freePort()),
-    DEMO_OPERATOR_PORT: String(await freePort()),
-    DEMO_PROBE_PORT: String(await freePort()),
-  };
+  env = await privateDemoEnv({ dir, node: NODE, commandsFile: commands });
   // crictl may still have to be built (minutes), hence the time-outs.
   up = await demo(['up'], 20 * 60_000);
   rmSync(commands, { force: true });

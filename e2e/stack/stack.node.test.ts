@@ -21,7 +21,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Handoff } from '../../api/handoff/v1.js';
 import { childrenOf, isAlive, mountsUnder } from '../support/containerd.js';
 import {
@@ -32,6 +31,7 @@ import {
   Stack,
   type RunningPod,
 } from './stack.js';
+import { until as waitFor } from '../support/wait.js';
 
 /** Per test: the node project's testTimeout in jest.config.js does not reach the tests (Jest takes it from
  * the global configuration only), so they would get Jest's default of 5 s. */
@@ -64,14 +64,6 @@ function environ(pid: number): string[] {
 function catches(pid: number, signal: number): boolean {
   const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
   return caught !== undefined && (BigInt(`0x${caught}`) & (1n << BigInt(signal - 1))) !== 0n;
-}
-
-async function waitFor(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 /** The process's state letter (R, S, Z, ...), or undefined once it is gone. */

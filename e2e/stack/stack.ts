@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Handoff, parseHandoff } from '../../api/handoff/v1.js';
 import { type CommandResult, type RunCommandOptions, runCommand } from '../support/command.js';
+import { shimPidsOf } from '../support/containerd.js';
 import { REPO_ROOT } from '../support/paths.js';
 import { Terminal } from '../support/terminal.js';
 
@@ -246,20 +247,7 @@ export class Stack {
 
   /** Pids of this stack's runc shims (`containerd-shim-runc-v2 ... -address <socket>`). */
   shimPids(): number[] {
-    const pids: number[] = [];
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      let argv: string[];
-      try {
-        argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      } catch {
-        continue; // gone meanwhile
-      }
-      const at = argv.indexOf('-address');
-      if ((argv[0] ?? '').endsWith('containerd-shim-runc-v2') && at > 0 && argv[at + 1] === this.socket)
-        pids.push(Number(entry));
-    }
-    return pids;
+    return shimPidsOf(this.socket);
   }
 
   /** `stack.sh down`: pods, containerd, its shims, mounts and the directory. Idempotent; never throws. */

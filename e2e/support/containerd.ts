@@ -391,19 +391,7 @@ export class Containerd {
 
   /** Pids of the runc shims this containerd started (matched on their `-address` argument). */
   shimPids(): number[] {
-    const pids: number[] = [];
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      let argv: string[];
-      try {
-        argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      } catch {
-        continue; // gone meanwhile
-      }
-      const at = argv.indexOf('-address');
-      if ((argv[0] ?? '').endsWith(SHIM) && at > 0 && argv[at + 1] === this.address) pids.push(Number(entry));
-    }
-    return pids;
+    return shimPidsOf(this.address);
   }
 
   /** Stops everything this containerd started and removes its directory. Idempotent; never throws. */
@@ -580,4 +568,21 @@ function removeEmptyCgroups(namespace: string): void {
       // absent, or still in use
     }
   }
+}
+
+/** Pids of the runc shims of the containerd listening on `address` (their `-address` argument). */
+export function shimPidsOf(address: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const at = argv.indexOf('-address');
+    if ((argv[0] ?? '').endsWith(SHIM) && at > 0 && argv[at + 1] === address) pids.push(Number(entry));
+  }
+  return pids;
 }

@@ -16,7 +16,6 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
 import { ReadlineCapture } from '../../agent/capture/readline-capture.js';
 import type { CapturedLine } from '../../agent/capture/readline-output.js';
@@ -37,6 +36,7 @@ import {
 import { buildRootfs } from './rootfs.js';
 import { buildLibreadlineRootfs, buildRlshell, buildStaticBashRootfs } from './shells.js';
 import { CTRL_D, Terminal } from './terminal.js';
+import { until as waitFor } from './wait.js';
 
 const NAMESPACE = `ca-fixtures-${process.pid}`;
 /** What bash (as root, without a profile) and rlshell show when they wait for a line. */
@@ -75,14 +75,6 @@ afterAll(async () => {
 function ok(result: CommandResult, what: string): CommandResult {
   if (result.code !== 0) throw new Error(`${what} exited ${result.code}:\n${result.stdout}${result.stderr}`);
   return result;
-}
-
-async function waitFor(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 /** The texts readline returned to the process that read `marker` first, in order. */

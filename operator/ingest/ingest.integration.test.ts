@@ -7,7 +7,6 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, type CoreV1Event, type V1Pod } from '@kubernetes/client-node';
@@ -32,6 +31,7 @@ import { RecordsWriter } from './records-writer.js';
 import { recordedCommand, sessionOf } from './sessions.js';
 import { IngestServer } from './server.js';
 import { requestToken, selfSignedCert } from '../../e2e/support/credentials.js';
+import { type HttpsCallOptions, httpsCall } from '../../e2e/support/https-call.js';
 
 const run = randomBytes(3).toString('hex');
 const SYSTEM = `ingest-${run}-system`;
@@ -152,55 +152,14 @@ interface Answer {
   connection?: string | undefined;
 }
 
-function call(
+async function call(
   method: 'GET' | 'POST',
   path: string,
-  options: {
-    token?: string;
-    body?: string | Buffer;
-    onRequest?: (destroy: () => void) => void;
-    /** Ask for a kept-alive connection, as the agent does, and answer with the response's Connection header. */
-    keepAlive?: boolean;
-  } = {},
+  options: Pick<HttpsCallOptions, 'token' | 'body' | 'onRequest' | 'keepAlive'> = {},
 ): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        method,
-        path,
-        ca,
-        agent: false,
-        headers: {
-          ...(options.token !== undefined ? { Authorization: `Bearer ${options.token}` } : {}),
-          ...(options.body !== undefined ? { 'Content-Type': 'application/json' } : {}),
-          ...(options.keepAlive ? { Connection: 'keep-alive' } : {}),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let body: unknown = text;
-          try {
-            body = JSON.parse(text);
-          } catch {
-            // not JSON
-          }
-          resolve({
-            status: res.statusCode ?? 0,
-            body,
-            ...(options.keepAlive ? { connection: res.headers.connection } : {}),
-          });
-        });
-      },
-    );
-    req.on('error', reject);
-    options.onRequest?.(() => req.destroy());
-    req.end(options.body);
-  });
+  const { connection, ...answer } = await httpsCall({ port, ca, method, path, ...options });
+  // The Connection header only where a test asked for a kept-alive connection and looks at it.
+  return options.keepAlive ? { ...answer, connection } : answer;
 }
 
 const post = (report: unknown, tok = tokens.agentA): Promise<Answer> =>
