@@ -180,9 +180,9 @@ export class MemoryEventSink implements EventSink {
 export const BOOT = '0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9';
 
 /** A command record with sensible defaults. */
-export function command(seq: number, text: string, over: Partial<CommandRecord> = {}): CommandRecord {
+/** What every record of the fakes shares: the agent's stamp and the container, one second per seq. */
+function stamped(seq: number) {
   return {
-    kind: 'command',
     seq,
     boot: BOOT,
     node: 'node-a',
@@ -190,8 +190,15 @@ export function command(seq: number, text: string, over: Partial<CommandRecord> 
     containerId: 'c0ffee0123456789',
     pod: { namespace: 'shop', name: 'web-0', uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' },
     container: 'app',
-    image: 'registry.example/web:1.2',
     policy: 'prod',
+  };
+}
+
+export function command(seq: number, text: string, over: Partial<CommandRecord> = {}): CommandRecord {
+  return {
+    kind: 'command',
+    ...stamped(seq),
+    image: 'registry.example/web:1.2',
     pid: 4242,
     nsPid: 7,
     uid: 0,
@@ -206,14 +213,7 @@ export function command(seq: number, text: string, over: Partial<CommandRecord> 
 export function exec(seq: number, argv: string[], over: Partial<ExecRecord> = {}): ExecRecord {
   return {
     kind: 'exec',
-    seq,
-    boot: BOOT,
-    node: 'node-a',
-    time: new Date(Date.parse('2026-03-01T10:00:00Z') + seq * 1000).toISOString(),
-    containerId: 'c0ffee0123456789',
-    pod: { namespace: 'shop', name: 'web-0', uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' },
-    container: 'app',
-    policy: 'prod',
+    ...stamped(seq),
     source: 'kernel',
     pid: 5000 + seq,
     ppid: 4242,
