@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := build
 SHELL := /bin/bash
 
-.PHONY: setup build crds test test-unit test-integration test-node bench lint format cluster-build cluster-up cluster-down demo demo-shell demo-down clean
+.PHONY: setup build crds test test-unit test-integration test-node test-hostile bench lint format cluster-build cluster-up cluster-down demo demo-shell demo-down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -30,15 +30,21 @@ test-integration: setup cluster-build
 test-node: build
 	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects node --runInBand
 
+## test-hostile: the hostile-input suite alone (every *.hostile.*.test.ts of every tier: bad probe paths, crafted images, floods, forged and oversized reports, control characters, secrets typed in many shapes); make test runs it too
+test-hostile: build cluster-build
+	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --testPathPatterns '\.hostile\.' --runInBand
+
 # Options of the benches (see their --help), e.g. make bench BENCH_ARGS='--cycles 10' AGENT_BENCH_ARGS='--shells 10'
 BENCH_ARGS ?=
 AGENT_BENCH_ARGS ?=
 DEMO_BENCH_ARGS ?=
 OPERATOR_BENCH_ARGS ?=
+RULES_BENCH_ARGS ?=
 
 ## bench: the benchmarks (root): the runc wrapper's added cost (runc alone vs through the wrapper, interleaved), then the agent's memory, latency and throughput under a private containerd
 bench: build
 	node dist/bench/runc-wrapper.js $(BENCH_ARGS)
+	node dist/bench/command-rules.js $(RULES_BENCH_ARGS)
 	node dist/bench/agent-capture.js $(AGENT_BENCH_ARGS)
 	node dist/bench/operator-writes.js $(OPERATOR_BENCH_ARGS)
 	node dist/bench/demo-latency.js $(DEMO_BENCH_ARGS)
