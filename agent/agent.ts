@@ -37,7 +37,7 @@ import { NsPidLookup } from './containers/proc-status.js';
 import { type ContainerRecord, ContainerRegistry } from './containers/registry.js';
 import { HEARTBEAT_FILE, HandoffSpool } from './handoff/spool.js';
 import type { AuditPlan, ContainerAudit } from './plan/plan.js';
-import { argvFields, commandRecord, containerRef } from './records/build.js';
+import { commandRecord, containerRef, execArgvFields } from './records/build.js';
 import { recordText } from './records/escaped-text.js';
 import type { RecordSink } from './records/sink.js';
 import { realFileOf } from './targets/overlay.js';
@@ -487,11 +487,10 @@ export class Agent {
         source: 'runtime',
         pid: h.pid,
         ...(h.process?.user ? { uid: h.process.user.uid } : {}),
-        ...argvFields(
+        ...execArgvFields(
           args.map((a) => Buffer.from(a)),
           entry.audit,
         ),
-        truncated: false,
       });
       this.stats.execsRecorded++;
     }
@@ -599,8 +598,6 @@ export class Agent {
     const entry = container && this.audited.get(container.id);
     if (!entry || entry.container !== container || !entry.audit.execs) return;
     const path = recordText(exec.filename);
-    // The probe reads up to the largest limit of any policy; this container's may be smaller.
-    const argv = cutArgv(exec.argv, entry.audit.maxCommandBytes);
     const nsPid = this.nsPids.of(exec.pid, exec.mntns);
     this.options.sink.write({
       kind: 'exec',
@@ -613,8 +610,7 @@ export class Agent {
       uid: exec.uid,
       path: path.text,
       ...(path.base64 !== undefined ? { pathBase64: path.base64 } : {}),
-      ...argvFields(argv.args, entry.audit),
-      truncated: exec.truncated || exec.filenameTruncated || argv.cut,
+      ...execArgvFields(exec.argv, entry.audit, exec.truncated || exec.filenameTruncated),
     });
     this.stats.execsRecorded++;
   }
@@ -644,26 +640,6 @@ function hostMountNamespace(procRoot?: string): number {
   } catch {
     return mountNamespaceOf('self', procRoot);
   }
-}
-
-/**
- * argv kept to `maxBytes` as the exec probe keeps it: the strings with their NULs, the one that straddles the
- * bound cut in the middle, the rest left out. Pure.
- */
-export function cutArgv(argv: readonly Buffer[], maxBytes: number): { args: Buffer[]; cut: boolean } {
-  const args: Buffer[] = [];
-  let room = maxBytes;
-  for (const arg of argv) {
-    if (room <= 0) return { args, cut: true };
-    if (arg.length + 1 <= room) {
-      args.push(arg);
-      room -= arg.length + 1;
-      continue;
-    }
-    args.push(arg.subarray(0, room));
-    return { args, cut: true };
-  }
-  return { args, cut: false };
 }
 
 /** bpftrace's nsecs and process.hrtime are both CLOCK_MONOTONIC: a past monotonic time as wall time. */

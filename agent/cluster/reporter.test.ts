@@ -4,10 +4,9 @@ import { join } from 'node:path';
 import { type AgentState, MAX_RECORDS_PER_REPORT } from '../../api/agentapi/v1.js';
 import { silentLogger } from '../../common/logging.js';
 import { compileCommandRules } from '../../common/rules/command-rules.js';
-import { cutArgv } from '../agent.js';
 import type { ContainerRecord } from '../containers/registry.js';
 import type { ContainerAudit } from '../plan/plan.js';
-import { argvFields, commandRecord, containerRef } from '../records/build.js';
+import { commandRecord, containerRef, execArgvFields } from '../records/build.js';
 import { recordText } from '../records/escaped-text.js';
 import type { StampingSink } from '../records/sink.js';
 import { OperatorClient } from './operator-client.js';
@@ -305,15 +304,12 @@ describe('records the agent produces', () => {
     for (const bytes of commands) sink.write(commandRecord(line(bytes), container, audit, now, 7));
     sink.write(commandRecord(line(Buffer.from('x'.repeat(200)), true), container, audit, now, undefined));
     sink.write(commandRecord(line(Buffer.from('MIIEvQ')), container, audit, now, 7, true));
-    const argv = cutArgv(
-      [
-        Buffer.from('/usr/bin/curl'),
-        Buffer.from('--password'),
-        Buffer.from([0xff, 0x41]),
-        Buffer.from('x'.repeat(99)),
-      ],
-      audit.maxCommandBytes,
-    );
+    const argv = [
+      Buffer.from('/usr/bin/curl'),
+      Buffer.from('--password'),
+      Buffer.from([0xff, 0x41]),
+      Buffer.from('x'.repeat(99)),
+    ];
     const path = recordText(Buffer.from('/usr/bin/curl'));
     sink.write({
       kind: 'exec',
@@ -325,8 +321,7 @@ describe('records the agent produces', () => {
       nsPid: 12,
       uid: 0,
       path: path.text,
-      ...argvFields(argv.args, audit),
-      truncated: argv.cut,
+      ...execArgvFields(argv, audit),
     });
     sink.write({
       kind: 'exec',
@@ -334,8 +329,7 @@ describe('records the agent produces', () => {
       ...containerRef({ ...container, identity: { kind: 'unknown' } }),
       source: 'runtime',
       pid: 4244,
-      ...argvFields([Buffer.from('bash')], audit),
-      truncated: false,
+      ...execArgvFields([Buffer.from('bash')], audit),
     });
     sink.write({
       kind: 'coverage',

@@ -1,7 +1,7 @@
 import type { ContainerRecord } from '../containers/registry.js';
 import type { ContainerAudit } from '../plan/plan.js';
 import { compileCommandRules } from '../../common/rules/command-rules.js';
-import { argvFields, commandRecord, containerRef } from './build.js';
+import { argvFields, commandRecord, containerRef, cutArgv, execArgvFields } from './build.js';
 import { containerRecord } from '../containers/testdata/container-record.js';
 
 function rules(redact: { builtins: boolean; patterns: string[] }) {
@@ -105,5 +105,37 @@ describe('records from captured lines', () => {
       redacted: true,
       alerts: [{ name: 'rm', severity: 'high' }],
     });
+  });
+});
+
+const args = (...a: string[]) => a.map((s) => Buffer.from(s));
+const text = (r: { args: Buffer[] }) => r.args.map((b) => b.toString());
+
+describe('cutting argv to a container’s limit', () => {
+  it('keeps argv whole when it fits with its NULs', () => {
+    expect(cutArgv(args('ls', '-l'), 6)).toEqual({ args: args('ls', '-l'), cut: false });
+  });
+
+  it('cuts as the exec probe does: the string that straddles the bound in the middle, the rest left out', () => {
+    const cut = cutArgv(args('curl', '--data', 'secretvalue', 'http://x'), 15);
+    expect(text(cut)).toEqual(['curl', '--data', 'sec']);
+    expect(cut.cut).toBe(true);
+    // A string that fills the bound but for its NUL is cut too (it may go on).
+    expect(cutArgv(args('abcd', 'e'), 4)).toEqual({ args: args('abcd'), cut: true });
+    expect(cutArgv(args('ab', 'cd'), 3)).toEqual({ args: args('ab'), cut: true });
+  });
+
+  it('cuts every exec to the limit and says so, whatever reported it (kubectl exec args included)', () => {
+    // A `runc exec` hand-off carries the args whole: the record keeps maxCommandBytes (16) of them.
+    const long = ['sh', '-c', `echo ${'x'.repeat(100)}`];
+    expect(execArgvFields(args(...long), audit)).toEqual({
+      argv: ['sh', '-c', 'echo xxxxx'],
+      redacted: false,
+      alerts: [],
+      truncated: true,
+    });
+    expect(execArgvFields(args('ls', '-l'), audit)).toMatchObject({ argv: ['ls', '-l'], truncated: false });
+    // The exec probe already cut it (its own bound): still truncated, though what it kept fits.
+    expect(execArgvFields(args('ls'), audit, true)).toMatchObject({ argv: ['ls'], truncated: true });
   });
 });

@@ -1,6 +1,11 @@
 /**
  * Captured events + what the agent knows about their container -> records. Pure: the I/O (nsPid lookup,
  * the clock) is passed in.
+ *
+ * The container's `maxCommandBytes` is applied here and only here, to every command and every argv whatever
+ * brought it (readline probe, exec probe, the wrapper's hand-off of a `runc exec`): the probes read up to the
+ * largest limit of any policy and the hand-off carries exec args whole, so each record is cut to its own
+ * container's limit, with `truncated` set when anything was left out.
  */
 import type { CommandRecord, ExecRecord, UnstampedRecord } from '../../api/records/v1.js';
 import type { CapturedLine } from '../capture/readline-output.js';
@@ -47,9 +52,7 @@ export function commandRecord(
   /** The line is inside a private key block (common/rules/key-blocks.ts): replaced whole. */
   inKeyBlock = false,
 ): Extract<UnstampedRecord, { kind: 'command' }> {
-  // The probe reads up to the largest limit of any policy; this container's may be smaller.
-  const cut = line.bytes.length > audit.maxCommandBytes;
-  const bytes = cut ? line.bytes.subarray(0, audit.maxCommandBytes) : line.bytes;
+  const { bytes, cut } = cutLine(line.bytes, audit.maxCommandBytes);
   const { text, base64, redacted, alerts } = inKeyBlock
     ? { text: REDACTED, base64: undefined, redacted: true, alerts: [] }
     : filtered(bytes, audit);
@@ -66,6 +69,46 @@ export function commandRecord(
     redacted,
     alerts,
   };
+}
+
+/** A command line kept to `maxBytes`: the first bytes, exact, and whether anything was left out. */
+export function cutLine(bytes: Buffer, maxBytes: number): { bytes: Buffer; cut: boolean } {
+  const cut = bytes.length > maxBytes;
+  return { bytes: cut ? bytes.subarray(0, maxBytes) : bytes, cut };
+}
+
+/**
+ * argv kept to `maxBytes` as the exec probe keeps it: the strings with their NULs, the one that straddles the
+ * bound cut in the middle, the rest left out.
+ */
+export function cutArgv(argv: readonly Buffer[], maxBytes: number): { args: Buffer[]; cut: boolean } {
+  const args: Buffer[] = [];
+  let room = maxBytes;
+  for (const arg of argv) {
+    if (room <= 0) return { args, cut: true };
+    if (arg.length + 1 <= room) {
+      args.push(arg);
+      room -= arg.length + 1;
+      continue;
+    }
+    args.push(arg.subarray(0, room));
+    return { args, cut: true };
+  }
+  return { args, cut: false };
+}
+
+/**
+ * An exec record's argv and `truncated`: argv cut to the container's limit (cutArgv), then redacted and
+ * judged (argvFields). `alreadyCut`: the source left something out before (the probe's own bound, a path
+ * too long to read).
+ */
+export function execArgvFields(
+  argv: readonly Buffer[],
+  audit: ContainerAudit,
+  alreadyCut = false,
+): Pick<ExecRecord, 'argv' | 'argvBase64' | 'redacted' | 'alerts' | 'truncated'> {
+  const { args, cut } = cutArgv(argv, audit.maxCommandBytes);
+  return { ...argvFields(args, audit), truncated: alreadyCut || cut };
 }
 
 /** An exec record's argv fields: redaction and alerts over the whole argument list; base64 for all when any is not UTF-8. */
