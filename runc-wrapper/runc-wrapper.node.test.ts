@@ -112,6 +112,9 @@ interface Fixture {
 
 interface FixtureOptions {
   ackTimeoutMs?: number;
+  /** The wrapper's agent_absent_ms. 0 here (the absence check off: hand-offs are written with no heartbeat),
+   * since these tests are about hand-offs; spool.hostile.node.test.ts tests the absence and the bound. */
+  agentAbsentMs?: number;
   /** Exec the host's runc instead of the wrapper (still traced). */
   plainRunc?: boolean;
 }
@@ -141,6 +144,7 @@ function fixture(options: FixtureOptions = {}): Fixture {
     CONTAINER_AUDITOR_WRAPPER_LOG: f.log,
     CONTAINER_AUDITOR_ACK_TIMEOUT_MS: String(options.ackTimeoutMs ?? 2000),
     CONTAINER_AUDITOR_AGENT_STALE_MS: '5000',
+    CONTAINER_AUDITOR_AGENT_ABSENT_MS: String(options.agentAbsentMs ?? 0),
     // Never the host's /etc/container-auditor/runc-wrapper.conf.
     CONTAINER_AUDITOR_RUNC_CONFIG: join(dir, 'no-config-file'),
   };
@@ -514,7 +518,7 @@ describe('runc commands run directly, with and without the wrapper', () => {
   );
 });
 
-describe('without an agent', () => {
+describe('without an agent, the absence check off (agent_absent_ms 0)', () => {
   it(
     'hand-offs accumulate and stay while nobody consumes them',
     async () => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Handoff } from '../../api/handoff/v1.js';
 import { silentLogger } from '../../common/logging.js';
-import { ACK_DIR, HEARTBEAT_FILE, HandoffSpool } from './spool.js';
+import { ACK_DIR, DROPPED_FILE, HEARTBEAT_FILE, HandoffSpool } from './spool.js';
 
 const handoff = (verb: string, id: string) =>
   JSON.stringify({
@@ -95,6 +95,25 @@ describe('HandoffSpool', () => {
     await spool.release('c1');
     expect(await readdir(join(dir, ACK_DIR))).toEqual([]);
     await expect(spool.acknowledge('../escape')).rejects.toThrow('not a container id');
+  });
+
+  it("reads the wrapper's drop counter, and leaves it in place", async () => {
+    expect(await spool.droppedByWrapper()).toBe(0); // no counter: nothing dropped
+    await writeFile(join(dir, DROPPED_FILE), '17\n');
+    await writeFile(join(dir, '1795916759992987117-10-create.json'), handoff('create', 'c1'));
+    expect((await drainAll()).map((h) => h.id)).toEqual(['c1']);
+    expect(spool.stats).toEqual({ accepted: 1, rejected: {} }); // not taken for a hand-off
+    expect(await readdir(dir)).toContain(DROPPED_FILE);
+    expect(await spool.droppedByWrapper()).toBe(17);
+    await writeFile(join(dir, DROPPED_FILE), '9007199254740991\n');
+    expect(await spool.droppedByWrapper()).toBe(Number.MAX_SAFE_INTEGER);
+    for (const bad of ['', 'x\n', '-1\n', '017\n', '9007199254740992\n', '1'.repeat(40)]) {
+      await writeFile(join(dir, DROPPED_FILE), bad);
+      expect(await spool.droppedByWrapper()).toBeUndefined();
+    }
+    await rm(join(dir, DROPPED_FILE));
+    await symlink(join(dir, '..', 'elsewhere'), join(dir, DROPPED_FILE));
+    expect(await spool.droppedByWrapper()).toBeUndefined();
   });
 
   it('refuses a spool that is a symlink, and tightens a loose mode', async () => {

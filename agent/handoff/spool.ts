@@ -4,6 +4,7 @@
  *   <spool>/<ns>-<pid>-<verb>.json   hand-offs, consumed in name (= time) order and removed
  *   <spool>/agent.alive              heartbeat: its mtime tells the wrapper an agent is alive
  *   <spool>/ack/<container id>       "probes attached": lets a waiting `runc create` return
+ *   <spool>/dropped                  hand-offs the wrapper did not write (agent absent, spool full): a count
  *
  * The spool is created 0700 and owned by root; the wrapper refuses any other. Nothing here follows a
  * symlink, and nothing a file contains can crash the agent: bad files are logged, counted and removed.
@@ -23,6 +24,8 @@ import { type Logger, LogField } from '../../common/logging.js';
 
 export const HEARTBEAT_FILE = 'agent.alive';
 export const ACK_DIR = 'ack';
+/** Written by the wrapper only (runc-wrapper/README.md): a decimal count and a newline, replaced atomically. */
+export const DROPPED_FILE = 'dropped';
 const HANDOFF_NAME = /^\d{19}-\d+-(create|run|exec|delete)\.json$/;
 
 export type RejectionReason = HandoffRejection | 'not-regular-file' | 'unexpected-name' | 'unreadable';
@@ -96,7 +99,7 @@ export class HandoffSpool {
   async drain(accept: (handoff: Handoff, file: string) => Promise<void>): Promise<number> {
     const { dir, logger } = this.options;
     const names = (await readdir(dir)).filter(
-      (n) => !n.startsWith('.') && n !== HEARTBEAT_FILE && n !== ACK_DIR,
+      (n) => !n.startsWith('.') && n !== HEARTBEAT_FILE && n !== ACK_DIR && n !== DROPPED_FILE,
     );
     names.sort();
     let handled = 0;
@@ -120,6 +123,24 @@ export class HandoffSpool {
       handled++;
     }
     return handled;
+  }
+
+  /**
+   * How many hand-offs the wrapper dropped instead of writing, since the spool was made: a count that only
+   * grows, for the caller to report the increase as a loss. 0 without a counter; undefined when unreadable.
+   */
+  async droppedByWrapper(): Promise<number | undefined> {
+    const path = join(this.options.dir, DROPPED_FILE);
+    const read = await readRegularFile(path, 32);
+    if (!read.ok)
+      return (await lstat(path).then(
+        () => true,
+        () => false,
+      ))
+        ? undefined
+        : 0;
+    const count = /^(0|[1-9]\d{0,15})\n?$/.exec(read.data.toString('latin1'))?.[1];
+    return count === undefined || Number(count) > Number.MAX_SAFE_INTEGER ? undefined : Number(count);
   }
 
   private async read(

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,16 +33,27 @@ static void set_path(struct config *cfg, char *dst, const char *key, const char 
 	strcpy(dst, value);
 }
 
-static void set_ms(struct config *cfg, long *dst, const char *key, const char *value)
+/* A whole number from min to max (decimal digits only), else the setting is left as it was. */
+static bool number(struct config *cfg, long long *dst, const char *key, const char *value, long long min,
+		   long long max, const char *unit)
 {
 	char *end;
 	errno = 0;
-	long v = strtol(value, &end, 10);
-	if (errno || *end || v < 0 || v > 60000) {
-		note(cfg, "config: %s must be 0 to 60000 milliseconds, ignoring '%s'", key, value);
-		return;
+	long long v = strtoll(value, &end, 10);
+	if (errno || end == value || *end || value[0] == '-' || value[0] == '+' || v < min || v > max) {
+		note(cfg, "config: %s must be %lld to %lld %s, ignoring '%s'", key, min, max, unit, value);
+		return false;
 	}
 	*dst = v;
+	return true;
+}
+
+static void set_long(struct config *cfg, long *dst, const char *key, const char *value, long min, long max,
+		     const char *unit)
+{
+	long long v;
+	if (number(cfg, &v, key, value, min, max, unit))
+		*dst = (long)v;
 }
 
 static void set(struct config *cfg, const char *key, const char *value)
@@ -53,9 +65,15 @@ static void set(struct config *cfg, const char *key, const char *value)
 	else if (strcmp(key, "log_file") == 0)
 		value[0] ? set_path(cfg, cfg->log_file, key, value) : (void)(cfg->log_file[0] = '\0');
 	else if (strcmp(key, "ack_timeout_ms") == 0)
-		set_ms(cfg, &cfg->ack_timeout_ms, key, value);
+		set_long(cfg, &cfg->ack_timeout_ms, key, value, 0, 60000, "milliseconds");
 	else if (strcmp(key, "agent_stale_ms") == 0)
-		set_ms(cfg, &cfg->agent_stale_ms, key, value);
+		set_long(cfg, &cfg->agent_stale_ms, key, value, 0, 60000, "milliseconds");
+	else if (strcmp(key, "agent_absent_ms") == 0)
+		set_long(cfg, &cfg->agent_absent_ms, key, value, 0, 86400000, "milliseconds");
+	else if (strcmp(key, "spool_max_files") == 0)
+		set_long(cfg, &cfg->spool_max_files, key, value, 1, 100000, "files");
+	else if (strcmp(key, "spool_max_bytes") == 0)
+		number(cfg, &cfg->spool_max_bytes, key, value, 1024, 1073741824LL, "bytes");
 	else
 		note(cfg, "config: unknown key '%s'", key);
 }
@@ -110,6 +128,9 @@ void config_load(struct config *cfg)
 	strcpy(cfg->log_file, DEFAULT_LOG_FILE);
 	cfg->ack_timeout_ms = DEFAULT_ACK_TIMEOUT_MS;
 	cfg->agent_stale_ms = DEFAULT_AGENT_STALE_MS;
+	cfg->agent_absent_ms = DEFAULT_AGENT_ABSENT_MS;
+	cfg->spool_max_files = DEFAULT_SPOOL_MAX_FILES;
+	cfg->spool_max_bytes = DEFAULT_SPOOL_MAX_BYTES;
 
 	const char *file = getenv("CONTAINER_AUDITOR_RUNC_CONFIG");
 	read_file(cfg, file && file[0] ? file : DEFAULT_CONFIG_FILE);
@@ -124,6 +145,9 @@ void config_load(struct config *cfg)
 	    {"CONTAINER_AUDITOR_WRAPPER_LOG", "log_file"},
 	    {"CONTAINER_AUDITOR_ACK_TIMEOUT_MS", "ack_timeout_ms"},
 	    {"CONTAINER_AUDITOR_AGENT_STALE_MS", "agent_stale_ms"},
+	    {"CONTAINER_AUDITOR_AGENT_ABSENT_MS", "agent_absent_ms"},
+	    {"CONTAINER_AUDITOR_SPOOL_MAX_FILES", "spool_max_files"},
+	    {"CONTAINER_AUDITOR_SPOOL_MAX_BYTES", "spool_max_bytes"},
 	};
 	for (size_t k = 0; k < sizeof(overrides) / sizeof(overrides[0]); k++) {
 		const char *v = getenv(overrides[k].env);

@@ -12,6 +12,9 @@
 #define DEFAULT_LOG_FILE "/var/log/container-auditor-runc.log"
 #define DEFAULT_ACK_TIMEOUT_MS 2000
 #define DEFAULT_AGENT_STALE_MS 5000
+#define DEFAULT_AGENT_ABSENT_MS 120000
+#define DEFAULT_SPOOL_MAX_FILES 1024
+#define DEFAULT_SPOOL_MAX_BYTES (16LL * 1024 * 1024)
 
 struct config {
 	char runc[PATH_MAX];        /* empty: search PATH */
@@ -19,6 +22,9 @@ struct config {
 	char log_file[PATH_MAX];    /* empty: syslog */
 	long ack_timeout_ms;        /* how long `create` waits for the agent's acknowledgement */
 	long agent_stale_ms;        /* a heartbeat older than this means no live agent */
+	long agent_absent_ms;       /* no heartbeat, or one older than this: no agent at all (0: never) */
+	long spool_max_files;       /* at most this many hand-offs in the spool (and being written) */
+	long long spool_max_bytes;  /* and at most this many bytes of them */
 	char problem[256];          /* first problem met while reading the config, logged later */
 };
 

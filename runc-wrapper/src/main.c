@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "bound.h"
 #include "config.h"
 #include "handoff.h"
 #include "json.h"
@@ -251,6 +252,28 @@ static void add_string(struct sb *doc, const char *key, const char *value, struc
 	}
 }
 
+/* A hand-off that was due and is not written is counted in <spool>/dropped, for the agent to report as a
+ * loss. The reason is logged for the 1st, 2nd, 4th, 8th, ... drop only (or always, when `always`). */
+static void drop(int dirfd, bool always, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void drop(int dirfd, bool always, const char *fmt, ...)
+{
+	char why[600], error[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	unsigned long long count;
+	if (count_dropped(dirfd, &count, error, sizeof(error)) != 0) {
+		log_line("no hand-off: %s; and it could not be counted: %s", why, error);
+		return;
+	}
+	if (always || dropped_worth_logging(count))
+		log_line("no hand-off: %s (%llu dropped so far, counted in %s/%s)", why, count, cfg.handoff_dir,
+			 DROPPED_NAME);
+	if (dropped_sweep_due(count))
+		spool_sweep(dirfd, cfg.spool_max_files);
+}
+
 static void hand_off(int status)
 {
 	char error[512];
@@ -261,6 +284,23 @@ static void hand_off(int status)
 	int dirfd = spool_open(cfg.handoff_dir, error, sizeof(error));
 	if (dirfd < 0) {
 		log_line("no hand-off: %s", error);
+		return;
+	}
+	/* No agent: nobody would read the hand-off, and a flood of them would fill /run. One fstatat (and a
+	 * statx of the spool when there is no heartbeat at all). */
+	long long age_ms = 0, spool_ms = 0;
+	bool beating = heartbeat_age(dirfd, &age_ms);
+	bool new_spool = !beating && cfg.agent_absent_ms > 0 && spool_age(dirfd, &spool_ms) &&
+			 spool_ms <= cfg.agent_absent_ms;
+	enum agent_state agent =
+	    agent_state_of(beating, age_ms, new_spool, cfg.agent_stale_ms, cfg.agent_absent_ms);
+	if (agent == AGENT_ABSENT) {
+		if (beating)
+			drop(dirfd, false, "the agent is absent: its heartbeat is %lld s old (agent_absent_ms %ld)",
+			     age_ms / 1000, cfg.agent_absent_ms);
+		else
+			drop(dirfd, false, "the agent is absent: no heartbeat %s/%s", cfg.handoff_dir, HEARTBEAT_NAME);
+		close(dirfd);
 		return;
 	}
 	/* The agent accepts absolute paths in normal form only; `--root rel/` is what runc was given, not that. */
@@ -308,12 +348,16 @@ static void hand_off(int status)
 	sb_str(&doc, "}\n");
 	if (inv.verb == VERB_CREATE && inv.id)
 		forget_ack(dirfd, inv.id); /* an old container's acknowledgement must not release this one */
-	if (doc.failed) {
-		log_line("no hand-off: out of memory");
-	} else if (spool_write(dirfd, inv.verb_name, doc.buf, doc.len, error, sizeof(error)) != 0) {
-		log_line("no hand-off: %s", error);
-	} else if (inv.verb == VERB_CREATE && inv.id && cfg.ack_timeout_ms > 0 &&
-		   agent_alive(dirfd, cfg.agent_stale_ms)) {
+	const struct spool_bound bound = {.max_files = cfg.spool_max_files, .max_bytes = cfg.spool_max_bytes};
+	int written = -1;
+	if (doc.failed)
+		drop(dirfd, true, "out of memory");
+	else if (doc.len > MAX_HANDOFF_DOC)
+		drop(dirfd, true, "the hand-off would be %zu bytes, more than the agent accepts (%d)", doc.len,
+		     MAX_HANDOFF_DOC);
+	else if ((written = spool_write(dirfd, inv.verb_name, doc.buf, doc.len, &bound, error, sizeof(error))) != 0)
+		drop(dirfd, written < 0, "%s", error); /* a full spool is logged now and then, a failure always */
+	if (written == 0 && inv.verb == VERB_CREATE && inv.id && cfg.ack_timeout_ms > 0 && agent == AGENT_ALIVE) {
 		/* The container's init is stopped before its first instruction until `start`: hold the shim here
 		 * until the agent has attached, so not even the first command of the first shell is missed. */
 		int r = wait_for_ack(dirfd, cfg.handoff_dir, inv.id, cfg.ack_timeout_ms, error, sizeof(error));
