@@ -5,13 +5,33 @@
  * already says, so a new leader continues from the written figures rather than from zero.
  */
 import type { AgentState } from '../api/agentapi/v1.js';
+import type { LossRecord } from '../api/records/v1.js';
+
+/**
+ * What went wrong under a policy, as the cluster-scoped policy status may show it: a kind, the node, and for
+ * losses and rejections the agent's or the operator's reason (an enum) and a count. Never the detail (pod,
+ * container, path, the agent's text): it is the pod's namespace's business, and stays in its AuditRecords
+ * and Events.
+ *
+ *   coverage-gap   a container the policy selects cannot be audited (the agent found no readline to probe)
+ *   attached-late  a container was audited only after it may have run commands
+ *   unattributed   a command without pod identity, recorded nowhere
+ *   loss           the agent lost commands (reason: LOSS_REASONS)
+ *   rejected       records the operator can never write (reason: RejectionReason)
+ */
+export type PolicyProblem =
+  | { kind: 'coverage-gap' | 'attached-late' | 'unattributed'; node: string }
+  | { kind: 'loss'; node: string; reason: LossRecord['reason']; count?: number }
+  /** reason: the operator's word for why (a RejectionReason of api/agentapi), never text from a report. */
+  | { kind: 'rejected'; node: string; reason: string; count: number };
+export type ProblemKind = PolicyProblem['kind'];
 
 export interface PolicyActivity {
   /** Commands recorded since the reconciler last took the counts. */
   commands: number;
   lastCommandTime?: Date;
   /** Losses and coverage gaps reported under this policy, newest last (bounded). */
-  problems: string[];
+  problems: PolicyProblem[];
 }
 
 export interface NodeReport {
@@ -19,7 +39,7 @@ export interface NodeReport {
   lastReportTime: Date;
 }
 
-const MAX_PROBLEMS = 16;
+const MAX_PROBLEMS = 64;
 
 export class ReportLedger {
   private readonly activity = new Map<string, PolicyActivity>();
@@ -39,7 +59,7 @@ export class ReportLedger {
     this.changed([policy]);
   }
 
-  recordProblem(policy: string, problem: string): void {
+  recordProblem(policy: string, problem: PolicyProblem): void {
     const a = this.entry(policy);
     a.problems.push(problem);
     if (a.problems.length > MAX_PROBLEMS) a.problems.shift();

@@ -21,7 +21,7 @@ import {
   KubeTokenReviewer,
 } from './ingest/kube-clients.js';
 import { RecordsWriter } from './ingest/records-writer.js';
-import { IngestServer } from './ingest/server.js';
+import { type EndpointLimits, IngestServer } from './ingest/server.js';
 import { ReportLedger } from './ledger.js';
 import { kubeEventSink } from './policy/events.js';
 import { PlanStore } from './policy/plan-store.js';
@@ -43,6 +43,8 @@ export interface OperatorOptions {
   tls?: { certFile: string; keyFile: string };
   /** Plain HTTP for the agents' endpoint: tests only. */
   insecureHttp?: boolean;
+  /** Connections and time-outs of the agents' endpoint (ingest/server.ts DEFAULT_ENDPOINT_LIMITS). */
+  endpointLimits?: Partial<EndpointLimits>;
   probePort: number;
   agentServiceAccount: { namespace: string; name: string };
   lease: {
@@ -122,6 +124,7 @@ export class Operator {
       isLeader: () => this.elector.isLeader(),
       ...(options.tls ? { tls: options.tls } : {}),
       ...(options.insecureHttp ? { insecureHttp: true } : {}),
+      ...(options.endpointLimits ? { limits: options.endpointLimits } : {}),
       logger,
     });
     this.elector = createLeaderElector(kc, {
@@ -290,6 +293,12 @@ export class Operator {
         'Agent requests refused by authentication, by reason.',
         'reason',
         () => this.authenticator.refused.snapshot(),
+      ),
+      sync(
+        'container_auditor_agent_auth_api_calls',
+        "API calls made to authenticate agents: TokenReviews ('tokenreviews') and Pod reads ('pods').",
+        'kind',
+        () => this.authenticator.asked.snapshot(),
       ),
       sync(
         'container_auditor_reports',

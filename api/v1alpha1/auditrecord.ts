@@ -3,9 +3,13 @@
  * appends commands to `status.commands` in batches; a session longer than MAX_COMMANDS_PER_RECORD continues
  * in a next record (`spec.session.part` + 1). Records have no owner reference to the pod: they must outlive
  * it. Single source of truth for the kind, like containerauditpolicy.ts.
+ *
+ * The names `kubectl get auditrecords` shows in its columns (pod, container, node, policy) must have the shape
+ * Kubernetes gives such names: the API server refuses anything else, so no column can carry control or
+ * bidirectional formatting characters (they are the operator's to escape where it writes free text).
  */
 import { z } from 'zod';
-import { API_VERSION, ObjectMeta, Timestamp } from './meta.js';
+import { API_VERSION, DNS_LABEL, DNS_SUBDOMAIN, ObjectMeta, Timestamp } from './meta.js';
 import { SEVERITIES } from './containerauditpolicy.js';
 
 export const RECORD_KIND = 'AuditRecord';
@@ -63,19 +67,31 @@ export const AuditRecordSpec = z
   .strictObject({
     pod: z
       .strictObject({
-        name: z.string().max(253).describe('Pod name.'),
+        name: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a pod name').describe('Pod name.'),
         uid: z.string().max(64).describe('Pod uid: tells apart two pods that had the same name.'),
       })
       .describe('The audited pod (in the namespace of this record).'),
     container: z
       .strictObject({
-        name: z.string().max(63).describe('Container name in the pod.'),
+        name: z
+          .string()
+          .max(63)
+          .regex(DNS_LABEL, 'must be a container name')
+          .describe('Container name in the pod.'),
         id: z.string().max(128).describe('Container id in the runtime.'),
         image: z.string().max(1024).optional().describe('Image reference, when known.'),
       })
       .describe('The audited container.'),
-    node: z.string().max(253).describe('Node the container runs on.'),
-    policy: z.string().max(253).describe('The ContainerAuditPolicy that selected the container.'),
+    node: z
+      .string()
+      .max(253)
+      .regex(DNS_SUBDOMAIN, 'must be a node name')
+      .describe('Node the container runs on.'),
+    policy: z
+      .string()
+      .max(253)
+      .regex(DNS_SUBDOMAIN, 'must be a policy name')
+      .describe('The ContainerAuditPolicy that selected the container.'),
     session: z
       .strictObject({
         kind: z.enum(SESSION_KINDS).describe('shell (an interactive Bash) or exec (programs started).'),

@@ -9,6 +9,9 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 /** RFC 1123 label, as Kubernetes uses for container names. */
 export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
+/** RFC 1123 subdomain, as Kubernetes uses for pod, node and most object names. */
+export const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
 /** RFC 3339 timestamp as the API server writes it. */
 export const Timestamp = z.iso.datetime({ offset: true });
 

@@ -154,6 +154,8 @@ describe('helm template', () => {
         'ConfigMap/audit-container-auditor-node-setup',
         `DaemonSet/${AGENT}`,
         `Deployment/${OPERATOR}`,
+        `NetworkPolicy/${AGENT}`,
+        `NetworkPolicy/${OPERATOR}`,
         `PodDisruptionBudget/${OPERATOR}`,
         'PriorityClass/audit-container-auditor-node',
         `Role/${OPERATOR}`,
@@ -240,6 +242,39 @@ describe('helm template', () => {
     expect(agentArgs[0]).toBe('agent');
     for (const flag of flagNames(operatorArgs)) expect(OPERATOR_USAGE).toContain(`${flag} `);
     for (const flag of flagNames(agentArgs)) expect(AGENT_USAGE).toContain(`${flag} `);
+  });
+
+  it("by default, NetworkPolicies let only the agents reach the operator's agents port, and nothing the agent", async () => {
+    const objects = await render();
+    const selector = (component: string) => ({
+      'app.kubernetes.io/name': 'container-auditor',
+      'app.kubernetes.io/instance': RELEASE,
+      'app.kubernetes.io/component': component,
+    });
+    expect(find(objects, 'NetworkPolicy', OPERATOR)).toMatchObject({
+      spec: {
+        podSelector: { matchLabels: selector('operator') },
+        policyTypes: ['Ingress'],
+        ingress: [
+          { from: [{ podSelector: { matchLabels: selector('agent') } }], ports: [{ port: 'agents' }] },
+        ],
+      },
+    });
+    expect(
+      (find(objects, 'NetworkPolicy', OPERATOR) as { spec?: { ingress?: unknown[] } }).spec?.ingress,
+    ).toHaveLength(1);
+    expect(find(objects, 'NetworkPolicy', AGENT)).toMatchObject({
+      spec: { podSelector: { matchLabels: selector('agent') }, policyTypes: ['Ingress'] },
+    });
+    expect(
+      (find(objects, 'NetworkPolicy', AGENT) as { spec?: { ingress?: unknown } }).spec?.ingress,
+    ).toBeUndefined();
+  });
+
+  it('networkPolicy.enabled=false leaves the NetworkPolicies out', async () => {
+    const kinds = (await render(['--set', 'networkPolicy.enabled=false'])).map((o) => o.kind);
+    expect(kinds).not.toContain('NetworkPolicy');
+    expect(kinds).toContain('Deployment');
   });
 
   it('the agents reach the operator by a name its generated certificate holds', async () => {
@@ -424,6 +459,7 @@ describe('the values schema and checks refuse bad values, naming them', () => {
     ],
     ['operator.ports.probes=8443', /operator.ports.agents and operator.ports.probes must differ/],
     ['agent.priorityClass.create=false', /agent.priorityClass.name/],
+    ['metrics.serviceMonitor.enabled=true', /set networkPolicy.metricsFrom to where Prometheus runs/],
   ])('--set %s', async (setting, message) => {
     const result = await helm(['template', RELEASE, CHART_DIR, '--namespace', NAMESPACE, '--set', setting]);
     expect(result.code).not.toBe(0);
@@ -460,7 +496,7 @@ describe('helm install, the RBAC it grants, and helm uninstall', () => {
   const operatorSa = `system:serviceaccount:${ns}:${OPERATOR}`;
   const agentSa = `system:serviceaccount:${ns}:${AGENT}`;
 
-  it('installs the CRDs, RBAC, RuntimeClass and workloads, and NOTES tells the node step', async () => {
+  it('installs the CRDs, RBAC, RuntimeClass, workloads and NetworkPolicies, and NOTES tells the node step', async () => {
     expect(installOutput).toMatch(/STATUS: deployed/);
     expect(installOutput).toContain('BinaryName = "/usr/local/bin/container-auditor-runc"');
     expect(installOutput).toContain('kubectl get auditrecords');
@@ -474,6 +510,7 @@ describe('helm install, the RBAC it grants, and helm uninstall', () => {
     ]);
     await kubectlOk(['get', 'runtimeclass/container-auditor', 'priorityclass/audit-container-auditor-node']);
     await kubectlOk(['get', '-n', ns, `deployment/${OPERATOR}`, `daemonset/${AGENT}`, `service/${OPERATOR}`]);
+    await kubectlOk(['get', '-n', ns, `networkpolicy/${OPERATOR}`, `networkpolicy/${AGENT}`]);
     await kubectlOk([
       'get',
       '-n',

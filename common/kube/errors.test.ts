@@ -61,6 +61,13 @@ describe('classifyError', () => {
     expect(describeError(apiException(422, 'Invalid', 'x'.repeat(5000))).length).toBeLessThan(1100);
   });
 
+  it('escapes what a message quotes: a refused value may be a container’s text', () => {
+    const quoted = 'spec.container.name: Invalid value: "app\b\b\bdb\u202e": must be a container name';
+    expect(describeError(apiException(422, 'Invalid', quoted))).toBe(
+      'invalid (422 Invalid): spec.container.name: Invalid value: "app\\x08\\x08\\x08db\\u{202e}": must be a container name',
+    );
+  });
+
   it('reads the status code of a failed watch (a plain Error with statusCode)', () => {
     const watchError = Object.assign(new Error('Gone'), { statusCode: 410 });
     expect(statusCode(watchError)).toBe(410);

@@ -4,9 +4,10 @@
  * the headers and the whole body, so it must never reach a log. Its `Watch` fails with a plain `Error` that
  * carries `statusCode`, and a broken connection fails with a Node.js system error (`code: 'ECONNRESET'`).
  * `classifyError` folds all of these into a `KubeError` that keeps the HTTP code, the Status reason and the
- * Status message (bounded), and nothing else.
+ * Status message (bounded, escaped: common/text/escape.ts), and nothing else.
  */
 import { ApiException } from '@kubernetes/client-node';
+import { excerpt } from '../text/escape.js';
 
 export type KubeErrorKind =
   | 'not-found'
@@ -113,8 +114,9 @@ function kindOf(
   return 'other';
 }
 
+/** The server's words, escaped: a Status message can quote a refused value, which may be a container's text. */
 function bounded(text: string): string {
-  return text.length <= MAX_DETAIL ? text : `${text.slice(0, MAX_DETAIL)}…`;
+  return excerpt(text, MAX_DETAIL);
 }
 
 /** A KubeError from a `metav1.Status` (a watch ERROR event carries one). */

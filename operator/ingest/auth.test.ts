@@ -12,6 +12,7 @@ import {
 } from './auth.js';
 import type { BoundPod } from './kube-clients.js';
 import { apiError } from './testdata/fakes.js';
+import { agentJwt } from './testdata/tokens.js';
 
 const USER = 'system:serviceaccount:container-auditor:agent';
 
@@ -115,6 +116,11 @@ describe('tokenLifetimeMs', () => {
 });
 
 describe('AgentAuthenticator', () => {
+  // Well-formed for the audience (expiring long after the tests' clock), so only the review judges them.
+  const T1 = agentJwt({ sub: 't1' });
+  const BAD = agentJwt({ sub: 'bad' });
+  const T = agentJwt({ sub: 't' });
+
   function setup(answer: () => Promise<V1TokenReviewStatus>, pod?: () => Promise<BoundPod | undefined>) {
     let t = 1_000_000;
     const reviews: string[] = [];
@@ -141,37 +147,41 @@ describe('AgentAuthenticator', () => {
 
   it('caches a positive review for 30 s', async () => {
     const { auth, reviews, advance } = setup(() => Promise.resolve(review()));
-    await expect(auth.identify('Bearer t1')).resolves.toMatchObject({
+    await expect(auth.identify(`Bearer ${T1}`)).resolves.toMatchObject({
       ok: true,
       identity: { node: 'node-a' },
     });
     advance(29_000);
-    await auth.identify('Bearer t1');
+    await auth.identify(`Bearer ${T1}`);
     expect(reviews).toHaveLength(1);
     advance(2_000);
-    await auth.identify('Bearer t1');
+    await auth.identify(`Bearer ${T1}`);
     expect(reviews).toHaveLength(2);
   });
 
   it('asks once for concurrent requests with the same token', async () => {
     const { auth, reviews } = setup(() => Promise.resolve(review()));
-    await Promise.all([auth.identify('Bearer t1'), auth.identify('Bearer t1'), auth.identify('Bearer t1')]);
+    await Promise.all([
+      auth.identify(`Bearer ${T1}`),
+      auth.identify(`Bearer ${T1}`),
+      auth.identify(`Bearer ${T1}`),
+    ]);
     expect(reviews).toHaveLength(1);
   });
 
   it('keeps a refusal only for a couple of seconds, and a failure to ask not at all', async () => {
     let answer: () => Promise<V1TokenReviewStatus> = () => Promise.resolve({ authenticated: false });
     const { auth, reviews, advance } = setup(() => answer());
-    await expect(auth.identify('Bearer bad')).resolves.toMatchObject({ status: 401 });
-    await auth.identify('Bearer bad');
+    await expect(auth.identify(`Bearer ${BAD}`)).resolves.toMatchObject({ status: 401 });
+    await auth.identify(`Bearer ${BAD}`);
     expect(reviews).toHaveLength(1);
     advance(2_001);
     answer = () => Promise.reject(apiError(500, 'InternalError'));
-    await expect(auth.identify('Bearer bad')).resolves.toMatchObject({
+    await expect(auth.identify(`Bearer ${BAD}`)).resolves.toMatchObject({
       status: 503,
       reason: 'review-failed',
     });
-    await auth.identify('Bearer bad');
+    await auth.identify(`Bearer ${BAD}`);
     expect(reviews).toHaveLength(3);
     expect(auth.refused.snapshot()).toEqual({ unauthenticated: 2, 'review-failed': 2 });
   });
@@ -179,24 +189,24 @@ describe('AgentAuthenticator', () => {
   it('binds a token without a node claim to the node of its pod, checking the pod uid', async () => {
     const noNode = () => Promise.resolve(review({}, { [EXTRA_NODE_NAME]: [] }));
     const ok = setup(noNode, () => Promise.resolve({ uid: 'pod-uid-1', nodeName: 'node-b' }));
-    await expect(ok.auth.identify('Bearer t')).resolves.toMatchObject({
+    await expect(ok.auth.identify(`Bearer ${T}`)).resolves.toMatchObject({
       ok: true,
       identity: { node: 'node-b' },
     });
     expect(ok.podReads).toEqual(['container-auditor/agent-x1']);
 
     const replaced = setup(noNode, () => Promise.resolve({ uid: 'another-pod', nodeName: 'node-b' }));
-    await expect(replaced.auth.identify('Bearer t')).resolves.toMatchObject({
+    await expect(replaced.auth.identify(`Bearer ${T}`)).resolves.toMatchObject({
       status: 401,
       reason: 'stale-binding',
     });
     const gone = setup(noNode, () => Promise.resolve(undefined));
-    await expect(gone.auth.identify('Bearer t')).resolves.toMatchObject({
+    await expect(gone.auth.identify(`Bearer ${T}`)).resolves.toMatchObject({
       status: 401,
       reason: 'stale-binding',
     });
     const pending = setup(noNode, () => Promise.resolve({ uid: 'pod-uid-1' }));
-    await expect(pending.auth.identify('Bearer t')).resolves.toMatchObject({
+    await expect(pending.auth.identify(`Bearer ${T}`)).resolves.toMatchObject({
       status: 403,
       reason: 'unscheduled',
     });
@@ -204,7 +214,7 @@ describe('AgentAuthenticator', () => {
 
   it('counts refused binds', async () => {
     const { auth } = setup(() => Promise.resolve(review()));
-    const result = await auth.identify('Bearer t');
+    const result = await auth.identify(`Bearer ${T}`);
     if (!result.ok) throw new Error('expected an identity');
     expect(auth.bind(result.identity, 'node-b')).toMatchObject({ status: 403 });
     expect(auth.refused.get('node')).toBe(1);
@@ -212,8 +222,7 @@ describe('AgentAuthenticator', () => {
 
   it('never caches past the token’s expiry', async () => {
     const { auth, reviews, advance } = setup(() => Promise.resolve(review()));
-    const exp = Math.floor((1_000_000 + 5_000) / 1000);
-    const token = `h.${Buffer.from(JSON.stringify({ exp })).toString('base64url')}.s`;
+    const token = agentJwt({ exp: Math.floor((1_000_000 + 5_000) / 1000) });
     await auth.identify(`Bearer ${token}`);
     advance(6_000);
     await auth.identify(`Bearer ${token}`);

@@ -7,14 +7,21 @@
  * node of the pod the token is bound to (extra pod-name and pod-uid: the pod is read and its uid checked). A
  * request may only speak for that node.
  *
- *   401  no token, not a Bearer token, not authenticated (forged, expired, another audience), bound pod gone
+ *   401  no token, not a Bearer token, not a JWT for our audience, expired, not authenticated (forged,
+ *        another audience), bound pod gone
  *   403  another user than the agent's ServiceAccount, a token bound to no pod (or an unscheduled one), or
  *        a request for another node than the token's
+ *   429  this source asked for too many reviews lately (Retry-After)
  *   503  the API server could not be asked (the agent retries)
  *
- * Positive reviews are cached for `cacheTtlMs` (default 30 s, never past the token's own expiry), keyed by a
- * hash of the token; definite refusals for `negativeTtlMs` (default 2 s); failures to ask not at all.
- * Refused requests are counted by reason.
+ * A TokenReview is an API call, so what a caller can make us ask for is bounded. Before any review, the token
+ * must look like what the kubelet projects (`preflightToken`): a JWT (three base64url parts, a JSON header and
+ * payload) whose unverified payload names our audience in `aud` and an `exp` not yet past. That is only a
+ * filter, read and never trusted: the TokenReview stays the authority. Then positive reviews are cached for
+ * `cacheTtlMs` (default 30 s, never past the token's own expiry), keyed by a hash of the token; definite
+ * refusals for `negativeTtlMs` (default 2 s); failures to ask not at all. A review that is still needed takes
+ * a token from its source's bucket (the caller's address; default burst 20, 2/s), else 429. Refused requests
+ * are counted by reason, TokenReviews and Pod reads asked by kind (`asked`).
  */
 import { createHash } from 'node:crypto';
 import type { V1TokenReviewStatus } from '@kubernetes/client-node';
@@ -25,6 +32,7 @@ import { Counters } from './counters.js';
 import type { PodReader, TokenReviewer } from './kube-clients.js';
 import { Field } from './log-fields.js';
 import { describeError } from './outcome.js';
+import { KeyedTokenBuckets, type RateLimit } from './rate-limit.js';
 
 export const EXTRA_NODE_NAME = 'authentication.kubernetes.io/node-name';
 export const EXTRA_POD_NAME = 'authentication.kubernetes.io/pod-name';
@@ -33,6 +41,8 @@ export const EXTRA_POD_UID = 'authentication.kubernetes.io/pod-uid';
 export const REFUSAL_STATUS = {
   'missing-token': 401,
   'malformed-header': 401,
+  'malformed-token': 401,
+  expired: 401,
   unauthenticated: 401,
   audience: 401,
   'stale-binding': 401,
@@ -40,6 +50,7 @@ export const REFUSAL_STATUS = {
   unbound: 403,
   unscheduled: 403,
   node: 403,
+  'rate-limited': 429,
   'review-failed': 503,
 } as const;
 export type RefusalReason = keyof typeof REFUSAL_STATUS;
@@ -49,6 +60,8 @@ export interface Refusal {
   status: (typeof REFUSAL_STATUS)[RefusalReason];
   reason: RefusalReason;
   message: string;
+  /** For 429: when to ask again. */
+  retryAfterSeconds?: number;
 }
 
 export interface AgentIdentity {
@@ -109,6 +122,49 @@ export function bindNode(identity: AgentIdentity, node: string): Refusal | undef
   return refusal('node', `the token is bound to node ${identity.node}, not ${node}`);
 }
 
+/** Far longer than any projected token (about 1 KiB); what is longer is not one. */
+export const MAX_TOKEN_BYTES = 8192;
+/** The operator's clock may run ahead of the API server's: a token this recently expired is still asked about. */
+export const EXPIRY_LEEWAY_MS = 30_000;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+/** The JSON object a base64url JWT part encodes, or undefined. */
+function jwtPart(part: string): Record<string, unknown> | undefined {
+  if (!BASE64URL.test(part)) return undefined;
+  try {
+    const value = JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Pure, and no proof of anything: whether a token is worth a TokenReview. It must be a JWT (three base64url
+ * parts, a JSON header with an `alg`, a JSON payload), its unverified `aud` must name `audience` and its `exp`
+ * must not be past (EXPIRY_LEEWAY_MS). A token the kubelet projected for the agent always is; anything else is
+ * refused here without asking the API server.
+ */
+export function preflightToken(token: string, audience: string, nowMs: number): Refusal | undefined {
+  const malformed = refusal('malformed-token', 'the bearer token is not a JWT');
+  if (token.length > MAX_TOKEN_BYTES) return malformed;
+  const parts = token.split('.');
+  if (parts.length !== 3 || !BASE64URL.test(parts[2]!)) return malformed;
+  const header = jwtPart(parts[0]!);
+  const claims = jwtPart(parts[1]!);
+  if (!header || typeof header.alg !== 'string' || !claims) return malformed;
+  const aud = claims.aud;
+  const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [];
+  if (!audiences.includes(audience))
+    return refusal('audience', `the token is not for the audience ${audience}`);
+  if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp))
+    return refusal('malformed-token', 'the token has no expiry');
+  if (claims.exp * 1000 + EXPIRY_LEEWAY_MS <= nowMs) return refusal('expired', 'the token has expired');
+  return undefined;
+}
+
 /** Milliseconds until the JWT's `exp` (read, not verified: only ever used to shorten the cache). */
 export function tokenLifetimeMs(token: string, nowMs: number): number | undefined {
   const payload = token.split('.')[1];
@@ -121,6 +177,9 @@ export function tokenLifetimeMs(token: string, nowMs: number): number | undefine
   }
 }
 
+/** TokenReviews one source may cause (those the cache answers are free). */
+export const DEFAULT_REVIEW_RATE: RateLimit = { burst: 20, perSecond: 2 };
+
 export interface AgentAuthenticatorOptions {
   reviewer: TokenReviewer;
   pods: PodReader;
@@ -130,6 +189,8 @@ export interface AgentAuthenticatorOptions {
   cacheTtlMs?: number;
   negativeTtlMs?: number;
   maxCacheEntries?: number;
+  /** TokenReviews per source (the caller's address), default DEFAULT_REVIEW_RATE. */
+  reviewRate?: RateLimit;
   now?: () => number;
   logger?: Logger;
 }
@@ -139,8 +200,12 @@ interface CacheEntry {
   expires: number;
 }
 
+export type AskedCounter = 'tokenreviews' | 'pods';
+
 export class AgentAuthenticator {
   readonly refused = new Counters<RefusalReason>();
+  /** API calls made: TokenReviews and Pod reads. */
+  readonly asked = new Counters<AskedCounter>();
   private readonly cache = new Map<string, CacheEntry>();
   private readonly inflight = new Map<string, Promise<AuthResult>>();
   private readonly user: string;
@@ -150,6 +215,8 @@ export class AgentAuthenticator {
   private readonly maxEntries: number;
   private readonly now: () => number;
   private readonly log: Logger;
+  private readonly sources: KeyedTokenBuckets;
+  private lastSweep = 0;
 
   constructor(private readonly options: AgentAuthenticatorOptions) {
     this.user = serviceAccountUser(options.serviceAccount.namespace, options.serviceAccount.name);
@@ -159,12 +226,18 @@ export class AgentAuthenticator {
     this.maxEntries = options.maxCacheEntries ?? 4096;
     this.now = options.now ?? Date.now;
     this.log = options.logger ?? silentLogger();
+    this.sources = new KeyedTokenBuckets(options.reviewRate ?? DEFAULT_REVIEW_RATE, this.now);
   }
 
-  /** Who the caller is (before the request says which node it speaks for). Counts refusals. */
-  async identify(authorization: string | undefined): Promise<AuthResult> {
+  /**
+   * Who the caller is (before the request says which node it speaks for). `source` is the caller's address:
+   * reviews are rate limited per source. Counts refusals.
+   */
+  async identify(authorization: string | undefined, source = ''): Promise<AuthResult> {
     const bearer = bearerToken(authorization);
-    const result = bearer.ok ? await this.review(bearer.token) : bearer;
+    const result = bearer.ok
+      ? (preflightToken(bearer.token, this.audience, this.now()) ?? (await this.review(bearer.token, source)))
+      : bearer;
     if (!result.ok) this.refused.inc(result.reason);
     return result;
   }
@@ -176,7 +249,7 @@ export class AgentAuthenticator {
     return r;
   }
 
-  private review(token: string): Promise<AuthResult> {
+  private review(token: string, source: string): Promise<AuthResult> {
     const key = createHash('sha256').update(token).digest('hex');
     const now = this.now();
     const cached = this.cache.get(key);
@@ -184,6 +257,14 @@ export class AgentAuthenticator {
     if (cached) this.cache.delete(key);
     const running = this.inflight.get(key);
     if (running) return running;
+    this.sweep(now);
+    if (!this.sources.take(source)) {
+      const seconds = Math.max(1, Math.ceil(this.sources.retryAfterMs(source) / 1000));
+      return Promise.resolve({
+        ...refusal('rate-limited', 'too many token reviews from this address; retry later'),
+        retryAfterSeconds: seconds,
+      });
+    }
     const promise = this.ask(token)
       .then((result) => {
         this.remember(key, token, result);
@@ -196,6 +277,7 @@ export class AgentAuthenticator {
 
   private async ask(token: string): Promise<AuthResult> {
     let judged: Reviewed;
+    this.asked.inc('tokenreviews');
     try {
       judged = judgeReview(
         await this.options.reviewer.review(token, [this.audience]),
@@ -211,6 +293,7 @@ export class AgentAuthenticator {
       return { ok: true, identity: { username: judged.username, node: judged.node, pod: judged.pod } };
     // No node claim (Kubernetes before 1.30): the bound pod says where the agent runs.
     let pod;
+    this.asked.inc('pods');
     try {
       pod = await this.options.pods.get(this.options.serviceAccount.namespace, judged.pod);
     } catch (e) {
@@ -221,6 +304,13 @@ export class AgentAuthenticator {
       return refusal('stale-binding', `the pod ${judged.pod} of the token is gone`);
     if (!pod.nodeName) return refusal('unscheduled', `the pod ${judged.pod} of the token runs on no node`);
     return { ok: true, identity: { username: judged.username, node: pod.nodeName, pod: judged.pod } };
+  }
+
+  /** Forgets the buckets of sources that are quiet again, once a minute. */
+  private sweep(now: number): void {
+    if (now - this.lastSweep < 60_000) return;
+    this.lastSweep = now;
+    this.sources.sweep();
   }
 
   private remember(key: string, token: string, result: AuthResult): void {

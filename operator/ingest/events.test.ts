@@ -3,22 +3,12 @@ import {
   aggregateKey,
   commandEventBody,
   commandEventOf,
-  cutToBytes,
   eventMessage,
   foldEventBody,
   MAX_MESSAGE_BYTES,
   startFold,
 } from './events.js';
 import { command, exec } from './testdata/fakes.js';
-
-describe('cutToBytes', () => {
-  it('keeps short text and cuts long text at a character, ending in an ellipsis', () => {
-    expect(cutToBytes('short', 10)).toBe('short');
-    const cut = cutToBytes('é'.repeat(100), 11);
-    expect(Buffer.byteLength(cut)).toBeLessThanOrEqual(11);
-    expect(cut).toBe('éééé…');
-  });
-});
 
 describe('command Events', () => {
   it('puts a shell command on the pod as a Normal ShellCommand Event named <pod>.<boot 8>.<seq>', () => {

@@ -7,17 +7,22 @@
  *   Normal  ExecCommand     app (uid 0, pid 4300): /usr/bin/curl -s http://x
  *   Warning AuditAlert      curl-pipe-shell (high) in app (uid 0, pid 4242): curl x | sh
  *   Normal  CommandsFolded  37 commands folded by the Event rate limit (burst 25, 5/s): ls; id; ...
+ *
+ * Messages are for people: what came from the container (the command, and for good measure every name) is
+ * shown with its control and bidirectional formatting characters escaped (common/text/escape.ts), so a
+ * backspace, a line feed or U+202E typed into a shell cannot make `kubectl describe pod` show another command
+ * or a fake line. The AuditRecord keeps the exact bytes.
  */
 import type { CoreV1Event } from '@kubernetes/client-node';
 import type { Alert, CommandRecord, ExecRecord } from '../../api/records/v1.js';
 import { SEVERITIES } from '../../api/v1alpha1/index.js';
+import { ELLIPSIS, excerpt } from '../../common/text/escape.js';
 import { displayText } from './sessions.js';
 import { eventName } from './naming.js';
 import type { RateLimit } from './rate-limit.js';
 
 /** Kubernetes takes more, but an Event's note should stay under 1 KiB (STYLE.md). */
 export const MAX_MESSAGE_BYTES = 1024;
-export const ELLIPSIS = '…';
 export const EVENT_COMPONENT = 'container-auditor';
 
 export const REASONS = {
@@ -69,21 +74,6 @@ export function commandEventOf(record: CommandRecord | ExecRecord): CommandEvent
   };
 }
 
-/** `text` cut so that its UTF-8 encoding takes at most `maxBytes`, ending in an ellipsis when cut. */
-export function cutToBytes(text: string, maxBytes: number): string {
-  if (Buffer.byteLength(text) <= maxBytes) return text;
-  const room = maxBytes - Buffer.byteLength(ELLIPSIS);
-  let bytes = 0;
-  let out = '';
-  for (const ch of text) {
-    const n = Buffer.byteLength(ch);
-    if (bytes + n > room) break;
-    bytes += n;
-    out += ch;
-  }
-  return out + ELLIPSIS;
-}
-
 const bySeverity = (a: Alert, b: Alert): number =>
   SEVERITIES.indexOf(b.severity) - SEVERITIES.indexOf(a.severity);
 
@@ -100,7 +90,7 @@ export function eventMessage(e: CommandEvent): string {
     .join(', ');
   const head = alerts ? `${alerts} in ${who}: ` : `${who}: `;
   const text = e.truncated ? `${e.text}${ELLIPSIS}` : e.text;
-  return cutToBytes(head + text, MAX_MESSAGE_BYTES);
+  return excerpt(head + text, MAX_MESSAGE_BYTES, 'bytes');
 }
 
 /** Repeats of the same command (same pod, container, shell and text) aggregate into one Event. */
@@ -160,7 +150,7 @@ export interface Fold extends PodRef {
   lastTime: string;
   count: number;
   alerts: number;
-  /** The first few folded commands, shown in the summary. */
+  /** The first few folded commands, shown in the summary (escaped and cut). */
   samples: string[];
 }
 
@@ -193,19 +183,26 @@ export function addToFold(fold: Fold, e: CommandEvent): Fold {
     alerts: fold.alerts + (e.alerts.length > 0 ? 1 : 0),
     samples:
       fold.samples.length < MAX_FOLD_SAMPLES
-        ? [...fold.samples, cutToBytes(e.text, SAMPLE_BYTES)]
+        ? [...fold.samples, excerpt(e.text, SAMPLE_BYTES, 'bytes')]
         : fold.samples,
   };
 }
 
+/** The summary: counts, then as many whole samples as fit under MAX_MESSAGE_BYTES (none is cut here). */
 export function foldMessage(fold: Fold, limit: RateLimit): string {
   const what = `${fold.count} command${fold.count === 1 ? '' : 's'} folded`;
   const alerts = fold.alerts > 0 ? `, ${fold.alerts} with alerts` : '';
-  const more = fold.count > fold.samples.length ? '; ...' : '';
-  return cutToBytes(
-    `${what}${alerts} by the Event rate limit (burst ${limit.burst}, ${limit.perSecond}/s): ${fold.samples.join('; ')}${more}`,
-    MAX_MESSAGE_BYTES,
-  );
+  const head = `${what}${alerts} by the Event rate limit (burst ${limit.burst}, ${limit.perSecond}/s): `;
+  const more = '; ...';
+  let shown = 0;
+  let bytes = Buffer.byteLength(head) + Buffer.byteLength(more);
+  for (const sample of fold.samples) {
+    const add = Buffer.byteLength(sample) + (shown > 0 ? 2 : 0);
+    if (bytes + add > MAX_MESSAGE_BYTES) break;
+    bytes += add;
+    shown++;
+  }
+  return `${head}${fold.samples.slice(0, shown).join('; ')}${fold.count > shown ? more : ''}`;
 }
 
 export function foldEventBody(fold: Fold, limit: RateLimit): CoreV1Event {

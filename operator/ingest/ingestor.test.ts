@@ -162,9 +162,7 @@ describe('ReportIngestor', () => {
     expect(records.written).toHaveLength(0);
     expect(events.written).toHaveLength(0);
     expect(ingestor.counters.get('unattributed')).toBe(2);
-    expect(ledger.takeActivity('prod')?.problems).toEqual([
-      'a command on node-a in container c0ffee012345 has no pod identity: not recorded',
-    ]);
+    expect(ledger.takeActivity('prod')?.problems).toEqual([{ kind: 'unattributed', node: 'node-a' }]);
   });
 
   it('tells coverage gaps and late attachment to the ledger and the active sessions’ records', async () => {
@@ -177,8 +175,8 @@ describe('ReportIngestor', () => {
       ]),
     );
     expect(ledger.takeActivity('prod')?.problems).toEqual([
-      'shop/web-0 container app on node-a is not audited: no readline in /bin/bash',
-      'shop/web-0 container app on node-a was covered late (from 2026-03-01T09:59:00Z): earlier commands may be missing',
+      { kind: 'coverage-gap', node: 'node-a' },
+      { kind: 'attached-late', node: 'node-a' },
     ]);
     expect(records.losses.map((l) => [l.target, l.loss])).toEqual([
       [
@@ -198,7 +196,9 @@ describe('ReportIngestor', () => {
     await expect(ingestor.ingest(report([loss(7)], state))).resolves.toEqual({ accepted: 1, duplicates: 0 });
     await expect(ingestor.ingest(report([loss(7)]))).resolves.toEqual({ accepted: 0, duplicates: 1 });
     for (const policy of ['prod', 'other'])
-      expect(ledger.takeActivity(policy)?.problems).toEqual(['12 lost on node-a (kernel-lost-events)']);
+      expect(ledger.takeActivity(policy)?.problems).toEqual([
+        { kind: 'loss', node: 'node-a', reason: 'kernel-lost-events', count: 12 },
+      ]);
     expect(ledger.nodeReport('node-a')).toEqual({ state, lastReportTime: new Date('2026-03-01T11:00:00Z') });
   });
 });

@@ -19,7 +19,7 @@ import type { PlanRules, Report, ReportResponse } from '../../api/agentapi/v1.js
 import type { CommandRecord, CoverageRecord, ExecRecord, LossRecord } from '../../api/records/v1.js';
 import type { Logger } from '../../common/logging.js';
 import { silentLogger } from '../../common/logging.js';
-import type { ReportLedger } from '../ledger.js';
+import type { PolicyProblem, ReportLedger } from '../ledger.js';
 import { Counters } from './counters.js';
 import { commandEventOf, type CommandEvent } from './events.js';
 import { Field } from './log-fields.js';
@@ -87,12 +87,10 @@ export function combine(judge: Outcome | undefined, other: Outcome | undefined):
   return judge ?? other ?? 'accepted';
 }
 
-/** The ledger's problem line for a coverage record; undefined when it tells of no problem. */
-export function coverageProblem(r: CoverageRecord): string | undefined {
-  const where = `${r.pod?.namespace ?? '?'}/${r.pod?.name ?? '?'} container ${r.container ?? r.containerId.slice(0, 12)} on ${r.node}`;
-  if (r.status === 'gap') return `${where} is not audited${r.reason ? `: ${r.reason}` : ''}`;
-  if (r.late)
-    return `${where} was covered late${r.coveredFrom ? ` (from ${r.coveredFrom})` : ''}: earlier commands may be missing`;
+/** The ledger's problem for a coverage record; undefined when it tells of no problem. */
+export function coverageProblem(r: CoverageRecord): PolicyProblem | undefined {
+  if (r.status === 'gap') return { kind: 'coverage-gap', node: r.node };
+  if (r.late) return { kind: 'attached-late', node: r.node };
   return undefined;
 }
 
@@ -109,10 +107,13 @@ export function coverageLoss(r: CoverageRecord): Loss | undefined {
   return undefined;
 }
 
-export function lossProblem(r: LossRecord): string {
-  const count = r.count !== undefined ? `${r.count} lost` : 'losses';
-  const window = r.since ? ` from ${r.since}${r.until ? ` to ${r.until}` : ''}` : '';
-  return `${count} on ${r.node} (${r.reason})${window}${r.detail ? `: ${r.detail.slice(0, 256)}` : ''}`;
+export function lossProblem(r: LossRecord): PolicyProblem {
+  return {
+    kind: 'loss',
+    node: r.node,
+    reason: r.reason,
+    ...(r.count !== undefined ? { count: r.count } : {}),
+  };
 }
 
 /** A bounded set in insertion order (ledger facts already told: a retried report does not tell them twice). */
@@ -225,7 +226,7 @@ export class ReportIngestor {
   private unattributed(r: CommandRecord | ExecRecord): void {
     this.counters.inc('unattributed');
     if (!this.noted.add(JSON.stringify([r.node, r.boot, r.seq]))) return;
-    const problem = `a ${r.kind} on ${r.node} in container ${r.containerId.slice(0, 12)} has no pod identity: not recorded`;
+    const problem: PolicyProblem = { kind: 'unattributed', node: r.node };
     this.log.warn('Record without pod identity', {
       [Field.node]: r.node,
       [Field.containerId]: r.containerId,

@@ -28,4 +28,16 @@ describe('KeyedTokenBuckets', () => {
     buckets.sweep();
     expect(buckets.size).toBe(0);
   });
+
+  it('tells how long until a key has a token again', () => {
+    let t = 0;
+    const buckets = new KeyedTokenBuckets({ burst: 1, perSecond: 2 }, () => t);
+    expect(buckets.retryAfterMs('a')).toBe(0);
+    buckets.take('a');
+    expect(buckets.retryAfterMs('a')).toBe(500);
+    t += 200;
+    expect(buckets.retryAfterMs('a')).toBe(300);
+    t += 300;
+    expect(buckets.retryAfterMs('a')).toBe(0);
+  });
 });

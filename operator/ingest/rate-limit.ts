@@ -1,6 +1,7 @@
 /**
- * Token buckets keyed by pod (Events are limited per pod): `burst` tokens, refilled at `perSecond`. Pure but
- * for the injected clock. Buckets that are full again are forgotten, so the map only holds busy pods.
+ * Token buckets by key: Events are limited per pod (events-writer.ts), TokenReviews per caller address
+ * (auth.ts). `burst` tokens, refilled at `perSecond`. Pure but for the injected clock. Buckets that are full
+ * again are forgotten (`sweep`), so the map only holds busy keys.
  */
 
 export interface RateLimit {
@@ -39,6 +40,12 @@ export class KeyedTokenBuckets {
   /** Tokens available now (for tests and metrics). */
   available(key: string): number {
     return this.refilled(key, this.now()).tokens;
+  }
+
+  /** Milliseconds until `key` has a token again (0 when it has one now). */
+  retryAfterMs(key: string): number {
+    const tokens = this.available(key);
+    return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) / this.limit.perSecond) * 1000);
   }
 
   /** Forgets buckets that have refilled completely (nothing about them left to remember). */

@@ -13,6 +13,11 @@
  *
  * TLS from a certificate and key file, reloaded when they change (cert-manager rotates them in place). Plain
  * HTTP only when explicitly asked (`insecureHttp`, for tests).
+ *
+ * Anyone in the cluster may reach this port, so what a client can hold is bounded (EndpointLimits): connections
+ * in all and per source address (more are cut at once, before TLS), the TLS handshake, the request headers
+ * (slow clients get 408 and the connection closes), the whole request with its body, idle kept-alive
+ * connections. Token reviews are bounded in auth.ts (pre-filter, cache, a rate per source: 429).
  */
 import { readFileSync, statSync } from 'node:fs';
 import {
@@ -22,7 +27,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import {
@@ -63,8 +68,37 @@ export interface IngestServerOptions {
   maxBodyBytes?: number;
   /** After this, `close` cuts connections still open (default 5 s). */
   closeGraceMs?: number;
+  limits?: Partial<EndpointLimits>;
   logger?: Logger;
 }
+
+/** What one client, or all of them, can hold of the endpoint. */
+export interface EndpointLimits {
+  /** Open connections in all; more are refused (each agent holds one or two). */
+  maxConnections: number;
+  /** Open connections from one address; more are cut at once. */
+  maxConnectionsPerSource: number;
+  /** The TLS handshake must end within this. */
+  handshakeTimeoutMs: number;
+  /** A request's headers must arrive within this (408). */
+  headersTimeoutMs: number;
+  /** A whole request, body included, must arrive within this (408); a long poll's wait is not part of it. */
+  requestTimeoutMs: number;
+  /** A kept-alive connection with no request is closed after this. */
+  keepAliveTimeoutMs: number;
+  /** How often the time-outs above are checked. */
+  checkIntervalMs: number;
+}
+
+export const DEFAULT_ENDPOINT_LIMITS: EndpointLimits = {
+  maxConnections: 10_000,
+  maxConnectionsPerSource: 32,
+  handshakeTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
+  checkIntervalMs: 1_000,
+};
 
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const MAX_DETAIL = 4096;
@@ -131,6 +165,9 @@ export class IngestServer {
   private readonly polls = new Set<AbortController>();
   private readonly planWaitMs: number;
   private readonly maxBodyBytes: number;
+  private readonly limits: EndpointLimits;
+  /** Open connections by source address. */
+  private readonly perSource = new Map<string, number>();
   private tlsStamp = '';
   private reloadTimer?: NodeJS.Timeout;
   private closing = false;
@@ -139,11 +176,21 @@ export class IngestServer {
     this.log = options.logger ?? silentLogger();
     this.planWaitMs = options.planWaitMs ?? PLAN_WAIT_SECONDS * 1000;
     this.maxBodyBytes = options.maxBodyBytes ?? MAX_REPORT_BYTES;
+    const limits = (this.limits = { ...DEFAULT_ENDPOINT_LIMITS, ...options.limits });
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
       this.handle(req, res).catch((e: unknown) => this.crashed(res, e));
     };
+    const timeouts = {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs),
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: limits.checkIntervalMs,
+    };
     if (options.tls) {
-      this.server = createHttpsServer(this.readTls(options.tls), handler);
+      this.server = createHttpsServer(
+        { ...this.readTls(options.tls), ...timeouts, handshakeTimeout: limits.handshakeTimeoutMs },
+        handler,
+      );
       this.server.on('tlsClientError', (e: Error) =>
         this.log.debug('TLS handshake failed', { [Field.error]: e.message }),
       );
@@ -153,16 +200,49 @@ export class IngestServer {
         this.reloadTimer.unref();
       }
     } else if (options.insecureHttp) {
-      this.server = createHttpServer(handler);
+      this.server = createHttpServer(timeouts, handler);
     } else {
       throw new Error('IngestServer needs tls files, or insecureHttp (tests only)');
     }
-    // A request must arrive whole within this; a long poll's wait is the response, not the request.
-    this.server.requestTimeout = 120_000;
-    this.server.on('clientError', (e: Error, socket) => {
+    // Set again on the server object: the options of createServer did not carry every one in each Node line.
+    this.server.headersTimeout = timeouts.headersTimeout;
+    this.server.requestTimeout = timeouts.requestTimeout;
+    this.server.keepAliveTimeout = timeouts.keepAliveTimeout;
+    this.server.maxConnections = limits.maxConnections;
+    this.server.on('connection', (socket: Socket) => this.admit(socket));
+    this.server.on('clientError', (e: Error & { code?: string }, socket) => {
+      const timedOut = e.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      this.counters.inc(timedOut ? '408 timeout' : '400 bad-http');
       this.log.debug('Bad HTTP request', { [Field.error]: e.message });
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      if (socket.writable)
+        socket.end(
+          timedOut
+            ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n'
+            : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n',
+        );
       socket.destroy();
+    });
+  }
+
+  /** Open connections from `source` (tests, metrics). */
+  connectionsFrom(source: string): number {
+    return this.perSource.get(source) ?? 0;
+  }
+
+  /** A new TCP connection (before TLS): cut at once when its source holds its share already. */
+  private admit(socket: Socket): void {
+    const source = socket.remoteAddress ?? '';
+    const open = this.perSource.get(source) ?? 0;
+    if (open >= this.limits.maxConnectionsPerSource) {
+      this.counters.inc('connections-refused');
+      socket.destroy();
+      return;
+    }
+    this.perSource.set(source, open + 1);
+    socket.once('close', () => {
+      const left = (this.perSource.get(source) ?? 1) - 1;
+      if (left > 0) this.perSource.set(source, left);
+      else this.perSource.delete(source);
     });
   }
 
@@ -234,9 +314,13 @@ export class IngestServer {
       return this.fail(req, res, 405, 'method-not-allowed', `${url.pathname} takes ${route}`);
     }
     if (!this.options.isLeader()) return this.notLeader(req, res);
-    const identified = await this.options.authenticator.identify(req.headers.authorization);
+    const identified = await this.options.authenticator.identify(
+      req.headers.authorization,
+      req.socket.remoteAddress ?? '',
+    );
     if (!identified.ok) {
       if (identified.status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
+      if (identified.status === 429) res.setHeader('Retry-After', String(identified.retryAfterSeconds ?? 1));
       if (identified.status === 503) res.setHeader('Retry-After', '1');
       return this.fail(req, res, identified.status, identified.reason, identified.message);
     }

@@ -144,7 +144,7 @@ describe('PolicyReconciler', () => {
   it('puts the ledger figures back when the write fails, and throws an error without the response headers', async () => {
     const { reconciler, writer, ledger } = setup();
     ledger.recordCommands('p', 4, new Date('2026-03-01T11:00:00Z'));
-    ledger.recordProblem('p', '3 records lost on node-a');
+    ledger.recordProblem('p', { kind: 'loss', node: 'node-a', reason: 'queue-full', count: 3 });
     writer.fail = apiError(409, 'Conflict');
     const failed = reconciler.reconcile('p');
     await expect(failed).rejects.toMatchObject({ kind: 'conflict', code: 409, reason: 'Conflict' });
@@ -243,13 +243,13 @@ describe('PolicyReconciler', () => {
     agentReports('node-a', ['bpftrace exited 1']);
     await reconciler.reconcile('p');
     expect(condition(writer.last, 'Degraded')).toMatchObject({ status: 'True', reason: 'AgentErrors' });
-    expect(writer.last.nodes![0]!.errors).toEqual(['bpftrace exited 1']);
+    expect(writer.last.nodes![0]!.errors).toEqual(['bpftrace exited']);
   });
 
   it('shows reported losses for a while', async () => {
     const { reconciler, writer, ledger, clock, agentReports } = setup();
     agentReports();
-    ledger.recordProblem('p', '7 records dropped');
+    ledger.recordProblem('p', { kind: 'loss', node: 'node-a', reason: 'kernel-lost-events', count: 7 });
     await expect(reconciler.reconcile('p')).resolves.toEqual({ requeueAfterMs: 600_000 });
     expect(condition(writer.last, 'Degraded')).toMatchObject({ status: 'True', reason: 'LossesReported' });
     clock.advance(300_000);

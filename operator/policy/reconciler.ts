@@ -16,7 +16,7 @@ import type { Logger } from 'winston';
 import type { ContainerAuditPolicyStatus } from '../../api/v1alpha1/containerauditpolicy.js';
 import { classifyError, describeError } from '../../common/kube/errors.js';
 import { LogField, silentLogger } from '../../common/logging.js';
-import type { PolicyActivity, ReportLedger } from '../ledger.js';
+import type { PolicyActivity, PolicyProblem, ReportLedger } from '../ledger.js';
 import { ConditionType, findCondition } from './conditions.js';
 import type { PolicyEventSink } from './events.js';
 import { canonicalJson } from './node-plans.js';
@@ -65,10 +65,10 @@ interface Written {
 
 interface Loss {
   time: number;
-  text: string;
+  problem: PolicyProblem;
 }
 
-const MAX_LOSSES = 16;
+const MAX_LOSSES = 64;
 
 export class PolicyReconciler {
   private readonly now: () => Date;
@@ -123,7 +123,7 @@ export class PolicyReconciler {
       runtimeClass: this.options.runtimeClass ?? DEFAULT_RUNTIME_CLASS,
       activity,
       nodeReport: (node) => ledger.nodeReport(node),
-      recentProblems: losses.map((l) => l.text),
+      recentProblems: losses.map((l) => l.problem),
       excuseMissingReports,
       now,
     });
@@ -180,7 +180,7 @@ export class PolicyReconciler {
   private recentLosses(name: string, activity: PolicyActivity | undefined, now: Date): Loss[] {
     const window = this.options.lossWindowMs ?? 600_000;
     const kept = (this.losses.get(name) ?? []).filter((l) => now.getTime() - l.time < window);
-    const added = (activity?.problems ?? []).map((text) => ({ time: now.getTime(), text }));
+    const added = (activity?.problems ?? []).map((problem) => ({ time: now.getTime(), problem }));
     return [...kept, ...added].slice(-MAX_LOSSES);
   }
 

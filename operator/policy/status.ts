@@ -10,10 +10,18 @@
  * - Degraded: True when a ready policy does not audit all it selects or cannot tell that it does:
  *   unauditable pods (named), agents reporting errors, nodes whose agent has not reported, losses reported
  *   under the policy. False (AllAudited) otherwise; False with Ready's reason when the policy is not ready.
+ *
+ * A policy is cluster-scoped: whoever may read policies reads its status, while what its containers do is
+ * their namespace's business. So what the agents report is shown as counts and categories only: losses and
+ * coverage gaps by kind, reason and node (`problemSummary`; the ledger keeps no more), an agent's errors by
+ * their leading words (`errorCategory`), never a path, a command or anything else a container could have
+ * written. The detail stays in the pod's namespace (the AuditRecords' losses, Events) and the agent's log.
+ * Condition messages are escaped (common/text/escape.ts) for `kubectl describe`.
  */
 import type { ContainerAuditPolicyStatus, NodeStatus } from '../../api/v1alpha1/containerauditpolicy.js';
 import type { Condition } from '../../api/v1alpha1/meta.js';
-import type { NodeReport, PolicyActivity } from '../ledger.js';
+import { excerpt } from '../../common/text/escape.js';
+import type { NodeReport, PolicyActivity, PolicyProblem } from '../ledger.js';
 import { type ConditionUpdate, ConditionType, rfc3339, setCondition } from './conditions.js';
 import type { PolicySelection } from './select.js';
 import type { z } from 'zod';
@@ -26,7 +34,8 @@ export const MAX_MESSAGE = 1024;
 /** Bounds of the status schema. */
 const MAX_NODES = 5000;
 const MAX_NODE_ERRORS = 16;
-const MAX_ERROR = 1024;
+/** Nodes a message names before it counts the rest. */
+const MAX_NAMED_NODES = 5;
 
 export const Reason = {
   invalidSpec: 'InvalidSpec',
@@ -53,23 +62,96 @@ export interface StatusInput {
   activity?: PolicyActivity;
   nodeReport: (node: string) => NodeReport | undefined;
   /** Losses reported under this policy that are still recent enough to show, newest last. */
-  recentProblems: readonly string[];
+  recentProblems: readonly PolicyProblem[];
   /** The operator started a moment ago: a node whose agent has not reported yet is not held against it. */
   excuseMissingReports: boolean;
   now: Date;
 }
 
+/** A condition message as `kubectl describe` shows it: controls escaped, at most `max` characters. */
 export function truncate(text: string, max = MAX_MESSAGE): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+  return excerpt(text, max);
 }
 
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
+function plural(n: number, word: string, many = `${word}s`): string {
+  return `${n} ${n === 1 ? word : many}`;
 }
 
 function names(list: readonly string[], total: number): string {
   const more = total - list.length;
   return list.join(', ') + (more > 0 ? ` and ${more} more` : '');
+}
+
+const WORD = /^[a-z][a-z-]{0,23}$/;
+const MAX_CATEGORY_WORDS = 6;
+
+/**
+ * What an agent's error is about, from its leading words ("readline capture: ...", "bpftrace exited: ..."):
+ * lower-case words up to the first colon, stopping at anything else (a path, a number, a name, quotes), which
+ * may have come from a container. "error" when it does not start with a word.
+ */
+export function errorCategory(message: string): string {
+  const words: string[] = [];
+  for (const token of message.trim().split(/\s+/)) {
+    const last = token.endsWith(':');
+    const word = last ? token.slice(0, -1) : token;
+    if (!WORD.test(word)) break;
+    words.push(word);
+    if (last || words.length >= MAX_CATEGORY_WORDS) break;
+  }
+  return words.length > 0 ? words.join(' ') : 'error';
+}
+
+/** An agent's errors as categories, most recent last, each once with how often it came. */
+export function errorCategories(errors: readonly string[]): string[] {
+  const counts = new Map<string, number>();
+  for (const e of errors) {
+    const category = errorCategory(e);
+    const n = (counts.get(category) ?? 0) + 1;
+    counts.delete(category);
+    counts.set(category, n);
+  }
+  return [...counts].map(([category, n]) => (n > 1 ? `${category} (${n} times)` : category));
+}
+
+function problemKey(p: PolicyProblem): string {
+  return p.kind === 'loss' || p.kind === 'rejected' ? `${p.kind}:${p.reason}` : p.kind;
+}
+
+/**
+ * The problems reported under a policy, counted by kind and reason, and the nodes they came from:
+ * "2 containers not audited (coverage gap), 12 commands lost (kernel-lost-events) on nodes node-a, node-b".
+ */
+export function problemSummary(problems: readonly PolicyProblem[]): string {
+  const groups = new Map<string, { first: PolicyProblem; reports: number; count: number; known: boolean }>();
+  const nodes: string[] = [];
+  for (const p of problems) {
+    const key = problemKey(p);
+    const group = groups.get(key) ?? { first: p, reports: 0, count: 0, known: true };
+    group.reports++;
+    if ((p.kind === 'loss' || p.kind === 'rejected') && p.count !== undefined) group.count += p.count;
+    else if (p.kind === 'loss') group.known = false;
+    groups.set(key, group);
+    if (!nodes.includes(p.node)) nodes.push(p.node);
+  }
+  const parts = [...groups.values()].map(({ first, reports, count, known }) => {
+    switch (first.kind) {
+      case 'coverage-gap':
+        return `${plural(reports, 'container')} not audited (coverage gap)`;
+      case 'attached-late':
+        return `${plural(reports, 'container')} audited late (earlier commands may be missing)`;
+      case 'unattributed':
+        return `${plural(reports, 'command')} without pod identity`;
+      case 'loss':
+        return known
+          ? `${plural(count, 'command')} lost (${first.reason})`
+          : `${plural(reports, 'loss', 'losses')} (${first.reason})`;
+      case 'rejected':
+        return `${plural(count, 'record')} not written (${first.reason})`;
+    }
+  });
+  const where = names(nodes.slice(0, MAX_NAMED_NODES), nodes.length);
+  return `${parts.join(', ')} on ${nodes.length === 1 ? 'node' : 'nodes'} ${where}`;
 }
 
 export function desiredStatus(input: StatusInput): Status {
@@ -118,8 +200,7 @@ function nodeStatuses(sel: PolicySelection, nodeReport: StatusInput['nodeReport'
     node.auditedContainers = state.auditedContainers;
     node.probesAttached = state.probesAttached;
     node.lastReportTime = rfc3339(lastReportTime);
-    if (state.errors.length > 0)
-      node.errors = state.errors.slice(-MAX_NODE_ERRORS).map((e) => truncate(e, MAX_ERROR));
+    if (state.errors.length > 0) node.errors = errorCategories(state.errors).slice(-MAX_NODE_ERRORS);
     return node;
   });
 }
@@ -200,7 +281,13 @@ function degraded(
   if (erring.length > 0)
     found.push({
       reason: Reason.agentErrors,
-      message: erring.map((n) => `the agent on node ${n.name} reports: ${n.errors!.at(-1)!}`).join('; '),
+      message:
+        erring
+          .slice(0, MAX_NAMED_NODES)
+          .map((n) => `the agent on node ${n.name} reports: ${n.errors!.join(', ')}`)
+          .join('; ') +
+        (erring.length > MAX_NAMED_NODES ? `; and ${erring.length - MAX_NAMED_NODES} more nodes` : '') +
+        " (details in the agent's log)",
     });
   const silent = input.excuseMissingReports ? [] : nodes.filter((n) => n.lastReportTime === undefined);
   if (silent.length > 0)
@@ -214,7 +301,9 @@ function degraded(
   if (input.recentProblems.length > 0)
     found.push({
       reason: Reason.lossesReported,
-      message: `losses reported: ${input.recentProblems.slice(-3).join('; ')}`,
+      message:
+        `losses reported: ${problemSummary(input.recentProblems)} ` +
+        '(details in the AuditRecords of the pods concerned)',
     });
   if (found.length === 0)
     return {

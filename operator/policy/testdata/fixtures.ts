@@ -1,8 +1,14 @@
-/** Plain objects for the policy tests: specs with the server's defaults, policies, pods, namespaces. */
+/**
+ * Plain objects for the policy tests: specs with the server's defaults, policies, pods, namespaces, and the
+ * inputs of desiredStatus.
+ */
 import type { KubernetesObject, V1Namespace, V1Pod } from '@kubernetes/client-node';
 import { ContainerAuditPolicySpec } from '../../../api/v1alpha1/containerauditpolicy.js';
 import { API_VERSION } from '../../../api/v1alpha1/meta.js';
-import type { PodFacts, PolicyFacts } from '../select.js';
+import type { AgentState } from '../../../api/agentapi/v1.js';
+import type { NodeReport } from '../../ledger.js';
+import type { PodFacts, PolicyFacts, PolicySelection } from '../select.js';
+import type { StatusInput } from '../status.js';
 import type { WorldSources } from '../world.js';
 
 /** A spec as the API server stores it: what is given, with every default filled in. */
@@ -91,4 +97,54 @@ export class FakeSources implements WorldSources {
   setPolicy(object: KubernetesObject): void {
     this.policyObjects.set(object.metadata!.name!, object);
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// desiredStatus inputs (status.ts): a selection auditing 3 containers on node-a, whose agent reported 30 s ago.
+
+export const STATUS_NOW = new Date('2026-03-01T12:00:00Z');
+
+export function selection(overrides: Partial<PolicySelection> = {}): PolicySelection {
+  return {
+    name: 'p',
+    problems: [],
+    suspended: false,
+    active: true,
+    evaluated: true,
+    matchedPods: 2,
+    unscheduledPods: 0,
+    unauditablePods: 0,
+    unauditablePodNames: [],
+    auditedContainers: 3,
+    auditedElsewhere: [],
+    nodes: [{ name: 'node-a', containers: 3 }],
+    ...overrides,
+  };
+}
+
+export const agentState = (s: Partial<AgentState> = {}): AgentState => ({
+  planVersion: 'v1',
+  auditedContainers: 3,
+  probesAttached: 1,
+  errors: [],
+  queueDropped: 0,
+  ...s,
+});
+
+export const reported = (s: Partial<AgentState> = {}): NodeReport => ({
+  state: agentState(s),
+  lastReportTime: new Date('2026-03-01T11:59:30.250Z'),
+});
+
+export function statusInput(overrides: Partial<StatusInput> = {}): StatusInput {
+  return {
+    generation: 3,
+    selection: selection(),
+    runtimeClass: 'container-auditor',
+    nodeReport: () => reported(),
+    recentProblems: [],
+    excuseMissingReports: false,
+    now: STATUS_NOW,
+    ...overrides,
+  };
 }
