@@ -55,6 +55,7 @@ import type { ContainerRecord } from '../agent/containers/registry.js';
 import { commandRecord } from '../agent/records/build.js';
 import { runCommand } from '../e2e/support/command.js';
 import { CRD_DIR, KUBECTL, REPO_ROOT } from '../e2e/support/paths.js';
+import { type Counts, delta, parseMetrics } from '../e2e/support/prometheus.js';
 import { type PrivateCluster, startPrivateCluster } from '../e2e/support/private-cluster.js';
 import {
   atCleanup,
@@ -168,41 +169,6 @@ async function cleanup(s: Scratch): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------------------
 // Counting writes: the API server's own counter, and the operator's.
-
-type Counts = Map<string, number>;
-
-/** Prometheus text -> value by `name{labels}` for the metrics named. */
-function parseMetrics(text: string, names: readonly string[]): Counts {
-  const out: Counts = new Map();
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    const key = line.slice(0, space);
-    const name = key.split('{')[0]!;
-    if (names.includes(name)) out.set(key, Number(line.slice(space + 1)));
-  }
-  return out;
-}
-
-function labelsOf(key: string): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const m of key.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[m[1]!] = m[2]!;
-  return labels;
-}
-
-/** `after - before`, summed over the series `pick` accepts. */
-function delta(
-  before: Counts,
-  after: Counts,
-  pick: (name: string, labels: Record<string, string>) => boolean,
-) {
-  let sum = 0;
-  for (const [key, value] of after) {
-    const name = key.split('{')[0]!;
-    if (pick(name, labelsOf(key))) sum += value - (before.get(key) ?? 0);
-  }
-  return sum;
-}
 
 interface Snapshot {
   apiserver: Counts;

@@ -32,6 +32,7 @@ import { recordedCommand, sessionOf } from './sessions.js';
 import { IngestServer } from './server.js';
 import { requestToken, selfSignedCert } from '../../e2e/support/credentials.js';
 import { type HttpsCallOptions, httpsCall } from '../../e2e/support/https-call.js';
+import { agentJwt } from './testdata/tokens.js';
 
 const run = randomBytes(3).toString('hex');
 const SYSTEM = `ingest-${run}-system`;
@@ -517,8 +518,14 @@ describe('refused requests write nothing', () => {
 
   it.each([
     ['no token', undefined, 401, 'missing-token'],
-    ['a forged token', () => randomBytes(32).toString('base64url'), 401, 'unauthenticated'],
-    ['a token for another audience', () => tokens.otherAudience, 401, 'unauthenticated'],
+    [
+      'a token that is no JWT (no TokenReview)',
+      () => randomBytes(32).toString('base64url'),
+      401,
+      'malformed-token',
+    ],
+    ['a token for another audience (no TokenReview)', () => tokens.otherAudience, 401, 'audience'],
+    ['a JWT forged for our audience', () => agentJwt({ jti: randomUUID() }), 401, 'unauthenticated'],
     ['another ServiceAccount’s token', () => tokens.otherSa, 403, 'service-account'],
     ['a token bound to no pod', () => tokens.unbound, 403, 'unbound'],
     ['a token bound to a pod on another node', () => tokens.agentB, 403, 'node'],
@@ -572,7 +579,9 @@ describe('refused requests write nothing', () => {
   it('counted by reason', () => {
     expect(auth.refused.snapshot()).toMatchObject({
       'missing-token': 1,
-      unauthenticated: 2,
+      'malformed-token': 1,
+      audience: 1,
+      unauthenticated: 1,
       'service-account': 1,
       unbound: 1,
       node: 1,
