@@ -21,6 +21,23 @@ export interface BpftraceExit {
   requested: boolean;
 }
 
+/**
+ * Why a bpftrace did not attach its script: it exited first, took too long, or could not be run at all. The
+ * stderr it wrote is kept, as it often names the probe it could not attach.
+ */
+export class BpftraceAttachError extends Error {
+  constructor(
+    message: string,
+    /** What bpftrace wrote to stderr until then (the end of it). */
+    readonly stderr: string,
+    /** bpftrace itself could not be started (missing, not executable): no script would have attached. */
+    readonly cannotRun = false,
+  ) {
+    super(message);
+    this.name = 'BpftraceAttachError';
+  }
+}
+
 export interface BpftraceProcessEvents {
   line: [line: string];
   lost: [count: number];
@@ -32,6 +49,8 @@ export class BpftraceProcess extends EventEmitter<BpftraceProcessEvents> {
   private dir: string | undefined;
   private stderr = '';
   private stopping = false;
+  private spawnFailed = false;
+  private finished = false;
   private readonly exited: Promise<BpftraceExit>;
   private resolveExit!: (exit: BpftraceExit) => void;
   /** Resolves when the script printed its ready line; rejects if bpftrace exits first. */
@@ -71,9 +90,10 @@ export class BpftraceProcess extends EventEmitter<BpftraceProcessEvents> {
         if (lost) this.emit('lost', Number(lost[1]));
       }
     });
-    child.on('error', (error) =>
-      this.finish({ code: null, signal: null, stderr: String(error), requested: false }),
-    );
+    child.on('error', (error) => {
+      this.spawnFailed = child.pid === undefined;
+      this.finish({ code: null, signal: null, stderr: String(error), requested: false });
+    });
     child.on('close', (code, signal) =>
       this.finish({ code, signal, stderr: this.stderr, requested: this.stopping }),
     );
@@ -88,7 +108,7 @@ export class BpftraceProcess extends EventEmitter<BpftraceProcessEvents> {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`bpftrace did not attach within ${timeoutMs} ms`)),
+        () => reject(new BpftraceAttachError(`bpftrace did not attach within ${timeoutMs} ms`, this.stderr)),
         timeoutMs,
       );
     });
@@ -110,7 +130,16 @@ export class BpftraceProcess extends EventEmitter<BpftraceProcessEvents> {
   }
 
   private finish(exit: BpftraceExit): void {
-    this.rejectReady(new Error(`bpftrace exited before its probes were attached: ${exit.stderr.trim()}`));
+    // A child that could not be spawned reports 'error' and then 'close': one exit.
+    if (this.finished) return;
+    this.finished = true;
+    this.rejectReady(
+      new BpftraceAttachError(
+        `bpftrace exited before its probes were attached: ${exit.stderr.trim()}`,
+        exit.stderr,
+        this.spawnFailed,
+      ),
+    );
     this.resolveExit(exit);
     if (this.dir) void rm(this.dir, { recursive: true, force: true });
     this.emit('exit', exit);

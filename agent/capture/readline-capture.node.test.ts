@@ -57,7 +57,7 @@ it('changes the probed files under a typing shell without losing or doubling a l
   const shell = openShell();
   const done = closed(shell);
   const typed = Array.from({ length: 200 }, (_, i) => `: switch-${i}`);
-  let switched: Promise<void> | undefined;
+  let switched: Promise<unknown> | undefined;
   for (const [i, line] of typed.entries()) {
     shell.stdin!.write(`${line}\n`);
     if (i === 60) switched = capture.setTargets([bash, libreadline!]);

@@ -1,7 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type CapturedLine, ReadlineAssembler, commandText, parseReadlineLine } from './readline-output.js';
-import { chunksFor, renderReadlineScript, templatePath } from './readline-script.js';
+import {
+  chunksFor,
+  probePathSyntax,
+  renderReadlineScript,
+  templatePath,
+  unprobeablePath,
+} from './readline-script.js';
 
 const samples = readFileSync(
   join(import.meta.dirname, '..', '..', 'bpf-scripts', 'readline', 'samples.txt'),
@@ -137,9 +143,23 @@ describe('renderReadlineScript', () => {
     expect(commentsWithPlaceholders).toEqual([]);
   });
 
-  it('refuses paths bpftrace would misread', () => {
-    expect(() => renderReadlineScript(['/x/ba sh'], 4096, template)).toThrow('unusual characters');
-    expect(() => renderReadlineScript(['/x/a:b'], 4096, template)).toThrow('unusual characters');
+  it('quotes a path that is not plain, as bpftrace unescapes it (a backslash twice, a quote once)', () => {
+    expect(renderReadlineScript(['/x/ba sh', '/y/é\\"z'], 4096, template)).toBe(
+      'P=uretprobe:"/x/ba sh":readline,\nuretprobe:"/y/é\\\\\\\\\\"z":readline N=65',
+    );
+    expect(probePathSyntax('/usr/lib/x86_64-linux-gnu/libreadline.so.8.2')).toBe(
+      '/usr/lib/x86_64-linux-gnu/libreadline.so.8.2',
+    );
+    expect(probePathSyntax("/a'b\tc$d/bash")).toBe('"/a\'b\tc$d/bash"');
+  });
+
+  it('refuses paths bpftrace cannot take, saying why', () => {
+    expect(unprobeablePath('/x/ba sh')).toBeUndefined();
+    expect(unprobeablePath('/x/a:b')).toMatch(/':'/);
+    expect(unprobeablePath('/x/a*/bash')).toMatch(/wildcard/);
+    expect(unprobeablePath('/x/a\nb/bash')).toMatch(/newline/);
+    expect(unprobeablePath('x/bash')).toMatch(/absolute/);
+    expect(() => renderReadlineScript(['/x/a:b'], 4096, template)).toThrow(`cannot probe "/x/a:b": a ':'`);
     expect(() => renderReadlineScript([], 4096, template)).toThrow('no readline targets');
   });
 });
