@@ -21,6 +21,7 @@ import {
   KubeTokenReviewer,
 } from './ingest/kube-clients.js';
 import { RecordsWriter } from './ingest/records-writer.js';
+import { podDirectoryOf } from './ingest/scope.js';
 import { type EndpointLimits, IngestServer } from './ingest/server.js';
 import { ReportLedger } from './ledger.js';
 import { kubeEventSink } from './policy/events.js';
@@ -109,6 +110,8 @@ export class Operator {
         return spec?.ok ? spec.spec.outputs : undefined;
       },
       plans: this.plans,
+      // A pod the informer shows on the reporting node, not planned yet: its records wait (ingest/scope.ts).
+      pods: podDirectoryOf(this.pods),
       logger,
     }));
     const authenticator = (this.authenticator = new AgentAuthenticator({
@@ -267,6 +270,11 @@ export class Operator {
       const changed = recomputePlans(this.sources, this.plans, {
         ...(this.options.runtimeClass ? { runtimeClass: this.options.runtimeClass } : {}),
       });
+      // Every plan goes to the ingestor's scope, so it remembers the containers a plan stops naming.
+      for (const node of changed) {
+        const plan = this.plans.get(node);
+        if (plan) this.ingestor.scope.observe(plan);
+      }
       if (changed.length > 0) this.options.logger.info('Node plans changed', { [LogField.detail]: changed });
     } catch (error) {
       this.options.logger.error('Cannot compute node plans', { [LogField.error]: String(error) });
@@ -302,7 +310,7 @@ export class Operator {
       ),
       sync(
         'container_auditor_reports',
-        'Agent reports and their records, by outcome; lostCommands: what agents lost.',
+        'Agent reports and their records, by outcome (rejected:<reason>: never to be written; failed: sent again); lostCommands: what agents lost.',
         'outcome',
         () => this.ingestor.counters.snapshot(),
       ),

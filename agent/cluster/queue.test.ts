@@ -68,6 +68,24 @@ describe('the record queue', () => {
     await queue.close();
   });
 
+  it('puts records back at its end, on disk and kept across a restart, before their batch is acknowledged', async () => {
+    let queue = await open();
+    writer(queue).write(5);
+    await queue.flush();
+    const batch = (await queue.peek(1000, 1 << 20))!;
+    writer(queue).sink.write({ kind: 'loss', time: '2026-01-01T00:00:00.000Z', reason: 'agent-down' });
+    // The operator could not write seq 2 and 4 for now.
+    await expect(queue.requeue(batch.records.filter((r) => r.seq === 2 || r.seq === 4))).resolves.toBe(true);
+    await queue.ack(batch);
+    await queue.close();
+    queue = await open();
+    const left = (await drain(queue)).flatMap((b) => b.records.map((r) => `${r.kind} ${r.seq}`));
+    // A record appended meanwhile (its own seq 1) comes first: the requeued ones go to the end.
+    expect(left).toEqual(['loss 1', 'coverage 2', 'coverage 4']);
+    expect(queue.stats.dropped).toBe(0);
+    await queue.close();
+  });
+
   it('bounds a batch by records and bytes, but never leaves a record behind for its size', async () => {
     const queue = await open();
     writer(queue).write(10, 200);

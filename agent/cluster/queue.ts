@@ -27,7 +27,9 @@
  * when the queue opens; a line that still does not parse, or is not a valid record, is skipped and counted
  * (`invalid`), never sent and never fatal. Records come out in the order they went in, so after a restart the
  * records of the previous run go first, in their seq order. A batch holds records of one (node, boot) only:
- * a report carries the boot of its records.
+ * a report carries the boot of its records. The one exception to the order: records the operator asks to
+ * have again later (a transient failure of their own, `requeue`) go back to the end, behind newer ones; the
+ * operator orders what it stores by seq, so only the delivery order changes.
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -100,6 +102,8 @@ export interface QueueStats {
   invalid: number;
   /** Records acknowledged and gone. */
   acknowledged: number;
+  /** Records put back at the end of the queue to be sent again (requeue). */
+  requeued: number;
 }
 
 interface Segment {
@@ -133,7 +137,7 @@ export function queueLossRecord(
 }
 
 export class RecordQueue {
-  readonly stats: QueueStats = { appended: 0, dropped: 0, invalid: 0, acknowledged: 0 };
+  readonly stats: QueueStats = { appended: 0, dropped: 0, invalid: 0, acknowledged: 0, requeued: 0 };
   readonly errors = new RecentErrors(4);
   readonly maxBytes: number;
   private readonly segmentBytes: number;
@@ -254,13 +258,18 @@ export class RecordQueue {
 
   /** Adds a record; false when it was dropped (the queue is full, or closed). Never throws. */
   append(record: AgentRecord): boolean {
+    return this.appendLine(record) !== undefined;
+  }
+
+  /** append(), giving the line buffered (undefined when dropped). */
+  private appendLine(record: AgentRecord): string | undefined {
     const line = `${JSON.stringify(record)}\n`;
     const bytes = Buffer.byteLength(line);
     const ownLoss = record.kind === 'loss' && record.reason === 'queue-full';
     const limit = ownLoss ? this.maxBytes : this.maxBytes - LOSS_RESERVE;
     if (this.closed || this.usedBytes + bytes > limit) {
       this.drop();
-      return false;
+      return undefined;
     }
     this.buffer.push(line);
     this.bufferBytes += bytes;
@@ -268,7 +277,21 @@ export class RecordQueue {
     if (this.bufferBytes >= FLUSH_BYTES) void this.flush();
     else this.flushTimer ??= setTimeout(() => void this.flush(), this.options.syncDelayMs ?? 20);
     this.reportLoss();
-    return true;
+    return line;
+  }
+
+  /**
+   * Puts records the operator could not write yet (a 207 answer's `retry`) back, at the end of the queue, so
+   * they do not hold back the records behind them; resolves once they are on disk: true, after which the
+   * batch that held them may be acknowledged. A record the full queue drops is counted like any drop (and
+   * reported as a `queue-full` loss). False when the write failed: acknowledge nothing, send the batch again.
+   */
+  async requeue(records: readonly AgentRecord[]): Promise<boolean> {
+    const lines = records.flatMap((r) => this.appendLine(r) ?? []);
+    this.stats.requeued += records.length;
+    await this.flush();
+    const waiting = new Set(this.buffer);
+    return !lines.some((line) => waiting.has(line));
   }
 
   private drop(): void {

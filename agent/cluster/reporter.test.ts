@@ -1,7 +1,12 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AgentState, MAX_RECORDS_PER_REPORT } from '../../api/agentapi/v1.js';
+import {
+  type AgentState,
+  MAX_RECORDS_PER_REPORT,
+  REPORTS_PATH,
+  type RejectionReason,
+} from '../../api/agentapi/v1.js';
 import { silentLogger } from '../../common/logging.js';
 import { compileCommandRules } from '../../common/rules/command-rules.js';
 import type { ContainerRecord } from '../containers/registry.js';
@@ -211,6 +216,60 @@ describe('the reporter', () => {
     await until(() => operator.records.length === 1);
     expect(operator.records[0]).toMatchObject({ node: 'node-a', boot: 'boot-1', seq: 1 });
     expect(reporter!.stats.rejectedRecords).toBe(2);
+  });
+
+  it('acknowledges a batch the operator rejects in part, counting the rejected records as lost', async () => {
+    // A deleted namespace (2 records), a forbidden write (1): the operator will never write them.
+    const reasons: Record<number, RejectionReason> = {
+      3: 'namespace-gone',
+      4: 'namespace-gone',
+      7: 'forbidden',
+    };
+    operator.judge = (r) => reasons[r.seq];
+    const sink = queueSink('node-a', queue, 'boot-1');
+    startReporter('boot-1');
+    writeLosses(sink, 10);
+    await until(() => operator.records.length === 7);
+    await until(() => queue.pendingBytes === 0);
+    expect(seqsOf('boot-1')).toEqual([1, 2, 5, 6, 8, 9, 10]);
+    expect(reporter!.stats).toMatchObject({
+      recordsAccepted: 7,
+      lostRecords: 3,
+      lostByReason: { 'namespace-gone': 2, forbidden: 1 },
+      failures: 0,
+    });
+    expect(reporter!.errors.list().at(-1)!.message).toBe(
+      'the operator can never write 3 record(s) (namespace-gone 2, forbidden 1): lost',
+    );
+    // Nothing is held back: what comes next is delivered.
+    writeLosses(sink, 2);
+    await until(() => operator.records.length === 9);
+    expect(operator.rejected.map((r) => r.seq)).toEqual([3, 4, 7]);
+  });
+
+  it('sends records the operator cannot write for now again, without holding back the others', async () => {
+    // seq 2 meets a transient failure until `healed`; seq 3 is rejected for good.
+    let healed = false;
+    operator.judge = (r) => (r.seq === 2 && !healed ? 'retry' : r.seq === 3 ? 'invalid' : undefined);
+    const sink = queueSink('node-a', queue, 'boot-1');
+    startReporter('boot-1');
+    writeLosses(sink, 6);
+    await until(() => operator.records.length === 4);
+    writeLosses(sink, 3);
+    await until(() => operator.records.length === 7);
+    // Sent again and again (a 503 when it is alone: with backoff), and kept on disk meanwhile.
+    const tries = () => operator.requests.filter((q) => q.path === REPORTS_PATH).length;
+    const before = tries();
+    await until(() => tries() >= before + 2);
+    expect(seqsOf('boot-1')).toEqual([1, 4, 5, 6, 7, 8, 9]);
+    expect(queue.hasRecords).toBe(true);
+    expect(queue.stats.dropped).toBe(0);
+    healed = true;
+    await until(() => operator.records.length === 8);
+    await until(() => queue.pendingBytes === 0);
+    expect(seqsOf('boot-1')).toEqual([1, 4, 5, 6, 7, 8, 9, 2]);
+    expect(reporter!.stats).toMatchObject({ lostRecords: 1, lostByReason: { invalid: 1 } });
+    expect(reporter!.stats.requeued).toBeGreaterThanOrEqual(1);
   });
 
   it('cuts the state to the schema’s bounds rather than have every report refused', async () => {

@@ -5,12 +5,17 @@
  *   batch      the oldest records, at most MAX_RECORDS_PER_REPORT and MAX_REPORT_BYTES, of one boot: a report
  *              carries the node and boot of its records (a previous run's records keep theirs). The first
  *              record of a quiet period waits LINGER (100 ms) for company; a backlog goes out at once.
- *   200        acknowledged: gone from the queue
+ *   200        acknowledged: gone from the queue. Records it answers `rejected` (it can never write them: their
+ *              namespace is gone, the API server forbids or refuses them, the node's plan does not name
+ *              their container) are losses: counted by reason, logged and told in the state, not retried
+ *   207        the same for every record but those in `retry` (the operator could not write them for now): they
+ *              go back to the end of the queue (on disk before the batch is acknowledged) and are sent again
+ *              later, without holding back the records behind them. An answer that does not parse is a 503
  *   400        the operator will never take this batch: logged, counted, dropped (retrying would only block
  *              every record behind it). The agent's own records are valid by construction and the queue
  *              skips any line that is not a valid record, so this means the two sides disagree on the schema.
  *   401, 403   the token was refused (it may be rotating): retried with backoff
- *   503, other, no answer   retried with backoff; nothing is lost meanwhile, the queue holds it
+ *   503, other, no answer   the whole batch retried with backoff; nothing is lost meanwhile, the queue holds it
  *   another node's records  (queued under another --node) dropped and counted: this token cannot send them
  *
  * The agent's state (AgentState) rides on every report of the current boot, and on a report without records
@@ -21,6 +26,7 @@ import {
   AgentState,
   MAX_RECORDS_PER_REPORT,
   MAX_REPORT_BYTES,
+  type Rejection,
   type Report,
   REPORTS_PATH,
   ReportResponse,
@@ -60,7 +66,12 @@ export interface ReporterStats {
   /** Batches refused with 400, and their records: dropped. */
   rejectedBatches: number;
   rejectedRecords: number;
-  /** Attempts without a 200 or 400 (retried). */
+  /** Records the operator answered `rejected` one by one (it can never write them), by reason. */
+  lostRecords: number;
+  lostByReason: Record<string, number>;
+  /** Records the operator asked to have again later (207): put back at the end of the queue. */
+  requeued: number;
+  /** Attempts without a 200, 207 or 400 (retried). */
   failures: number;
 }
 
@@ -71,6 +82,9 @@ export class Reporter {
     duplicates: 0,
     rejectedBatches: 0,
     rejectedRecords: 0,
+    lostRecords: 0,
+    lostByReason: {},
+    requeued: 0,
     failures: 0,
   };
   readonly errors = new RecentErrors(4);
@@ -223,12 +237,32 @@ export class Reporter {
     switch (response.status) {
       case 200: {
         const answer = parseJson(ReportResponse, response.body);
-        if (answer.ok) {
-          this.stats.recordsAccepted += answer.value.accepted;
-          this.stats.duplicates += answer.value.duplicates;
-        } else logger.warn('Unexpected answer to a report', { [LogField.reason]: answer.detail });
+        if (answer.ok) this.answered(answer.value, report);
+        else logger.warn('Unexpected answer to a report', { [LogField.reason]: answer.detail });
         this.stats.reports++;
         if (batch) await this.options.queue.ack(batch);
+        if (current) this.stateSent(nudges);
+        return 'done';
+      }
+      case 207: {
+        // Done but for the records in `retry`: those go back to the queue's end, then the batch is acknowledged.
+        const answer = parseJson(ReportResponse, response.body);
+        if (!answer.ok || !batch) {
+          this.failed(
+            `the operator's answer 207 to a report does not parse: ${answer.ok ? 'no records' : answer.detail}`,
+          );
+          return 'retry';
+        }
+        const again = new Set(answer.value.retry ?? []);
+        const retry = batch.records.filter((r) => again.has(r.seq));
+        if (!(await this.options.queue.requeue(retry))) {
+          this.failed('cannot put records the operator asked for again back into the queue');
+          return 'retry';
+        }
+        this.stats.requeued += retry.length;
+        this.answered(answer.value, report);
+        this.stats.reports++;
+        await this.options.queue.ack(batch);
         if (current) this.stateSent(nudges);
         return 'done';
       }
@@ -248,6 +282,28 @@ export class Reporter {
         this.failed(`the operator answered ${response.status} to a report: ${errorText(response.body)}`);
         return 'retry';
     }
+  }
+
+  /** Counts an answer; records it rejected are losses: counted by reason, logged and told in the state. */
+  private answered(answer: ReportResponse, report: Pick<Report, 'boot' | 'records'>): void {
+    this.stats.recordsAccepted += answer.accepted;
+    this.stats.duplicates += answer.duplicates;
+    const rejected: readonly Rejection[] = answer.rejected ?? [];
+    if (rejected.length === 0) return;
+    const byReason: Record<string, number> = {};
+    for (const r of rejected) byReason[r.reason] = (byReason[r.reason] ?? 0) + 1;
+    this.stats.lostRecords += rejected.length;
+    for (const [reason, n] of Object.entries(byReason))
+      this.stats.lostByReason[reason] = (this.stats.lostByReason[reason] ?? 0) + n;
+    const reasons = Object.entries(byReason)
+      .map(([reason, n]) => `${reason} ${n}`)
+      .join(', ');
+    this.errors.add(`the operator can never write ${rejected.length} record(s) (${reasons}): lost`);
+    this.options.logger.error('Records lost: the operator can never write them', {
+      [LogField.reason]: reasons,
+      [LogField.count]: rejected.length,
+      [LogField.detail]: { boot: report.boot, seqs: rejected.slice(0, 10).map((r) => r.seq) },
+    });
   }
 
   /** Records dropped for good: counted, logged, and told in the state. */

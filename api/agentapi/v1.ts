@@ -8,7 +8,17 @@
  * Every request carries `Authorization: Bearer <projected ServiceAccount token>` with the audience
  * AGENT_TOKEN_AUDIENCE; the operator checks it with a TokenReview and binds it to the node it names. Answers:
  * 200 (done), 400 (malformed: nothing written), 401 (no or bad token), 403 (not the agent's ServiceAccount, or
- * another node's), 503 (not the leader, or not ready: retry). Ingestion is idempotent on (node, boot, seq).
+ * another node's), 503 (not the leader, or not ready, or nothing could be written now: retry). Ingestion is
+ * idempotent on (node, boot, seq).
+ *
+ * A report's records are judged one by one (ReportResponse): written now (`accepted`), written before
+ * (`duplicates`), never to be written (`rejected`, each with its seq and reason: a permanent API error such as
+ * a deleted namespace, or a record the node may not report, outside its plan), or not written for now
+ * (`retry`: a transient API error). 200 when every record is done (accepted, duplicate or rejected); 207 when
+ * some are done and the others, listed in `retry`, must be sent again; 503 when none could be written. An
+ * agent acknowledges every record of a 200 or 207 answer except those in `retry`, which it sends again later
+ * without holding back the records behind them; rejected records are losses it counts. An agent that does
+ * not know 207 sends the whole report again, which is safe (idempotent).
  *
  * Single source of truth for both sides: the operator validates what it receives with these schemas, and so
  * does the agent.
@@ -91,11 +101,44 @@ export const Report = z
   });
 export type Report = z.infer<typeof Report>;
 
+/**
+ * Why the operator will never write a record (sending it again changes nothing):
+ *
+ *   namespace-gone  the pod's namespace is deleted or being deleted
+ *   forbidden       the API server forbids the write (RBAC, an admission policy)
+ *   invalid         the API server refuses the content (422)
+ *   too-large       the record does not fit in an object even alone
+ *   unattributed    the record names no pod (namespace, name, container): there is nowhere to write it
+ *   not-planned     the node's plan does not name (and did not name recently) that pod uid and container
+ *   wrong-policy    the node's plan names that container under another policy
+ */
+export const REJECTION_REASONS = [
+  'namespace-gone',
+  'forbidden',
+  'invalid',
+  'too-large',
+  'unattributed',
+  'not-planned',
+  'wrong-policy',
+] as const;
+export type RejectionReason = (typeof REJECTION_REASONS)[number];
+
+export const Rejection = z.strictObject({
+  seq: z.number().int().min(1),
+  reason: z.enum(REJECTION_REASONS),
+});
+export type Rejection = z.infer<typeof Rejection>;
+
+/** The answer to a report: 200 (every record done) or 207 (those in `retry` are not). */
 export const ReportResponse = z.strictObject({
   /** Records written now. */
   accepted: z.number().int().min(0),
   /** Records already written by an earlier delivery of the same (node, boot, seq). */
   duplicates: z.number().int().min(0),
+  /** Records that will never be written, and why: counted and reported by the operator. Absent when none. */
+  rejected: z.array(Rejection).max(MAX_RECORDS_PER_REPORT).optional(),
+  /** Seqs of records not written for now (207 only): the agent sends them again. Absent when none. */
+  retry: z.array(z.number().int().min(1)).max(MAX_RECORDS_PER_REPORT).optional(),
 });
 export type ReportResponse = z.infer<typeof ReportResponse>;
 

@@ -29,7 +29,7 @@ import {
 } from './events.js';
 import type { EventSink } from './kube-clients.js';
 import { Field } from './log-fields.js';
-import { describeError, type WriteOutcome } from './outcome.js';
+import { describeError, lost, writeFailure, type WriteOutcome } from './outcome.js';
 import { DEFAULT_EVENT_RATE, KeyedTokenBuckets, type RateLimit } from './rate-limit.js';
 
 export const DEFAULT_FOLD_WINDOW_MS = 10_000;
@@ -49,7 +49,7 @@ export interface EventsWriterOptions {
 }
 
 export type EventsCounter =
-  'created' | 'aggregated' | 'duplicates' | 'folded' | 'summaries' | 'summariesFailed' | 'failed';
+  'created' | 'aggregated' | 'duplicates' | 'folded' | 'summaries' | 'summariesFailed' | 'failed' | 'lost';
 
 interface Aggregate {
   namespace: string;
@@ -151,13 +151,16 @@ export class EventsWriter {
       this.handled.add(id);
       return outcome;
     } catch (err) {
-      this.counters.inc('failed');
-      this.log.error('Event write failed', {
+      // A permanent failure (the namespace is gone, forbidden, invalid) is a loss; anything else is retried.
+      const failure = writeFailure(err);
+      this.counters.inc(failure.permanent ? 'lost' : 'failed');
+      this.log.error(failure.permanent ? 'Event not written: lost' : 'Event write failed', {
         [Field.namespace]: e.namespace,
         [Field.pod]: e.pod,
+        ...(failure.permanent ? { [Field.reason]: failure.reason } : {}),
         [Field.error]: describeError(err),
       });
-      return 'failed';
+      return failure.permanent ? lost(failure.reason) : 'failed';
     }
   }
 

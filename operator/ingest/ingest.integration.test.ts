@@ -90,13 +90,34 @@ class TestPlans implements PlanSource {
   }
 }
 
-const plan = (node: string, version: string): NodePlan => ({
-  node,
-  version,
-  generatedAt: new Date().toISOString(),
-  policies: {},
-  containers: [],
-});
+/** What node A audits (records are accepted only for what the node's plan names: scope.ts). */
+const plannedOnA = (): NodePlan['containers'] => [
+  ...['web-0', 'web-1', 'web-2'].map((podName) => ({
+    podNamespace: SHOP,
+    podName,
+    podUid: uids[podName] ?? '',
+    containerName: 'app',
+    policy: 'prod',
+  })),
+  {
+    podNamespace: SHOP,
+    podName: 'web-0',
+    podUid: uids['web-0'] ?? '',
+    containerName: 'side',
+    policy: 'records-only',
+  },
+];
+
+const plan = (node: string, version: string): NodePlan => {
+  const containers = node === NODE_A ? plannedOnA() : [];
+  return {
+    node,
+    version,
+    generatedAt: new Date().toISOString(),
+    policies: Object.fromEntries(containers.map((c) => [c.policy, {} as NodePlan['policies'][string]])),
+    containers,
+  };
+};
 
 const OUTPUTS: Record<string, PolicyOutputs> = {
   prod: { events: true, auditRecords: true },
@@ -425,15 +446,15 @@ describe('reports', () => {
 
   it('continue a long session in part 2, and leave Events out when the policy says so', async () => {
     const long = Array.from({ length: 510 }, (_, i) =>
-      shellCommand(1000 + i, `echo line ${i}`, { pid: 5151, policy: 'records-only' }),
+      shellCommand(1000 + i, `echo line ${i}`, { pid: 5151, container: 'side', policy: 'records-only' }),
     );
     const writesBefore = records.counters.get('statusWrites') + records.counters.get('creates');
     expect(await post(report(long))).toEqual({ status: 200, body: { accepted: 510, duplicates: 0 } });
     // Batched: a write per 100 commands or so (and the creates of both parts), not one per command.
     const writes = records.counters.get('statusWrites') + records.counters.get('creates') - writesBefore;
     expect(writes).toBeLessThanOrEqual(10);
-    const part1 = await getRecord(`web-0-app-5151-${BOOT8}-1`);
-    const part2 = await getRecord(`web-0-app-5151-${BOOT8}-2`);
+    const part1 = await getRecord(`web-0-side-5151-${BOOT8}-1`);
+    const part2 = await getRecord(`web-0-side-5151-${BOOT8}-2`);
     expect(part1.status).toMatchObject({ phase: 'Closed', counts: { commands: 500 } });
     expect(part2.spec.session).toMatchObject({ part: 2, start: part1.spec.session.start });
     expect(part2.status).toMatchObject({ phase: 'Active', counts: { commands: 10 } });
@@ -463,7 +484,9 @@ describe('reports', () => {
             return writer.write(sessionOf(r)!, recordedCommand(r));
           }),
         )
-      ).reduce((n, o) => ({ ...n, [o]: (n[o] ?? 0) + 1 }), {} as Record<string, number>);
+      )
+        .map((o) => (typeof o === 'string' ? o : `lost:${o.lost}`))
+        .reduce((n, o) => ({ ...n, [o]: (n[o] ?? 0) + 1 }), {} as Record<string, number>);
     // The old leader writes, the new one takes over and writes (overlapping), then the old one, whose
     // cached record is now stale, writes once more before it learns it no longer leads.
     expect(await write(before, seqsOf(1, 10))).toEqual({ accepted: 10 });

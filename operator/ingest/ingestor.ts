@@ -1,31 +1,41 @@
 /**
  * One validated, authenticated report -> the writers and the ledger, and the answer to the agent.
  *
+ * - scope first (scope.ts): a record about a container the node's plan does not name (now or recently), or
+ *   under another policy than the plan's, is refused: counted, logged, answered `rejected`, and nothing of it
+ *   is written, not even to the ledger. One the plan is about to name (the pod runs on the node) is held: not
+ *   written, answered `retry`.
  * - command and exec records go to the outputs their policy asks for (`outputsOf(policy)`; both when the
  *   policy is unknown): the AuditRecord of their session (records-writer.ts) and an Event on the pod
  *   (events-writer.ts). A record is `accepted` or `duplicate` by its AuditRecord when that output is on (the
  *   durable judge of duplicates), else by its Event. A record that cannot be written where its policy wants it
- *   (no pod namespace or name; for AuditRecords also no container name) is counted (`unattributed`) and told
- *   to the ledger as a problem of its policy.
+ *   (no pod namespace or name; for AuditRecords also no container name) is counted (`unattributed`), told to
+ *   the ledger as a problem of its policy, and answered rejected.
  * - coverage records: a gap, or a probe attached late, is a problem of the policy (ledger) and a loss on the
  *   records of that container's active sessions.
  * - loss records (node-wide, they name no container): a problem of every policy planned on the node.
- * - the agent's state: to the ledger, for every policy planned on the node or named in the report.
+ * - the agent's state: to the ledger, for every policy planned on the node (now or recently).
  *
- * The answer waits for every write. If any failed, the report fails as a whole (503: the agent sends it
- * again, and what was written is then a duplicate); what was written is told to the ledger either way.
+ * The answer waits for every write and judges each record: accepted, duplicate, rejected (never to be
+ * written: a permanent API error such as a deleted namespace, or out of scope) or retry (a transient error:
+ * the agent sends it again, and what was written is then a duplicate). Rejected records are losses: counted
+ * by reason, logged without their text, and, when they are in scope, told to the ledger as a problem of their
+ * policy (shown in its status). If nothing could be judged done the report fails as a whole (IngestFailure:
+ * 503). What was written is told to the ledger either way.
  */
-import type { PlanRules, Report, ReportResponse } from '../../api/agentapi/v1.js';
+import type { PlanRules, Rejection, RejectionReason, Report, ReportResponse } from '../../api/agentapi/v1.js';
 import type { CommandRecord, CoverageRecord, ExecRecord, LossRecord } from '../../api/records/v1.js';
 import type { Logger } from '../../common/logging.js';
 import { silentLogger } from '../../common/logging.js';
+import { excerpt } from '../../common/text/escape.js';
 import type { PolicyProblem, ReportLedger } from '../ledger.js';
 import { Counters } from './counters.js';
 import { commandEventOf, type CommandEvent } from './events.js';
 import { Field } from './log-fields.js';
-import type { WriteOutcome } from './outcome.js';
+import { isLost, type WriteOutcome } from './outcome.js';
 import type { PlanSource } from './plan-source.js';
 import type { ContainerTarget, Loss } from './records-writer.js';
+import { ReportScope, type PodDirectory, type ScopeOptions, type ScopeRef } from './scope.js';
 import { recordedCommand, sessionOf, type SessionIdentity } from './sessions.js';
 import type { RecordedCommand } from '../../api/v1alpha1/index.js';
 
@@ -49,8 +59,12 @@ export interface ReportIngestorOptions {
   ledger: ReportLedger;
   /** The outputs of a policy (`spec.outputs`); undefined for a policy the operator does not know. */
   outputsOf: (policy: string) => PolicyOutputs | undefined;
-  /** The policies planned on a node (loss records and agent state are about all of them). */
-  plans?: Pick<PlanSource, 'get'>;
+  /** The node plans: what each node may report (scope.ts); loss records and agent state concern its policies. */
+  plans: Pick<PlanSource, 'get'>;
+  /** The operator's Pods (its informer): a record of a pod on the node but not planned yet is held, not refused. */
+  pods?: PodDirectory;
+  /** The scope's memory and grace (scope.ts defaults). */
+  scope?: Pick<ScopeOptions, 'memoryMs' | 'graceMs'>;
   now?: () => Date;
   logger?: Logger;
 }
@@ -60,14 +74,20 @@ export type IngestCounter =
   | 'records'
   | 'accepted'
   | 'duplicates'
+  /** Records answered retry: a transient write failure, or held (below). */
   | 'failed'
   | 'unattributed'
+  /** Records answered rejected (never to be written), and per reason (`rejected:<reason>`). */
+  | 'rejected'
+  | `rejected:${RejectionReason}`
+  /** Records held back: their pod runs on the node but its plan does not name it yet. */
+  | 'held'
   | 'coverageProblems'
   | 'losses'
   /** Events or lines the agents said they lost (the sum of loss records' counts). */
   | 'lostCommands';
 
-/** The report could not be written completely; the agent must send it again. */
+/** Nothing in the report could be written now; the agent must send it again. */
 export class IngestFailure extends Error {
   constructor(
     readonly failed: number,
@@ -76,6 +96,9 @@ export class IngestFailure extends Error {
     super(`${failed} of ${total} records could not be written`);
   }
 }
+
+/** The most of a container-controlled name (namespace, pod, container) a log line or a problem quotes. */
+const NAME_EXCERPT = 64;
 
 const MAX_NOTED = 50_000;
 
@@ -128,8 +151,24 @@ class Noted {
   }
 }
 
+/** A rejected record, for the answer, the counters, the log and the ledger. */
+interface Rejected {
+  r: CommandRecord | ExecRecord | CoverageRecord;
+  reason: RejectionReason;
+  /** Out of the node's scope: nothing of it is told to the ledger (its policy may be anyone's). */
+  refused: boolean;
+}
+
+/** The container a record names, when it names one wholly. */
+function scopeRef(r: CommandRecord | ExecRecord | CoverageRecord): ScopeRef | undefined {
+  const { namespace, name, uid } = r.pod ?? {};
+  if (!namespace || !name || !r.container) return undefined;
+  return { namespace, pod: name, uid: uid ?? '', container: r.container, policy: r.policy ?? '' };
+}
+
 export class ReportIngestor {
   readonly counters = new Counters<IngestCounter>();
+  readonly scope: ReportScope;
   private readonly noted = new Noted();
   private readonly now: () => Date;
   private readonly log: Logger;
@@ -137,47 +176,89 @@ export class ReportIngestor {
   constructor(private readonly options: ReportIngestorOptions) {
     this.now = options.now ?? (() => new Date());
     this.log = options.logger ?? silentLogger();
+    this.scope = new ReportScope({
+      plans: options.plans,
+      ...(options.pods ? { pods: options.pods } : {}),
+      ...options.scope,
+      now: () => this.now().getTime(),
+    });
   }
 
   async ingest(report: Report): Promise<ReportResponse> {
     this.counters.inc('reports');
     this.counters.inc('records', report.records.length);
-    const nodePolicies = Object.keys(this.options.plans?.get(report.node)?.policies ?? {});
-    const reportPolicies = report.records.flatMap((r) => ('policy' in r && r.policy ? [r.policy] : []));
-    const policies = [...new Set([...nodePolicies, ...reportPolicies])];
 
     const outcomes: Outcome[] = report.records.map(() => 'failed');
+    const rejected: Rejected[] = [];
+    const reject = (index: number, r: Rejected['r'], reason: RejectionReason, refused: boolean): void => {
+      outcomes[index] = { lost: reason };
+      rejected.push({ r, reason, refused });
+    };
     const commands: { r: CommandRecord | ExecRecord; index: number }[] = [];
-    const coverage: Promise<void>[] = [];
+    const coverage: { r: CoverageRecord; index: number }[] = [];
+    const losses: { r: LossRecord; index: number }[] = [];
+    const inScope = new Set<string>();
     report.records.forEach((r, index) => {
-      if (r.kind === 'command' || r.kind === 'exec') commands.push({ r, index });
-      else if (r.kind === 'coverage') coverage.push(this.coverage(r).then((o) => void (outcomes[index] = o)));
-      else outcomes[index] = this.loss(r, policies);
+      if (r.kind === 'loss') return losses.push({ r, index });
+      const ref = scopeRef(r);
+      if (ref) {
+        const judged = this.scope.judge(report.node, ref);
+        if (judged.verdict === 'refused') return reject(index, r, judged.reason, true);
+        if (judged.verdict === 'held') return this.counters.inc('held');
+      } else {
+        // No container to judge: nothing of it is written, and the policy it names must be planned on the node.
+        if (!r.policy || !this.scope.policyPlanned(report.node, r.policy))
+          return reject(index, r, 'not-planned', true);
+        if (r.kind !== 'coverage') {
+          this.unattributed(r);
+          return reject(index, r, 'unattributed', false);
+        }
+      }
+      if (r.policy) inScope.add(r.policy);
+      if (r.kind === 'coverage') coverage.push({ r, index });
+      else commands.push({ r, index });
     });
-    const [written] = await Promise.all([this.commands(commands.map((c) => c.r)), Promise.all(coverage)]);
-    commands.forEach((c, i) => (outcomes[c.index] = written[i] ?? 'failed'));
+    const policies = [...new Set([...this.scope.policies(report.node), ...inScope])];
+    for (const { r, index } of losses) outcomes[index] = this.loss(r, policies);
+
+    const [written, covered] = await Promise.all([
+      this.commands(commands.map((c) => c.r)),
+      Promise.all(coverage.map((c) => this.coverage(c.r))),
+    ]);
+    commands.forEach((c, i) => {
+      const o = written[i] ?? 'failed';
+      if (isLost(o)) reject(c.index, c.r, o.lost, false);
+      else outcomes[c.index] = o;
+    });
+    coverage.forEach((c, i) => (outcomes[c.index] = covered[i] ?? 'failed'));
 
     if (report.state) this.options.ledger.recordAgentState(report.node, report.state, this.now(), policies);
+    this.tellRejected(report.node, rejected);
     const response: ReportResponse = { accepted: 0, duplicates: 0 };
-    let failed = 0;
-    for (const o of outcomes) {
+    const retry: number[] = [];
+    report.records.forEach((r, i) => {
+      const o = outcomes[i];
       if (o === 'accepted') response.accepted++;
       else if (o === 'duplicate') response.duplicates++;
-      else failed++;
-    }
+      else if (o === 'failed' || o === undefined) retry.push(r.seq);
+    });
+    const rejections: Rejection[] = rejected.map(({ r, reason }) => ({ seq: r.seq, reason }));
+    if (rejections.length > 0) response.rejected = rejections.sort((a, b) => a.seq - b.seq);
+    if (retry.length > 0) response.retry = retry;
     this.counters.inc('accepted', response.accepted);
     this.counters.inc('duplicates', response.duplicates);
-    this.counters.inc('failed', failed);
-    if (failed > 0) throw new IngestFailure(failed, report.records.length);
+    this.counters.inc('failed', retry.length);
+    if (retry.length > 0 && retry.length === report.records.length)
+      throw new IngestFailure(retry.length, report.records.length);
     return response;
   }
 
   private async commands(records: (CommandRecord | ExecRecord)[]): Promise<Outcome[]> {
+    // Every record here names its pod and container (scopeRef): sessionOf and commandEventOf are defined.
     const routes = records.map((r) => {
       const outputs = (r.policy ? this.options.outputsOf(r.policy) : undefined) ?? DEFAULT_OUTPUTS;
       const session = outputs.auditRecords ? sessionOf(r) : undefined;
       const event = outputs.events ? commandEventOf(r) : undefined;
-      if ((outputs.auditRecords && !session) || (outputs.events && !event)) this.unattributed(r);
       return { r, session, event };
     });
     const events = routes.flatMap((x) => (x.event ? [x.event] : []));
@@ -223,15 +304,55 @@ export class ReportIngestor {
     for (const [policy, { count, last }] of byPolicy) this.options.ledger.recordCommands(policy, count, last);
   }
 
+  /**
+   * Rejected records: counted by reason; one log line per reason and pod; those in scope told to the ledger
+   * once per record as a problem of their policy. No command text anywhere: names are quoted escaped and cut.
+   */
+  private tellRejected(node: string, rejected: readonly Rejected[]): void {
+    const groups = new Map<string, { first: Rejected; seqs: number[]; fresh: number }>();
+    for (const x of rejected) {
+      this.counters.inc('rejected');
+      this.counters.inc(`rejected:${x.reason}`);
+      const key = JSON.stringify([x.reason, x.r.pod?.namespace, x.r.pod?.name, x.r.container, x.r.policy]);
+      const group = groups.get(key) ?? { first: x, seqs: [], fresh: 0 };
+      group.seqs.push(x.r.seq);
+      if (this.noted.add(JSON.stringify(['rejected', x.r.node, x.r.boot, x.r.seq]))) group.fresh++;
+      groups.set(key, group);
+    }
+    for (const { first, seqs, fresh } of groups.values()) {
+      const { r, reason, refused } = first;
+      const namespace = excerpt(r.pod?.namespace ?? '?', NAME_EXCERPT);
+      const pod = excerpt(r.pod?.name ?? '?', NAME_EXCERPT);
+      const container = excerpt(r.container ?? r.containerId.slice(0, 12), NAME_EXCERPT);
+      const fields = {
+        [Field.node]: node,
+        [Field.reason]: reason,
+        [Field.count]: seqs.length,
+        [Field.namespace]: namespace,
+        [Field.pod]: pod,
+        [Field.policy]: excerpt(r.policy ?? '', NAME_EXCERPT),
+        [Field.detail]: { container, boot: r.boot.slice(0, 8), seqs: seqs.slice(0, 10) },
+      };
+      if (refused) {
+        this.log.warn('Records refused: outside the node’s plan, nothing written', fields);
+        continue;
+      }
+      // Told already: a retried report; or by unattributed(), which logs and tells the ledger itself.
+      if (fresh === 0 || reason === 'unattributed') continue;
+      this.log.error('Records lost: they can never be written', fields);
+      if (r.policy)
+        this.options.ledger.recordProblem(r.policy, { kind: 'rejected', node, reason, count: fresh });
+    }
+  }
+
   private unattributed(r: CommandRecord | ExecRecord): void {
     this.counters.inc('unattributed');
     if (!this.noted.add(JSON.stringify([r.node, r.boot, r.seq]))) return;
-    const problem: PolicyProblem = { kind: 'unattributed', node: r.node };
     this.log.warn('Record without pod identity', {
       [Field.node]: r.node,
-      [Field.containerId]: r.containerId,
+      [Field.containerId]: excerpt(r.containerId, NAME_EXCERPT),
     });
-    if (r.policy) this.options.ledger.recordProblem(r.policy, problem);
+    if (r.policy) this.options.ledger.recordProblem(r.policy, { kind: 'unattributed', node: r.node });
   }
 
   private async coverage(r: CoverageRecord): Promise<Outcome> {
@@ -248,6 +369,7 @@ export class ReportIngestor {
     if (!namespace || !pod || !r.container) return first ? 'accepted' : 'duplicate';
     const target: ContainerTarget = { node: r.node, namespace, pod, container: r.container };
     const results = await this.options.records.noteLoss(target, loss);
+    // A session record that can no longer take the loss (its namespace is gone) does not hold the report back.
     if (results.includes('failed')) return 'failed';
     return first ? 'accepted' : 'duplicate';
   }

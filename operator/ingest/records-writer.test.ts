@@ -2,7 +2,7 @@ import type { CommandRecord } from '../../api/records/v1.js';
 import type { WriteOutcome } from './outcome.js';
 import { RecordsWriter, type RecordsWriterOptions } from './records-writer.js';
 import { recordedCommand, sessionOf } from './sessions.js';
-import { apiError, command, exec, FakeTimers, MemoryRecordStore } from './testdata/fakes.js';
+import { apiError, command, exec, FakeTimers, goJsonBytes, MemoryRecordStore } from './testdata/fakes.js';
 
 function setup(options: Partial<RecordsWriterOptions> = {}, store = new MemoryRecordStore()) {
   const timers = new FakeTimers();
@@ -236,5 +236,79 @@ describe('RecordsWriter', () => {
     await writer.close();
     await expect(pending).resolves.toEqual(['accepted']);
     expect(seqs(store)).toEqual([['web-0-app-4242-0f1e2d3c-1', [1]]]);
+  });
+  it('loses what is left of a batch whose namespace is gone, and writes the other sessions', async () => {
+    const { store, deliver, writer } = setup();
+    store.deleteNamespace('ci-42');
+    const gone = { pod: { namespace: 'ci-42', name: 'test-0', uid: 'u-ci' } };
+    const outcomes = await deliver([
+      command(1, 'make test', gone),
+      command(2, 'ls'),
+      command(3, 'exit', gone),
+      command(4, 'id'),
+    ]);
+    expect(outcomes).toEqual([
+      { lost: 'namespace-gone' },
+      'accepted',
+      { lost: 'namespace-gone' },
+      'accepted',
+    ]);
+    expect(seqs(store)).toEqual([['web-0-app-4242-0f1e2d3c-1', [2, 4]]]);
+    expect(writer.counters.snapshot()).toMatchObject({ lost: 2, accepted: 2 });
+    // Later commands of that session are lost at once, and the others go on.
+    await expect(deliver([command(5, 'x', gone), command(6, 'y')])).resolves.toEqual([
+      { lost: 'namespace-gone' },
+      'accepted',
+    ]);
+  });
+
+  it('loses the records of a session whose namespace goes away after its first part', async () => {
+    const { store, deliver } = setup();
+    await deliver([command(1, 'a')]);
+    store.deleteNamespace('shop');
+    await expect(deliver([command(2, 'b')])).resolves.toEqual([{ lost: 'namespace-gone' }]);
+  });
+
+  it('narrows a refused batch down to the command refused, and writes the rest', async () => {
+    const { store, deliver, writer } = setup();
+    store.refuseStatus = (r) => r.status?.commands?.some((c) => c.command === 'refused') ?? false;
+    const batch = [1, 2, 3, 4, 5, 6, 7, 8].map((i) => command(i, i === 6 ? 'refused' : `echo ${i}`));
+    const outcomes = await deliver(batch);
+    expect(outcomes).toEqual([
+      ...Array.from({ length: 5 }, () => 'accepted'),
+      { lost: 'invalid' },
+      'accepted',
+      'accepted',
+    ]);
+    expect(seqs(store)).toEqual([['web-0-app-4242-0f1e2d3c-1', [1, 2, 3, 4, 5, 7, 8]]]);
+    expect(writer.counters.get('lost')).toBe(1);
+  });
+
+  it('sizes parts as the API server stores them: lines of < > & are never refused', async () => {
+    // etcd's default limit; each line is 6 KiB to JSON.stringify and 36 KiB once Go has escaped it.
+    const { store, deliver } = setup({ maxBatch: 1000 });
+    store.maxStoredBytes = 1.5 * 1024 * 1024;
+    const html = '<>&'.repeat(2048);
+    const lines = Array.from({ length: 120 }, (_, i) => command(i + 1, `${i} ${html}`));
+    const outcomes = await deliver(lines);
+    expect(outcomes).toEqual(lines.map(() => 'accepted'));
+    expect(store.records().length).toBeGreaterThanOrEqual(4);
+    for (const r of store.records()) expect(goJsonBytes(r)).toBeLessThanOrEqual(1024 * 1024);
+    expect(store.records().flatMap((r) => r.status?.commands?.map((c) => c.seq))).toEqual(
+      lines.map((l) => l.seq),
+    );
+  });
+
+  it('closes a part the API server finds too large, and loses only a command too large alone', async () => {
+    const { store, deliver } = setup();
+    store.maxStoredBytes = 6000; // an etcd stricter than the writer's margin
+    const small = [1, 2, 3, 4, 5, 6].map((i) => command(i, `${i}`.repeat(1000)));
+    const huge = command(7, 'x'.repeat(8000));
+    const outcomes = await deliver([...small, huge, command(8, 'after')]);
+    expect(outcomes).toEqual([...small.map(() => 'accepted'), { lost: 'too-large' }, 'accepted']);
+    expect(store.records().flatMap((r) => r.status?.commands?.map((c) => c.seq))).toEqual([
+      1, 2, 3, 4, 5, 6, 8,
+    ]);
+    for (const r of store.records()) expect(goJsonBytes(r)).toBeLessThanOrEqual(6000);
   });
 });

@@ -12,6 +12,13 @@
  * the rest. Nothing is lost or written twice. The promise of each command resolves only once its batch is
  * written, which is what lets the server answer an agent only after its records are durable.
  *
+ * Failures (outcome.ts `writeFailure`): a transient one fails what is left of the batch (`failed`: the agent
+ * sends it again). A permanent one of the target (the namespace deleted or terminating, forbidden) makes what
+ * is left of the batch `lost`. A permanent one of the content (invalid, too large) is narrowed down: the
+ * write is tried again with half the commands, down to one; a single command refused alone is `lost` (or,
+ * too large beside others, moves to the next part), and the rest of the batch is written. Sizes are measured
+ * as the API server stores them (api/stored-size.ts), so too large should not happen at all.
+ *
  * What the writer knows of a session (its current part, the seqs in all parts) is in memory; a session not
  * heard of for `idleMs` is forgotten and read back from the API server when it is heard of again, as it is
  * after a restart or a change of leader.
@@ -23,10 +30,20 @@ import { KeyedBatcher, realTimers, type Timers } from './batcher.js';
 import { Counters } from './counters.js';
 import type { AuditRecordStore } from './kube-clients.js';
 import { Field } from './log-fields.js';
-import { describeError, isAlreadyExists, isConflict, isNotFound, type WriteOutcome } from './outcome.js';
+import { storedBytes } from '../../api/stored-size.js';
+import { excerpt } from '../../common/text/escape.js';
+import {
+  describeError,
+  isAlreadyExists,
+  isConflict,
+  isLost,
+  isNotFound,
+  lost,
+  writeFailure,
+  type WriteOutcome,
+} from './outcome.js';
 import {
   DEFAULT_LIMITS,
-  encodedBytes,
   fitCommands,
   isFull,
   mergeLosses,
@@ -46,6 +63,8 @@ export const DEFAULT_FLUSH_MS = 200;
 export const DEFAULT_MAX_BATCH = 100;
 const DEFAULT_IDLE_MS = 15 * 60_000;
 const DEFAULT_MAX_ATTEMPTS = 10;
+/** The most of an API error message a log line quotes. */
+const ERROR_EXCERPT = 300;
 
 export interface RecordsWriterOptions {
   store: AuditRecordStore;
@@ -95,6 +114,8 @@ export type RecordsCounter =
   | 'accepted'
   | 'duplicates'
   | 'failed'
+  /** Commands (and losses) refused for good by the API server: see the module comment. */
+  | 'lost'
   | 'partsContinued'
   | 'nameTaken';
 
@@ -184,18 +205,38 @@ export class RecordsWriter {
     const s = this.sessions.get(key);
     if (!s) return items.map(() => 'failed');
     s.lastUsed = this.timers.now();
-    const log = this.log.child({ [Field.namespace]: s.id.namespace, [Field.pod]: s.id.pod });
     try {
       await this.writeBatch(s, items, outcomes);
     } catch (e) {
-      log.error('AuditRecord write failed', {
-        [Field.name]: nameOf(s.id, s.part, s.disambiguate),
-        [Field.error]: describeError(e),
-      });
+      const failure = writeFailure(e);
+      const left = outcomes.filter((o) => o === undefined).length;
+      if (failure.permanent) {
+        // The target refuses (or a create did, which is the same for every command of the session).
+        outcomes.forEach((o, i) => (outcomes[i] = o ?? lost(failure.reason)));
+        this.logLoss(s, failure.reason, left, e);
+      } else
+        this.log.error('AuditRecord write failed', {
+          [Field.namespace]: s.id.namespace,
+          [Field.pod]: s.id.pod,
+          [Field.name]: nameOf(s.id, s.part, s.disambiguate),
+          [Field.error]: excerpt(describeError(e), ERROR_EXCERPT),
+        });
     }
     const result = outcomes.map((o) => o ?? 'failed');
-    for (const o of result) this.counters.inc(o === 'duplicate' ? 'duplicates' : o);
+    for (const o of result) this.counters.inc(o === 'duplicate' ? 'duplicates' : isLost(o) ? 'lost' : o);
     return result;
+  }
+
+  /** A permanent loss, logged with the API server's reason (escaped and cut: it may quote what was sent). */
+  private logLoss(s: Session, reason: string, count: number, error: unknown): void {
+    this.log.error('AuditRecord not written: commands lost', {
+      [Field.namespace]: s.id.namespace,
+      [Field.pod]: s.id.pod,
+      [Field.name]: nameOf(s.id, s.part, s.disambiguate),
+      [Field.reason]: reason,
+      [Field.count]: count,
+      [Field.error]: excerpt(describeError(error), ERROR_EXCERPT),
+    });
   }
 
   private async writeBatch(s: Session, items: Item[], outcomes: (WriteOutcome | undefined)[]): Promise<void> {
@@ -209,6 +250,8 @@ export class RecordsWriter {
 
     let todo = commands.sort((a, b) => a.seq - b.seq);
     let pendingLosses = losses;
+    // At most this many commands in the next write: halved each time the content is refused.
+    let cap = Infinity;
     // Rounds that wrote nothing (a conflict, a create racing a delete) are bounded; progress is not.
     let retries = 0;
     const retry = (): void => {
@@ -237,8 +280,8 @@ export class RecordsWriter {
       }
       const fit = fitCommands(
         existing.length,
-        encodedBytes(record),
-        todo.map(({ index: _index, ...c }) => c),
+        storedBytes(record),
+        todo.slice(0, cap).map(({ index: _index, ...c }) => c),
         this.limits,
       );
       const added = todo.slice(0, fit.added.length);
@@ -255,10 +298,35 @@ export class RecordsWriter {
         this.counters.inc('statusWrites');
       } catch (e) {
         // A conflict: someone wrote in between. Not found: deleted meanwhile (by hand, by retention).
-        if (!isConflict(e) && !isNotFound(e)) throw e;
-        this.counters.inc('conflicts');
-        retry();
-        await this.reread(s);
+        if (isConflict(e) || isNotFound(e)) {
+          this.counters.inc('conflicts');
+          retry();
+          await this.reread(s);
+          continue;
+        }
+        const failure = writeFailure(e);
+        if (!failure.permanent || failure.scope !== 'content') throw e;
+        if (added.length > 1) {
+          cap = Math.ceil(added.length / 2);
+          continue;
+        }
+        const [one] = added;
+        if (one && failure.reason === 'too-large' && existing.length > 0) {
+          // Too large beside what the part holds: the part is full, the command goes to the next one.
+          if (!(await this.closePart(s, record))) retry();
+          continue;
+        }
+        // Refused alone: lost, and the rest of the batch goes on.
+        if (one) {
+          outcomes[one.index] = lost(failure.reason);
+          todo = todo.slice(1);
+          this.logLoss(s, failure.reason, 1, e);
+        } else if (pendingLosses.length > 0) {
+          for (const l of pendingLosses) outcomes[l.index] = lost(failure.reason);
+          pendingLosses = [];
+          this.logLoss(s, failure.reason, 0, e);
+        } else throw e;
+        cap = Infinity;
         continue;
       }
       for (const c of added) {
@@ -268,6 +336,7 @@ export class RecordsWriter {
       for (const l of pendingLosses) outcomes[l.index] = 'accepted';
       pendingLosses = [];
       todo = todo.slice(added.length);
+      cap = Infinity;
       if (fit.rest.length > 0) this.nextPart(s);
     }
   }

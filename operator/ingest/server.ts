@@ -8,8 +8,9 @@
  * Every request: 503 unless this replica leads (`isLeader()`), then the bearer token (auth.ts: 401/403), then
  * for reports the body, read up to MAX_REPORT_BYTES and no further (400 beyond), parsed as JSON and validated
  * with the Report schema (400 with zod's message), then the node of the request against the token's (403).
- * Write failures answer 503 (the agent sends the report again; ingestion is idempotent). Nothing a client
- * sends can crash the process: every handler is guarded, and an unexpected error is a 500.
+ * Each record is judged (ReportIngestor): 200 when all are done, 207 when those listed in `retry` must be
+ * sent again, 503 when none could be written (the agent sends the report again; ingestion is idempotent).
+ * Nothing a client sends can crash the process: every handler is guarded, and an unexpected error is a 500.
  *
  * TLS from a certificate and key file, reloaded when they change (cert-manager rotates them in place). Plain
  * HTTP only when explicitly asked (`insecureHttp`, for tests).
@@ -383,7 +384,8 @@ export class IngestServer {
     if (!this.options.isLeader()) return this.notLeader(req, res);
     try {
       const answer = await this.options.ingestor.ingest(parsed.report);
-      this.send(res, 200, answer, 'report');
+      // 207: some records are to be sent again (`retry`), the rest is done (api/agentapi/v1.ts).
+      this.send(res, answer.retry ? 207 : 200, answer, 'report');
     } catch (e) {
       if (!(e instanceof IngestFailure)) throw e;
       res.setHeader('Retry-After', '1');

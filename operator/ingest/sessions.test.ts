@@ -139,6 +139,14 @@ describe('fitCommands', () => {
     expect(fitCommands(0, 100, big, { maxCommands: 500, maxBytes: 10 }).added).toHaveLength(1);
     expect(fitCommands(1, 100, big, { maxCommands: 500, maxBytes: 10 }).added).toHaveLength(0);
   });
+
+  it('measures commands as the API server stores them: `<>&` take six bytes each', () => {
+    // 100 lines of 1,000 HTML characters: 100 KB to JSON.stringify, 600 KB stored.
+    const html = Array.from({ length: 100 }, (_, i) => cmd(i + 1, '<>&'.repeat(333)));
+    const { added } = fitCommands(0, 1000, html, { maxCommands: 500, maxBytes: 200_000 });
+    expect(added.length).toBeGreaterThanOrEqual(30);
+    expect(added.length).toBeLessThanOrEqual(34);
+  });
 });
 
 describe('splitDuplicates', () => {

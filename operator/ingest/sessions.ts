@@ -22,11 +22,15 @@ import {
   type AuditRecordStatus,
   type RecordedCommand,
 } from '../../api/v1alpha1/index.js';
+import { storedBytes } from '../../api/stored-size.js';
 import { MANAGED_BY, RECORD_LABELS, labelValue, recordName } from './naming.js';
 
 type Loss = NonNullable<AuditRecordStatus['losses']>[number];
 
-/** An encoded AuditRecord stays under this many bytes (etcd takes 1.5 MiB; room for metadata and managedFields). */
+/**
+ * An AuditRecord stays under this many bytes as the API server stores it (api/stored-size.ts, metadata and
+ * managedFields included): etcd takes 1.5 MiB per request by default, which leaves half a MiB of margin.
+ */
 export const MAX_RECORD_BYTES = 1024 * 1024;
 const MAX_LOSSES = 64;
 
@@ -238,10 +242,6 @@ export const DEFAULT_LIMITS: AppendLimits = {
   maxBytes: MAX_RECORD_BYTES,
 };
 
-export function encodedBytes(value: unknown): number {
-  return Buffer.byteLength(JSON.stringify(value));
-}
-
 /**
  * How much of `incoming` (new commands, none already in the record) fits in a record that holds `existing`
  * and encodes to `recordBytes`: `added` go in, `rest` continue in the next part. An empty record always takes
@@ -257,7 +257,7 @@ export function fitCommands(
   let bytes = recordBytes;
   let i = 0;
   for (; i < incoming.length; i++) {
-    const size = encodedBytes(incoming[i]) + 1;
+    const size = storedBytes(incoming[i]) + 1;
     const empty = count === 0;
     if (!empty && (count >= limits.maxCommands || bytes + size > limits.maxBytes)) break;
     count++;
@@ -270,7 +270,7 @@ export function fitCommands(
 export function isFull(record: AuditRecord, limits: AppendLimits): boolean {
   const n = record.status?.commands?.length ?? 0;
   return (
-    record.status?.phase === 'Closed' || n >= limits.maxCommands || encodedBytes(record) >= limits.maxBytes
+    record.status?.phase === 'Closed' || n >= limits.maxCommands || storedBytes(record) >= limits.maxBytes
   );
 }
 

@@ -14,8 +14,11 @@ import {
   type NodePlan,
   PLAN_PATH,
   REPORTS_PATH,
+  type Rejection,
+  type RejectionReason,
   Report,
   type Report as ReportType,
+  type ReportResponse,
 } from '../../../api/agentapi/v1.js';
 import type { AgentRecord } from '../../../api/records/v1.js';
 import { selfSignedCert } from '../../../e2e/support/credentials.js';
@@ -48,6 +51,13 @@ export class FakeOperator {
   override: ((method: string, path: string) => number | undefined) | undefined;
   /** How long a report waits before its answer (a slow operator). */
   reportLatencyMs = 0;
+  /**
+   * Judges each new record as the operator does: taken (undefined), a permanent rejection (its reason), or not
+   * written for now ('retry'). The answer follows: 200, 207 with `retry`, or 503 when every record is retry.
+   */
+  judge: ((record: AgentRecord) => RejectionReason | 'retry' | undefined) | undefined;
+  /** Records answered rejected, in order. */
+  readonly rejected: AgentRecord[] = [];
   private plans = new Map<string, NodePlan>();
   private readonly seen = new Set<string>();
   private pollers: (() => void)[] = [];
@@ -157,18 +167,38 @@ export class FakeOperator {
       }
       let accepted = 0;
       let duplicates = 0;
+      const rejected: Rejection[] = [];
+      const retry: number[] = [];
       for (const r of parsed.data.records) {
         const key = `${r.node}/${r.boot}/${r.seq}`;
         if (this.seen.has(key)) {
           duplicates++;
           continue;
         }
+        const verdict = this.judge?.(r);
+        if (verdict === 'retry') {
+          retry.push(r.seq);
+          continue;
+        }
         this.seen.add(key);
+        if (verdict !== undefined) {
+          rejected.push({ seq: r.seq, reason: verdict });
+          this.rejected.push(r);
+          continue;
+        }
         this.records.push(r);
         accepted++;
       }
+      if (retry.length > 0 && retry.length === parsed.data.records.length)
+        return answer(503, { error: 'write-failed', detail: 'nothing could be written' });
       this.reports.push(parsed.data);
-      return answer(200, { accepted, duplicates });
+      const response: ReportResponse = {
+        accepted,
+        duplicates,
+        ...(rejected.length > 0 ? { rejected } : {}),
+        ...(retry.length > 0 ? { retry } : {}),
+      };
+      return answer(retry.length > 0 ? 207 : 200, response);
     }
     return answer(404, { error: 'not found' });
   }

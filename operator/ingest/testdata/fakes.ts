@@ -56,13 +56,30 @@ export class FakeTimers implements Timers {
   }
 }
 
-export function apiError(code: number, reason: string): ApiException<string> {
+export function apiError(
+  code: number,
+  reason: string,
+  message = reason,
+  details?: object,
+): ApiException<string> {
   return new ApiException(
     code,
     `HTTP ${code}`,
-    JSON.stringify({ kind: 'Status', status: 'Failure', reason, code, message: reason }),
+    JSON.stringify({ kind: 'Status', status: 'Failure', reason, code, message, details }),
     {},
   );
+}
+
+/**
+ * Bytes of `value` as Go's encoding/json writes it, done independently of api/stored-size.ts: JSON.stringify,
+ * then the HTML characters and the line separators escaped as Go escapes them.
+ */
+export function goJsonBytes(value: unknown): number {
+  const text = JSON.stringify(value).replace(
+    /[<>&\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  return Buffer.byteLength(text);
 }
 
 const clone = <T>(v: T): T => structuredClone(v);
@@ -75,16 +92,33 @@ export class MemoryRecordStore implements AuditRecordStore {
   beforeReplace?: (record: AuditRecord) => void;
   /** Fails the next calls with this error. */
   failNext: { error: unknown; times: number } | undefined;
+  /** Namespaces deleted (deleteNamespace): creates there fail as NamespaceLifecycle admission fails them. */
+  private readonly goneNamespaces = new Set<string>();
+  /** A status the schema refuses (422) when this says so. */
+  refuseStatus?: (record: AuditRecord) => boolean;
+  /** etcd's limit: a larger object, as Go encodes it, is refused (500 "request is too large"). */
+  maxStoredBytes?: number;
 
   private key(namespace: string, name: string): string {
     return `${namespace}/${name}`;
   }
 
-  private maybeFail(): void {
+  /** The namespace and everything in it are gone. */
+  deleteNamespace(namespace: string): void {
+    this.goneNamespaces.add(namespace);
+    for (const key of [...this.objects.keys()]) if (key.startsWith(`${namespace}/`)) this.objects.delete(key);
+  }
+
+  private maybeFail(namespace?: string): void {
     if (this.failNext && this.failNext.times > 0) {
       this.failNext.times--;
       throw this.failNext.error;
     }
+    if (namespace !== undefined && this.goneNamespaces.has(namespace))
+      throw apiError(404, 'NotFound', `namespaces "${namespace}" not found`, {
+        name: namespace,
+        kind: 'namespaces',
+      });
   }
 
   get(namespace: string, name: string): Promise<StoredRecord | undefined> {
@@ -96,7 +130,7 @@ export class MemoryRecordStore implements AuditRecordStore {
 
   create(record: AuditRecord): Promise<AuditRecord> {
     this.calls.create++;
-    this.maybeFail();
+    this.maybeFail(record.metadata.namespace ?? '');
     const key = this.key(record.metadata.namespace ?? '', record.metadata.name ?? '');
     if (this.objects.has(key)) return Promise.reject(apiError(409, 'AlreadyExists'));
     // The API server ignores status on create (status is a subresource).
@@ -116,11 +150,15 @@ export class MemoryRecordStore implements AuditRecordStore {
     if (!current) return Promise.reject(apiError(404, 'NotFound'));
     if (current.metadata.resourceVersion !== record.metadata.resourceVersion)
       return Promise.reject(apiError(409, 'Conflict'));
+    if (this.refuseStatus?.(record))
+      return Promise.reject(apiError(422, 'Invalid', 'AuditRecord.containeraudit.io is invalid'));
     const stored: AuditRecord = {
       ...current,
       metadata: { ...current.metadata, resourceVersion: String(this.rv++) },
       status: clone(record.status),
     };
+    if (this.maxStoredBytes !== undefined && goJsonBytes(stored) > this.maxStoredBytes)
+      return Promise.reject(apiError(500, 'InternalError', 'etcdserver: request is too large'));
     this.objects.set(key, stored);
     return Promise.resolve(clone(stored));
   }
