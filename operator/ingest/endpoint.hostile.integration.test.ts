@@ -439,7 +439,16 @@ describe('a coverage gap under a hostile path', () => {
     for (const leak of LEAKS) expect(described).not.toContain(leak);
   });
 
-  it('keeps the detail in the pod’s namespace, as a loss on the session’s AuditRecord', async () => {
+  it('keeps the detail in the pod’s namespace: a Warning Event (escaped) and a loss on the AuditRecord', async () => {
+    const events = (
+      await core.listNamespacedEvent({ namespace: SHOP, fieldSelector: 'involvedObject.name=web-0' })
+    ).items;
+    const notAudited = events.find((e) => e.reason === 'NotAudited')!;
+    expect(notAudited.type).toBe('Warning');
+    expect(notAudited.message).not.toMatch(ACTED_ON);
+    expect(notAudited.message).toContain(
+      'app is not audited: no readline in /opt/acme-payroll-2027\\u{202e}\\x0a',
+    );
     const losses = await until('the loss on the AuditRecord', async () => {
       const [record] = await auditRecords();
       return record?.status?.losses?.length ? record.status.losses : undefined;

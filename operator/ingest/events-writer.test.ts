@@ -1,7 +1,7 @@
 import type { CommandRecord } from '../../api/records/v1.js';
-import { commandEventOf } from './events.js';
+import { commandEventOf, coverageEventOf } from './events.js';
 import { EventsWriter, type EventsWriterOptions } from './events-writer.js';
-import { apiError, command, FakeTimers, MemoryEventSink } from './testdata/fakes.js';
+import { apiError, command, coverageRecord, FakeTimers, MemoryEventSink } from './testdata/fakes.js';
 
 function setup(options: Partial<EventsWriterOptions> = {}) {
   const timers = new FakeTimers();
@@ -14,6 +14,21 @@ function setup(options: Partial<EventsWriterOptions> = {}) {
 const byReason = (sink: MemoryEventSink, reason: string) => sink.list().filter((e) => e.reason === reason);
 
 describe('EventsWriter', () => {
+  it('writes a coverage problem as a Warning Event on its pod, once', async () => {
+    const { sink, writer } = setup({ rate: { burst: 1, perSecond: 0.001 } });
+    const gap = coverageEventOf(coverageRecord(5))!;
+    await expect(writer.writeCoverage(gap)).resolves.toBe('accepted');
+    await expect(writer.writeCoverage(gap)).resolves.toBe('duplicate');
+    const late = coverageEventOf(coverageRecord(6, { status: 'covered', late: true }))!;
+    await expect(writer.writeCoverage(late)).resolves.toBe('accepted');
+    expect(sink.list().map((e) => [e.metadata.name, e.type, e.reason, e.message])).toEqual([
+      ['web-0.0f1e2d3c.5', 'Warning', 'NotAudited', 'app is not audited: no readline in /bin/bash'],
+      ['web-0.0f1e2d3c.6', 'Warning', 'AuditedLate', 'app was audited late: earlier commands may be missing'],
+    ]);
+    expect(sink.calls.create).toBe(2);
+    expect(writer.counters.get('coverage')).toBe(2);
+  });
+
   it('writes one Event per command', async () => {
     const { sink, write } = setup();
     await expect(write([command(1, 'ls'), command(2, 'id')])).resolves.toEqual(['accepted', 'accepted']);

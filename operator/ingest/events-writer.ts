@@ -10,6 +10,7 @@
  *   fold) one summary Event (`CommandsFolded`) says how many. Folded commands are acknowledged when counted;
  *   a summary that cannot be written is retried, then logged with its count and counted in
  *   `summariesFailed`: never dropped silently. `close()` writes pending summaries at once.
+ * - Coverage problems (`writeCoverage`): a NotAudited or AuditedLate Warning Event per record, not rate limited.
  *
  * Records of one pod are handled in order (one chain per pod); pods proceed in parallel.
  */
@@ -21,11 +22,14 @@ import {
   addToFold,
   aggregateKey,
   commandEventBody,
+  coverageEventBody,
   foldEventBody,
   podKey,
   startFold,
   type CommandEvent,
+  type CoverageEvent,
   type Fold,
+  type PodRef,
 } from './events.js';
 import type { EventSink } from './kube-clients.js';
 import { Field } from './log-fields.js';
@@ -49,7 +53,16 @@ export interface EventsWriterOptions {
 }
 
 export type EventsCounter =
-  'created' | 'aggregated' | 'duplicates' | 'folded' | 'summaries' | 'summariesFailed' | 'failed' | 'lost';
+  | 'created'
+  | 'aggregated'
+  | 'duplicates'
+  | 'folded'
+  | 'summaries'
+  | 'summariesFailed'
+  | 'failed'
+  | 'lost'
+  /** NotAudited and AuditedLate Events written. */
+  | 'coverage';
 
 interface Aggregate {
   namespace: string;
@@ -110,6 +123,30 @@ export class EventsWriter {
     return Promise.all(events.map((e) => this.enqueue(e)));
   }
 
+  /**
+   * A coverage problem (a container not audited, or audited late) as a Warning Event on its pod, once per
+   * record. Not rate limited: an agent reports one per container and attempt, far fewer than commands.
+   */
+  async writeCoverage(e: CoverageEvent): Promise<WriteOutcome> {
+    const id = JSON.stringify([e.node, e.boot, e.seq]);
+    if (this.handled.has(id)) {
+      this.counters.inc('duplicates');
+      return 'duplicate';
+    }
+    try {
+      const result = await this.sink.create(coverageEventBody(e));
+      this.handled.add(id);
+      if (result === 'exists') {
+        this.counters.inc('duplicates');
+        return 'duplicate';
+      }
+      this.counters.inc('coverage');
+      return 'accepted';
+    } catch (err) {
+      return this.failed(e, err);
+    }
+  }
+
   /** Writes the pending summaries now and waits for everything in flight (shutdown). */
   async close(): Promise<void> {
     this.closing = true;
@@ -151,17 +188,21 @@ export class EventsWriter {
       this.handled.add(id);
       return outcome;
     } catch (err) {
-      // A permanent failure (the namespace is gone, forbidden, invalid) is a loss; anything else is retried.
-      const failure = writeFailure(err);
-      this.counters.inc(failure.permanent ? 'lost' : 'failed');
-      this.log.error(failure.permanent ? 'Event not written: lost' : 'Event write failed', {
-        [Field.namespace]: e.namespace,
-        [Field.pod]: e.pod,
-        ...(failure.permanent ? { [Field.reason]: failure.reason } : {}),
-        [Field.error]: describeError(err),
-      });
-      return failure.permanent ? lost(failure.reason) : 'failed';
+      return this.failed(e, err);
     }
+  }
+
+  /** A failed write: a permanent failure (the namespace is gone, forbidden, invalid) is a loss, else retried. */
+  private failed(e: PodRef, err: unknown): WriteOutcome {
+    const failure = writeFailure(err);
+    this.counters.inc(failure.permanent ? 'lost' : 'failed');
+    this.log.error(failure.permanent ? 'Event not written: lost' : 'Event write failed', {
+      [Field.namespace]: e.namespace,
+      [Field.pod]: e.pod,
+      ...(failure.permanent ? { [Field.reason]: failure.reason } : {}),
+      [Field.error]: describeError(err),
+    });
+    return failure.permanent ? lost(failure.reason) : 'failed';
   }
 
   /** Raises the count of the Event this command repeats; undefined when there is none to raise. */

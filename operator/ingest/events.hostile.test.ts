@@ -7,12 +7,14 @@ import {
   addToFold,
   commandEventBody,
   commandEventOf,
+  coverageEventBody,
+  coverageEventOf,
   eventMessage,
   foldEventBody,
   MAX_MESSAGE_BYTES,
   startFold,
 } from './events.js';
-import { command, exec } from './testdata/fakes.js';
+import { command, coverageRecord, exec } from './testdata/fakes.js';
 
 // What a terminal would show for the raw message: "app (uid 0, pid 4242): ls -la", then on the next line a
 // kubelet-like Event.
@@ -70,5 +72,22 @@ describe('Event messages with hostile command text', () => {
     const message = foldEventBody(fold, { burst: 25, perSecond: 5 }).message!;
     expect(Buffer.byteLength(message)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
     expect(message).toMatch(/: ((\\x08)+…; )+\.\.\.$/);
+  });
+});
+
+describe('a coverage gap under a hostile path', () => {
+  it('is told on the pod, in its namespace, with the path escaped', () => {
+    const path = '/opt/acme\u202e\n  Normal  Pulled  kubelet/bin/bash';
+    const body = coverageEventBody(coverageEventOf(coverageRecord(7, { reason: `no readline in ${path}` }))!);
+    expect(body).toMatchObject({
+      metadata: { namespace: 'shop' },
+      involvedObject: { kind: 'Pod', namespace: 'shop', name: 'web-0' },
+      type: 'Warning',
+      reason: 'NotAudited',
+    });
+    expect(body.message).not.toMatch(ACTED_ON);
+    expect(body.message).toBe(
+      'app is not audited: no readline in /opt/acme\\u{202e}\\x0a  Normal  Pulled  kubelet/bin/bash',
+    );
   });
 });

@@ -7,6 +7,11 @@
  *   Normal  ExecCommand     app (uid 0, pid 4300): /usr/bin/curl -s http://x
  *   Warning AuditAlert      curl-pipe-shell (high) in app (uid 0, pid 4242): curl x | sh
  *   Normal  CommandsFolded  37 commands folded by the Event rate limit (burst 25, 5/s): ls; id; ...
+ *   Warning NotAudited      app is not audited: no readline in /bin/bash
+ *   Warning AuditedLate     app was audited late (from 2026-03-01T10:00:00Z): earlier commands may be missing
+ *
+ * The last two carry, in the pod's namespace, what the cluster-scoped policy status leaves out (the status
+ * counts coverage gaps; which container, and why, is the namespace's business).
  *
  * Messages are for people: what came from the container (the command, and for good measure every name) is
  * shown with its control and bidirectional formatting characters escaped (common/text/escape.ts), so a
@@ -14,7 +19,7 @@
  * or a fake line. The AuditRecord keeps the exact bytes.
  */
 import type { CoreV1Event } from '@kubernetes/client-node';
-import type { Alert, CommandRecord, ExecRecord } from '../../api/records/v1.js';
+import type { Alert, CommandRecord, CoverageRecord, ExecRecord } from '../../api/records/v1.js';
 import { SEVERITIES } from '../../api/v1alpha1/index.js';
 import { ELLIPSIS, excerpt } from '../../common/text/escape.js';
 import { displayText } from './sessions.js';
@@ -30,6 +35,8 @@ export const REASONS = {
   exec: 'ExecCommand',
   alert: 'AuditAlert',
   folded: 'CommandsFolded',
+  notAudited: 'NotAudited',
+  auditedLate: 'AuditedLate',
 } as const;
 
 /** What an Event needs to know about one command or exec record. */
@@ -132,6 +139,65 @@ export function commandEventBody(e: CommandEvent): CoreV1Event {
     type,
     reason,
     message: eventMessage(e),
+    source: { component: EVENT_COMPONENT, host: e.node },
+    reportingComponent: EVENT_COMPONENT,
+    reportingInstance: e.node,
+    firstTimestamp: time,
+    lastTimestamp: time,
+    count: 1,
+  };
+}
+
+/** A coverage record that tells of a problem (a gap, or audited late), as an Event on its pod. */
+export interface CoverageEvent extends PodRef {
+  boot: string;
+  seq: number;
+  time: string;
+  container: string;
+  late: boolean;
+  /** The agent's words (a path, often): shown escaped, in the pod's namespace only. */
+  reason?: string;
+  coveredFrom?: string;
+}
+
+/** undefined when the record tells of no problem, or names no pod to put an Event on. */
+export function coverageEventOf(r: CoverageRecord): CoverageEvent | undefined {
+  const namespace = r.pod?.namespace;
+  const pod = r.pod?.name;
+  if (!namespace || !pod || !r.container) return undefined;
+  if (r.status !== 'gap' && !r.late) return undefined;
+  return {
+    namespace,
+    pod,
+    podUid: r.pod?.uid ?? '',
+    node: r.node,
+    boot: r.boot,
+    seq: r.seq,
+    time: r.time,
+    container: r.container,
+    late: r.status !== 'gap',
+    ...(r.reason !== undefined ? { reason: r.reason } : {}),
+    ...(r.coveredFrom !== undefined ? { coveredFrom: r.coveredFrom } : {}),
+  };
+}
+
+export function coverageMessage(e: CoverageEvent): string {
+  const text = e.late
+    ? `${e.container} was audited late${e.coveredFrom ? ` (from ${e.coveredFrom})` : ''}: earlier commands may be missing`
+    : `${e.container} is not audited: ${e.reason || 'the agent gave no reason'}`;
+  return excerpt(text, MAX_MESSAGE_BYTES, 'bytes');
+}
+
+export function coverageEventBody(e: CoverageEvent): CoreV1Event {
+  const time = new Date(e.time);
+  return {
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name: eventName(e.pod, e.boot, e.seq), namespace: e.namespace },
+    involvedObject: involvedObject(e, e.container),
+    type: 'Warning',
+    reason: e.late ? REASONS.auditedLate : REASONS.notAudited,
+    message: coverageMessage(e),
     source: { component: EVENT_COMPONENT, host: e.node },
     reportingComponent: EVENT_COMPONENT,
     reportingInstance: e.node,

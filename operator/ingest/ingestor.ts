@@ -11,8 +11,9 @@
  *   durable judge of duplicates), else by its Event. A record that cannot be written where its policy wants it
  *   (no pod namespace or name; for AuditRecords also no container name) is counted (`unattributed`), told to
  *   the ledger as a problem of its policy, and answered rejected.
- * - coverage records: a gap, or a probe attached late, is a problem of the policy (ledger) and a loss on the
- *   records of that container's active sessions.
+ * - coverage records: a gap, or a probe attached late, is a problem of the policy (ledger: a kind and a
+ *   count), a Warning Event on the pod (when the policy wants Events) and a loss on the records of that
+ *   container's active sessions: the detail stays in the pod's namespace.
  * - loss records (node-wide, they name no container): a problem of every policy planned on the node.
  * - the agent's state: to the ledger, for every policy planned on the node (now or recently).
  *
@@ -30,7 +31,7 @@ import { silentLogger } from '../../common/logging.js';
 import { excerpt } from '../../common/text/escape.js';
 import type { PolicyProblem, ReportLedger } from '../ledger.js';
 import { Counters } from './counters.js';
-import { commandEventOf, type CommandEvent } from './events.js';
+import { commandEventOf, coverageEventOf, type CommandEvent, type CoverageEvent } from './events.js';
 import { Field } from './log-fields.js';
 import { isLost, type WriteOutcome } from './outcome.js';
 import type { PlanSource } from './plan-source.js';
@@ -51,6 +52,8 @@ export interface RecordSink {
 }
 export interface EventWriter {
   write(events: readonly CommandEvent[]): Promise<WriteOutcome[]>;
+  /** A coverage problem as an Event on its pod (EventsWriter has it; test doubles may leave it out). */
+  writeCoverage?(event: CoverageEvent): Promise<WriteOutcome>;
 }
 
 export interface ReportIngestorOptions {
@@ -368,9 +371,18 @@ export class ReportIngestor {
     const pod = r.pod?.name;
     if (!namespace || !pod || !r.container) return first ? 'accepted' : 'duplicate';
     const target: ContainerTarget = { node: r.node, namespace, pod, container: r.container };
-    const results = await this.options.records.noteLoss(target, loss);
+    // The detail the policy status leaves out goes to the pod's namespace: a Warning Event, when the policy
+    // wants Events, and a loss on the records of the container's active sessions.
+    const outputs = (r.policy ? this.options.outputsOf(r.policy) : undefined) ?? DEFAULT_OUTPUTS;
+    const event = outputs.events ? coverageEventOf(r) : undefined;
+    const [results, told] = await Promise.all([
+      this.options.records.noteLoss(target, loss),
+      event && this.options.events.writeCoverage
+        ? this.options.events.writeCoverage(event).catch((): Outcome => 'failed')
+        : undefined,
+    ]);
     // A session record that can no longer take the loss (its namespace is gone) does not hold the report back.
-    if (results.includes('failed')) return 'failed';
+    if (results.includes('failed') || told === 'failed') return 'failed';
     return first ? 'accepted' : 'duplicate';
   }
 

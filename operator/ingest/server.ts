@@ -41,6 +41,7 @@ import {
 } from '../../api/agentapi/v1.js';
 import type { Logger } from '../../common/logging.js';
 import { silentLogger } from '../../common/logging.js';
+import { excerpt } from '../../common/text/escape.js';
 import type { AgentAuthenticator, AgentIdentity } from './auth.js';
 import { Counters } from './counters.js';
 import { IngestFailure, type ReportIngestor } from './ingestor.js';
@@ -102,6 +103,8 @@ export const DEFAULT_ENDPOINT_LIMITS: EndpointLimits = {
 };
 
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+/** The most of an error message a log line quotes (escaped): it may quote what a client sent. */
+const MAX_LOGGED_ERROR = 256;
 const MAX_DETAIL = 4096;
 
 export type BodyResult = { ok: true; body: Buffer } | { ok: false; reason: 'too-large' | 'aborted' };
@@ -193,7 +196,7 @@ export class IngestServer {
         handler,
       );
       this.server.on('tlsClientError', (e: Error) =>
-        this.log.debug('TLS handshake failed', { [Field.error]: e.message }),
+        this.log.debug('TLS handshake failed', { [Field.error]: excerpt(e.message, MAX_LOGGED_ERROR) }),
       );
       const every = options.tlsReloadMs ?? 60_000;
       if (every > 0) {
@@ -214,7 +217,7 @@ export class IngestServer {
     this.server.on('clientError', (e: Error & { code?: string }, socket) => {
       const timedOut = e.code === 'ERR_HTTP_REQUEST_TIMEOUT';
       this.counters.inc(timedOut ? '408 timeout' : '400 bad-http');
-      this.log.debug('Bad HTTP request', { [Field.error]: e.message });
+      this.log.debug('Bad HTTP request', { [Field.error]: excerpt(e.message, MAX_LOGGED_ERROR) });
       if (socket.writable)
         socket.end(
           timedOut
@@ -431,7 +434,8 @@ export class IngestServer {
 
   private crashed(res: ServerResponse, e: unknown): void {
     this.log.error('Agent request handler failed', {
-      [Field.error]: e instanceof Error ? `${e.name}: ${e.message}` : String(e),
+      // A client's bytes may be quoted in an error: an escaped excerpt at most.
+      [Field.error]: excerpt(e instanceof Error ? `${e.name}: ${e.message}` : String(e), MAX_LOGGED_ERROR),
     });
     try {
       if (!res.headersSent && !res.destroyed) {

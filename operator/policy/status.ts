@@ -303,7 +303,7 @@ function degraded(
       reason: Reason.lossesReported,
       message:
         `losses reported: ${problemSummary(input.recentProblems)} ` +
-        '(details in the AuditRecords of the pods concerned)',
+        "(which containers, and why: Warning Events and AuditRecords in the pods' namespaces)",
     });
   if (found.length === 0)
     return {

@@ -4,7 +4,7 @@
  * AlreadyExists, NotFound) and throw what client-node throws.
  */
 import { ApiException, type CoreV1Event } from '@kubernetes/client-node';
-import type { AgentRecord, CommandRecord, ExecRecord } from '../../../api/records/v1.js';
+import type { AgentRecord, CommandRecord, CoverageRecord, ExecRecord } from '../../../api/records/v1.js';
 import type { AuditRecord } from '../../../api/v1alpha1/index.js';
 import type { Timers } from '../batcher.js';
 import type { AuditRecordStore, EventSink, StoredRecord } from '../kube-clients.js';
@@ -260,6 +260,18 @@ export function exec(seq: number, argv: string[], over: Partial<ExecRecord> = {}
     truncated: false,
     redacted: false,
     alerts: [],
+    ...over,
+  };
+}
+
+/** A coverage gap of the fakes' container (a late attachment with `{ status: 'covered', late: true }`). */
+export function coverageRecord(seq: number, over: Partial<CoverageRecord> = {}): CoverageRecord {
+  return {
+    kind: 'coverage',
+    ...stamped(seq),
+    status: 'gap',
+    bash: '/bin/bash',
+    reason: 'no readline in /bin/bash',
     ...over,
   };
 }
