@@ -157,6 +157,63 @@ const positives: [string, string, string][] = [
     'printf -- "-----BEGIN PGP PRIVATE KEY BLOCK-----xyz-----END PGP PRIVATE KEY BLOCK-----"',
     'printf -- "-----BEGIN PGP PRIVATE KEY BLOCK-----[REDACTED]-----END PGP PRIVATE KEY BLOCK-----"',
   ],
+  [
+    'private-key',
+    'echo "---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----AAAA---- END SSH2 ENCRYPTED PRIVATE KEY ----"',
+    'echo "---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----[REDACTED]---- END SSH2 ENCRYPTED PRIVATE KEY ----"',
+  ],
+  [
+    'authorization',
+    'curl -H Authorization:\\ Bearer\\ abc x',
+    'curl -H Authorization:\\ Bearer\\ [REDACTED] x',
+  ],
+  ['bearer', 'echo Bearer\\ abcdefgh123', 'echo Bearer\\ [REDACTED]'],
+  ['short-name-assignment', 'export PASS=x DB_PW=y', 'export PASS=[REDACTED] DB_PW=[REDACTED]'],
+  [
+    'short-name-assignment',
+    'STRIPE_KEY=x REDIS_AUTH=y app',
+    'STRIPE_KEY=[REDACTED] REDIS_AUTH=[REDACTED] app',
+  ],
+  [
+    'sql-password',
+    `mysql -e "CREATE USER 'a'@'%' IDENTIFIED BY 'pw'"`,
+    `mysql -e "CREATE USER 'a'@'%' IDENTIFIED BY [REDACTED]"`,
+  ],
+  ['sql-password', `psql -c "ALTER ROLE a PASSWORD 'pw'"`, `psql -c "ALTER ROLE a PASSWORD [REDACTED]"`],
+  ['sql-password', `x "SET PASSWORD = PASSWORD('pw')"`, `x "SET PASSWORD = PASSWORD([REDACTED])"`],
+  [
+    'azure-storage-key',
+    'x "AccountName=a;AccountKey=ab+/c==;E=x"',
+    'x "AccountName=a;AccountKey=[REDACTED];E=x"',
+  ],
+  [
+    'azure-storage-key',
+    'curl "https://a/b?sv=1&sig=ab%2Bc&se=2"',
+    'curl "https://a/b?sv=1&sig=[REDACTED]&se=2"',
+  ],
+  ['slack-token', 'echo xapp-1-A0123456789-abcdef0123', 'echo [REDACTED]'],
+  [
+    'slack-webhook',
+    'curl https://hooks.slack.com/services/T0/B0/XXXX',
+    'curl https://hooks.slack.com/services/[REDACTED]',
+  ],
+  ['gitlab-token', 'echo glpat-abcdefghij0123456789', 'echo [REDACTED]'],
+  ['stripe-key', 'echo sk_live_4eC39HqLyjWDarjtT1zdp7dc rk_test_4eC39HqLyj', 'echo [REDACTED] [REDACTED]'],
+  ['google-oauth', 'echo GOCSPX-abcdefghijklmnopqrstuvwxyz12', 'echo [REDACTED]'],
+  ['openai-key', 'echo sk-proj-abcdefghijklmnopqrstuvwxyz', 'echo [REDACTED]'],
+  ['openai-key', 'echo sk-abcdefghijklmnopqrstuvwxyz0123456789ABCD', 'echo [REDACTED]'],
+  ['anthropic-key', 'echo sk-ant-api03-abcdefghijklmnopqrstuvwxyz', 'echo [REDACTED]'],
+  ['npm-token', 'echo npm_abcdefghijklmnopqrstuvwxyz0123456789', 'echo [REDACTED]'],
+  ['pypi-token', `echo pypi-AgEIcHlwaS5vcmc${'a'.repeat(40)}`, 'echo [REDACTED]'],
+  ['sendgrid-key', 'echo SG.abcdefghijklmnopqrstuv.abcdefghijklmnopqrstuv', 'echo [REDACTED]'],
+  ['twilio-key', 'echo SK0123456789abcdef0123456789abcdef', 'echo [REDACTED]'],
+  ['huggingface-token', 'echo hf_abcdefghijklmnopqrstuvwxyzABCDEFGH', 'echo [REDACTED]'],
+  ['digitalocean-token', `echo dop_v1_${'0123456789abcdef'.repeat(4)}`, 'echo [REDACTED]'],
+  [
+    'service-token',
+    'echo hvs.CAESIabcdefghijklmnopqrstuvwxyz dckr_pat_abcdefghijklmnopqrstu',
+    'echo [REDACTED] [REDACTED]',
+  ],
 ];
 
 /** Commands the built-ins leave alone. */
@@ -193,6 +250,11 @@ const negatives = [
   'openssl genpkey -algorithm RSA -out key.pem',
   'kubectl get secrets -n prod -o wide',
   'grep -r token src/ | wc -l',
+  'read -rsp "Password: " PASSWORD',
+  "git commit -m 'fix password'",
+  'kubectl logs sk-worker-7d9f8b6c5d-abcde',
+  'echo BYPASS=1 COMPASS=2',
+  'ls sk_live_ npm_ hf_ glpat-',
 ];
 
 describe('built-in redaction', () => {

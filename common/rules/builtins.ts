@@ -22,18 +22,32 @@
  * - key-value: `name: SECRET` with such a name, as in headers (`-H "X-Auth-Token: ..."`), YAML and JSON.
  * - authorization: `Authorization: SCHEME SECRET` (the scheme is kept), also Proxy-Authorization.
  * - bearer: `Bearer SECRET` anywhere, when SECRET is token-like and at least 8 characters.
+ * - short-name-assignment: `PASS=`, `DB_PASS=`, `PW=`, `STRIPE_KEY=`, `REDIS_AUTH=` (a name part, so not
+ *   `BYPASS=`).
  * - aws-secret-key: the value after `aws_secret_access_key` (`aws configure set aws_secret_access_key X`).
- * - cloud and service keys, replaced whole: AWS access key ids (AKIA, ASIA + 16), Google API keys (AIza + 35),
- *   GitHub tokens (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_), Slack tokens (xoxb-, xoxa-, xoxp-, ...), JWTs
+ * - sql-password: `IDENTIFIED [WITH plugin] BY 'x'`, `PASSWORD 'x'`, `PASSWORD = 'x'`, `PASSWORD('x')`
+ *   (MySQL, PostgreSQL, SQL Server, Oracle), as given to `mysql -e` or `psql -c`.
+ * - azure-storage-key: `AccountKey=` and `SharedAccessKey=` in connection strings, `sig=` in SAS URLs.
+ * - cloud and service keys, replaced whole: AWS access key ids (AKIA, ASIA, ABIA, ACCA + 16), Google API keys
+ *   (AIza + 35) and OAuth secrets and tokens (GOCSPX-, ya29.), GitHub tokens (ghp_, gho_, ghu_, ghs_, ghr_,
+ *   github_pat_), GitLab tokens (glpat-, gldt-, glrt-, ...), Slack tokens (xoxb-, xoxa-, xoxp-, ..., xapp-)
+ *   and webhook URLs, Stripe secret and restricted keys (sk_live_, rk_live_, _test_, whsec_), OpenAI keys
+ *   (sk-..., sk-proj-, sk-svcacct-, sk-admin-), Anthropic keys (sk-ant-), npm (npm_), PyPI (pypi-AgE...),
+ *   SendGrid (SG.x.y), Twilio API keys (SK + 32 hex), Hugging Face (hf_), DigitalOcean (dop_v1_, doo_v1_,
+ *   dor_v1_), and others with a fixed prefix (Vault hvs./hvb./hvr., Docker Hub dckr_pat_, Grafana glsa_ and
+ *   glc_, Shopify shpat_ ..., Databricks dapi, Postman PMAK-, Terraform .atlasv1., age AGE-SECRET-KEY-1,
+ *   Linear lin_api_, Sentry sntrys_, Atlassian ATATT3, New Relic NRAK-, Mailgun key-, Square sq0atp-), JWTs
  *   (eyJ....eyJ....sig).
- * - private-key: the body of `-----BEGIN ... PRIVATE KEY-----` up to its END line, or to the end of the
- *   command when the END is not in it (the agent sees a shell's input line by line, so a key pasted into a
- *   heredoc arrives as separate commands and only its BEGIN line is recognisable).
+ * - private-key: the body of `-----BEGIN ... PRIVATE KEY-----` (PEM, OpenSSH, `PGP PRIVATE KEY BLOCK`, and
+ *   `---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----`) up to its END line, or to the end of the command when the
+ *   END is not in it (the agent sees a shell's input line by line, so a key pasted into a heredoc arrives as
+ *   separate commands: key-blocks.ts follows those).
  *
  * A value is one quoted string ('a b', "a \" b"), replaced whole with its quotes, or an unquoted run (with
  * backslash escapes and $(...)), which stops at whitespace, at quotes and at ; & | < > ( ) `. The shapes
- * cannot tell whether they are themselves inside quotes (`echo 'PASSWORD=x' > f`), so they do not join a
- * run and a quoted part into one shell word the way a shell would.
+ * cannot tell whether they are themselves inside quotes (`echo 'PASSWORD=x' > f`), so on the raw text they
+ * do not join a run and a quoted part into one shell word the way a shell would: command-rules.ts also runs
+ * them on the words as the shell sees them, where `PASSWORD=''x` reads `PASSWORD=x`.
  *
  * Every shape is ASCII case-insensitive where names are (written out as [Pp][Aa]..., since the linear
  * engine has no `i` flag) and is compiled for the linear-time engine like user patterns are. That engine's
@@ -113,6 +127,8 @@ const VALUE = `(?:${SQ}|${DQ}|${UNQUOTED}+)`;
 const ARGUMENT = `(?:${SQ}|${DQ}|(?:${ESC}|${SUBST}|${PLAIN_NO_DASH})${UNQUOTED}*)`;
 
 const SPACE = '[ \\t]';
+/** A blank, or a space escaped with a backslash (`Authorization:\\ Bearer\\ x` is one word). */
+const BLANK = '(?:[ \\t]|\\\\ )';
 
 // --password, --db-password, --client-secret: any prefix but `no-`.
 const OPTION_WORDS = [
@@ -160,6 +176,35 @@ const KEY_WORDS = [
   'private_key',
 ];
 const KEY_NAME = `[A-Za-z0-9_-]*${oneOf(KEY_WORDS)}[A-Za-z0-9_-]*`;
+
+/** An SQL string or an unquoted word (Oracle's IDENTIFIED BY x). */
+const SQL_STRING = `'[^']*'?|"[^"]*"?|[^\\s;'"]+`;
+
+/** Lower-case prefixes of the service tokens in the shape of that name. */
+const SERVICE_PREFIXES = [
+  'hvs.',
+  'hvb.',
+  'hvr.',
+  'dckr_pat_',
+  'glsa_',
+  'glc_',
+  'shpat_',
+  'shpca_',
+  'shppa_',
+  'shpss_',
+  'dapi',
+  'pmak-',
+  '.atlasv1.',
+  'age-secret-key-1',
+  'lin_api_',
+  'sntrys_',
+  'sntryu_',
+  'atatt3',
+  'nrak-',
+  'key-',
+  'sq0atp-',
+  'sq0csp-',
+];
 
 const TOKEN_CHARS = '[A-Za-z0-9._~+/-]';
 const IN_COMMAND = `(?:[^|;&\\n]*?${SPACE})?`;
@@ -212,8 +257,8 @@ export const BUILTIN_SHAPES: readonly SecretShape[] = [
     secret: VALUE,
   },
   // Inside a quoted header (-H "X-Auth-Token: a b") the value runs to the closing quote.
-  { name: 'key-value', gate: [KEY_WORDS, [':']], before: `"${KEY_NAME}:${SPACE}*`, secret: '[^"]+' },
-  { name: 'key-value', gate: [KEY_WORDS, [':']], before: `'${KEY_NAME}:${SPACE}*`, secret: "[^']+" },
+  { name: 'key-value', gate: [KEY_WORDS, [':']], before: `"${KEY_NAME}:${SPACE}*`, secret: '[^"\\s][^"]*' },
+  { name: 'key-value', gate: [KEY_WORDS, [':']], before: `'${KEY_NAME}:${SPACE}*`, secret: "[^'\\s][^']*" },
   // Quoted keys, as in JSON: "password": "x".
   {
     name: 'key-value',
@@ -221,23 +266,24 @@ export const BUILTIN_SHAPES: readonly SecretShape[] = [
     before: `["']${KEY_NAME}["']${SPACE}*:${SPACE}*`,
     secret: `${DQ}|${SQ}|[^\\s,}\\]'"]+`,
   },
-  // Bare keys need a space after the colon, so that `secret:latest` (an image) is left alone.
+  // Bare keys need a space after the colon, so that `secret:latest` (an image) is left alone; a quote right
+  // after that space must be followed by the value (in `read -p "Password: " pw` it closes the prompt).
   {
     name: 'key-value',
     gate: [KEY_WORDS, [':']],
     before: `${oneOf(KEY_WORDS)}[A-Za-z0-9_-]*:${SPACE}+`,
-    secret: VALUE,
+    secret: `'[^'\\s][^']*'?|"[^"\\s](?:[^"\\\\]|\\\\[\\s\\S])*"?|${UNQUOTED}+`,
   },
   {
     name: 'authorization',
     gate: [['authorization']],
-    before: `\\b${anyCase('authorization')}["']?${SPACE}*:${SPACE}*["']?(?:[A-Za-z][A-Za-z0-9_-]*${SPACE}+)?`,
+    before: `\\b${anyCase('authorization')}["']?${BLANK}*:${BLANK}*["']?(?:[A-Za-z][A-Za-z0-9_-]*${BLANK}+)?`,
     secret: '[^\\s\'"]+',
   },
   {
     name: 'bearer',
     gate: [['bearer']],
-    before: `\\b${anyCase('bearer')}${SPACE}+`,
+    before: `\\b${anyCase('bearer')}${BLANK}+`,
     secret: `${atLeast(TOKEN_CHARS, 8)}=*`,
   },
   {
@@ -246,7 +292,36 @@ export const BUILTIN_SHAPES: readonly SecretShape[] = [
     before: `\\b${anyCase('aws_secret_access_key')}["']?(?:${SPACE}*[=:]${SPACE}*|${SPACE}+)`,
     secret: VALUE,
   },
-  { name: 'aws-access-key-id', gate: [['akia', 'asia']], secret: '\\b(?:AKIA|ASIA)[A-Z0-9]{16}\\b' },
+  {
+    name: 'short-name-assignment',
+    gate: [['pass', 'pw', '_key', '_auth'], ['=']],
+    before: `(?:(?:\\b|_)${oneOf(['pass', 'pw'])}|_${oneOf(['key', 'auth'])})=`,
+    secret: VALUE,
+  },
+  {
+    name: 'sql-password',
+    gate: [['identified'], ['by']],
+    before: `\\b${anyCase('identified')}${SPACE}+(?:${anyCase('with')}${SPACE}+[A-Za-z0-9_'"]+${SPACE}+)?${anyCase('by')}${SPACE}+`,
+    secret: SQL_STRING,
+  },
+  {
+    name: 'sql-password',
+    gate: [['password'], ["'", '"']],
+    before: `\\b${anyCase('password')}(?:${SPACE}+${anyCase('for')}${SPACE}+[^=;]*)?(?:${SPACE}+|${SPACE}*[=(]${SPACE}*|${SPACE}*=${SPACE}*${anyCase('password')}${SPACE}*\\(${SPACE}*)`,
+    secret: `'[^']*'?|"[^"]*"?`,
+  },
+  {
+    name: 'azure-storage-key',
+    gate: [['accountkey=', 'sharedaccesskey=', 'sharedaccesssignature=']],
+    before: oneOf(['accountkey=', 'sharedaccesskey=', 'sharedaccesssignature=']),
+    secret: '[^;\\s\'"]+',
+  },
+  { name: 'azure-storage-key', gate: [['sig=']], before: '[?&]sig=', secret: '[A-Za-z0-9%+/=_-]+' },
+  {
+    name: 'aws-access-key-id',
+    gate: [['akia', 'asia', 'abia', 'acca']],
+    secret: '\\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\\b',
+  },
   { name: 'google-api-key', gate: [['aiza']], secret: `\\bAIza${times('[0-9A-Za-z_-]', 35)}` },
   {
     name: 'github-token',
@@ -254,12 +329,72 @@ export const BUILTIN_SHAPES: readonly SecretShape[] = [
     secret: `\\b(?:gh[pousr]_${atLeast('[A-Za-z0-9]', 20)}|github_pat_${atLeast('[A-Za-z0-9_]', 20)})`,
   },
   { name: 'slack-token', gate: [['xox']], secret: '\\bxox[abeoprs]-[A-Za-z0-9-]{10}[A-Za-z0-9-]*' },
+  { name: 'slack-token', gate: [['xapp-']], secret: '\\bxapp-[0-9]+-[A-Za-z0-9-]{10}[A-Za-z0-9-]*' },
+  {
+    name: 'slack-webhook',
+    gate: [['hooks.slack.com/']],
+    before: 'hooks\\.slack\\.com/(?:services|workflows|triggers)/',
+    secret: '[A-Za-z0-9/_-]+',
+  },
+  {
+    name: 'gitlab-token',
+    gate: [
+      ['glpat-', 'gldt-', 'glrt-', 'glptt-', 'glft-', 'glimt-', 'gloas-', 'glcbt-', 'glsoat-', 'glagent-'],
+    ],
+    secret: `\\bgl(?:pat|dt|rt|ptt|ft|imt|oas|cbt|soat|agent)-${atLeast('[A-Za-z0-9_-]', 20)}`,
+  },
+  {
+    name: 'stripe-key',
+    gate: [['sk_live_', 'rk_live_', 'sk_test_', 'rk_test_', 'whsec_']],
+    secret: `\\b(?:[sr]k_(?:live|test)_${atLeast('[A-Za-z0-9]', 10)}|whsec_${atLeast('[A-Za-z0-9]', 20)})`,
+  },
+  {
+    name: 'google-oauth',
+    gate: [['gocspx-', 'ya29.']],
+    secret: `\\b(?:GOCSPX-|ya29\\.)${atLeast('[A-Za-z0-9_-]', 20)}`,
+  },
+  {
+    name: 'openai-key',
+    gate: [['sk-']],
+    secret: `\\bsk-(?:${atLeast('[A-Za-z0-9]', 32)}|(?:proj|svcacct|admin|None)-${atLeast('[A-Za-z0-9_-]', 20)})`,
+  },
+  { name: 'anthropic-key', gate: [['sk-ant-']], secret: `\\bsk-ant-${atLeast('[A-Za-z0-9_-]', 20)}` },
+  { name: 'npm-token', gate: [['npm_']], secret: `\\bnpm_${atLeast('[A-Za-z0-9]', 30)}` },
+  { name: 'pypi-token', gate: [['pypi-ag']], secret: `\\bpypi-Ag${atLeast('[A-Za-z0-9_-]', 40)}` },
+  {
+    name: 'sendgrid-key',
+    gate: [['sg.']],
+    secret: `\\bSG\\.${atLeast('[A-Za-z0-9_-]', 16)}\\.${atLeast('[A-Za-z0-9_-]', 16)}`,
+  },
+  { name: 'twilio-key', gate: [['sk']], secret: `\\bSK${times('[0-9a-fA-F]', 32)}\\b` },
+  { name: 'huggingface-token', gate: [['hf_']], secret: `\\bhf_${atLeast('[A-Za-z0-9]', 30)}` },
+  { name: 'digitalocean-token', gate: [['_v1_']], secret: `\\bdo[opr]_v1_${times('[a-f0-9]', 64)}` },
+  {
+    name: 'service-token',
+    gate: [SERVICE_PREFIXES],
+    secret: `\\b(?:${[
+      `hv[sbr]\\.${atLeast('[A-Za-z0-9_-]', 20)}`,
+      `dckr_pat_${atLeast('[A-Za-z0-9_-]', 20)}`,
+      `gl(?:sa|c)_${atLeast('[A-Za-z0-9_=+/-]', 20)}`,
+      `shp(?:at|ca|pa|ss)_${times('[a-fA-F0-9]', 32)}`,
+      `dapi${times('[a-f0-9]', 32)}`,
+      `PMAK-${times('[A-Za-z0-9]', 16)}[A-Za-z0-9-]*`,
+      `[A-Za-z0-9]{14}\\.atlasv1\\.${atLeast('[A-Za-z0-9_-]', 32)}`,
+      `AGE-SECRET-KEY-1${atLeast('[0-9A-Z]', 32)}`,
+      `lin_api_${atLeast('[A-Za-z0-9]', 32)}`,
+      `sntry[su]_${atLeast('[A-Za-z0-9+/=_-]', 20)}`,
+      `ATATT3${atLeast('[A-Za-z0-9_=-]', 20)}`,
+      `NRAK-${atLeast('[A-Z0-9]', 16)}`,
+      `key-${times('[0-9a-f]', 32)}`,
+      `sq0(?:atp|csp)-${atLeast('[A-Za-z0-9_-]', 16)}`,
+    ].join('|')})`,
+  },
   { name: 'jwt', gate: [['eyj']], secret: '\\beyJ[A-Za-z0-9_-]+\\.eyJ[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*' },
   {
     name: 'private-key',
-    gate: [['-----begin'], ['private key']],
-    before: '-----BEGIN[A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----',
+    gate: [['---- begin', '-----begin'], ['private key']],
+    before: '-----BEGIN[A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|---- BEGIN[A-Z0-9 ]*PRIVATE KEY ----',
     secret: '[\\s\\S]*?',
-    after: '-----END[A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|$',
+    after: '-----END[A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|---- END[A-Z0-9 ]*PRIVATE KEY ----|$',
   },
 ];

@@ -4,12 +4,26 @@
  * problem named by its field, for the policy's Invalid condition), and `CommandRules.apply(command)` returns
  * the text to record, whether anything was replaced and which alerts fired.
  *
+ * Redaction looks at a command three ways and replaces the union of what they find:
+ * 1. the raw text, with the built-in shapes (builtins.ts) and the user's patterns: what it finds is exact;
+ * 2. the words the shell would see (shell-words.ts), joined into one line (decoded-line.ts), with the same
+ *    shapes and patterns, so that quoting cannot split a secret (`hun'ter2'`, `$'\x41KIA...'`); only when
+ *    some word is quoted or escaped, as otherwise this line says what the raw text says;
+ * 3. (built-ins only) the words by what they are (word-secrets.ts): options and positional arguments of the
+ *    programs in programs.ts, clusters of short options, secret-named assignments, headers, pipelines into
+ *    programs that read a password from their input.
+ * 2 and 3 also apply to command substitutions, and to words that are scripts themselves (`bash -c '...'`,
+ * `ssh host '...'`, `eval '...'`: see scriptArguments), down to MAX_NESTED levels. A span found in words is replaced in the command from the
+ * first to the last source character that produced it.
+ *
  * Every pattern, built-in or user-given, runs on V8's linear-time engine (linear-regexp.ts), so no pattern
  * and no command can make a match backtrack exponentially. That engine costs from tens of nanoseconds to
  * microseconds per character per pattern (in Node 20, hundreds of times V8's backtracking engine), so the
- * work is kept small: built-in shapes run only when their keywords appear in
- * the command, a user pattern that starts with a literal is searched from that literal's first occurrence
- * (and not at all without one), and a pattern contributes at most MAX_MATCHES replacements per command.
+ * work is kept small: built-in shapes run only when their keywords appear in the command (all keywords are
+ * found in one pass, keywords.ts), a user pattern that starts with a literal is searched from that literal's first occurrence
+ * (and not at all without one), and a pattern contributes at most MAX_MATCHES replacements per command. The
+ * lexer and the word rules are plain code, linear in the command; all of it together reads a command at most
+ * (1 + MAX_NESTED) times over, twice with the patterns.
  *
  * Commands may hold lone surrogates U+DC80..U+DCFF standing for bytes that are not UTF-8 (see
  * agent/records/escaped-text.ts). Patterns run without the `u` flag, on UTF-16 code units, so these are
@@ -18,7 +32,20 @@
  */
 import { SEVERITIES, type Severity } from '../../api/v1alpha1/containerauditpolicy.js';
 import { BUILTIN_SHAPES, type SecretShape } from './builtins.js';
+import {
+  type DecodedLine,
+  type Span,
+  composeScript,
+  decodedLine,
+  isVerbatim,
+  lineSpanToSource,
+  scriptWords,
+  wordSpanToSource,
+} from './decoded-line.js';
+import { Keywords } from './keywords.js';
 import { compileLinear, enableLinearRegExp, patternFeatures } from './linear-regexp.js';
+import { type ShellScript, type ShellWord, lexShell } from './shell-words.js';
+import { readCommands } from './word-secrets.js';
 
 export { enableLinearRegExp } from './linear-regexp.js';
 
@@ -32,6 +59,15 @@ export const REDACTED = '[REDACTED]';
  * the next match on, is replaced whole: a secret is never let through for want of time.
  */
 export const MAX_MATCHES = 32;
+
+/**
+ * How deep words that are scripts are read as scripts: `bash -c "ssh h 'mysql -p\\'x\\''"` is two levels.
+ * Each level reads at most the text of the one above, so this bounds the work to (1 + MAX_NESTED) times.
+ */
+export const MAX_NESTED = 3;
+
+/** A word worth reading as a script: it holds blanks, quotes or operators. */
+const SCRIPT_LIKE = /[\s'"\\;|&<>()`]/;
 
 /** The part of a ContainerAuditPolicy spec these rules read (the spec itself fits). */
 export interface CommandRulesSpec {
@@ -66,12 +102,6 @@ export interface ArgvOutcome {
   alerts: FiredAlert[];
 }
 
-/** A character span [start, end) of a command to replace. */
-interface Span {
-  start: number;
-  end: number;
-}
-
 /** A compiled search, with what lets it skip commands it cannot match. */
 interface Search {
   /** Global (`g`) and linear (`l`): lastIndex is set before each use. */
@@ -96,6 +126,8 @@ export interface CompiledShape {
   /** Group numbers of the kept context before and after the secret, 0 when there is none. */
   beforeGroup: number;
   afterGroup: number;
+  /** The gate's keywords, as ids in gateKeywords(). */
+  gate: number[][];
 }
 
 export class CommandRules {
@@ -113,16 +145,29 @@ export class CommandRules {
   }
 
   /**
-   * The same for a program's arguments. They are judged as the command line they make (joined by spaces),
-   * so a secret that spans two arguments (`--password`, `hunter2`) is found as in a typed command; each
-   * argument then loses exactly the part of a secret that falls in it, and the argument list keeps its shape.
+   * The same for a program's arguments. They are judged as the words they are: the rules read them as one
+   * command whose words are the arguments (so a secret that spans two arguments, `--password` and `hunter2`,
+   * is found as in a typed command), and each argument then loses exactly the part of a secret that falls in
+   * it, and the argument list keeps its shape.
    */
   applyArgv(args: readonly string[]): ArgvOutcome {
     const joined = args.join(' ');
-    const spans = this.secretSpans(joined);
+    const words: ShellWord[] = [];
+    let offset = 0;
+    for (const text of args) {
+      words.push({ text, start: offset, end: offset + text.length, quotes: [] });
+      offset += text.length + 1;
+    }
+    const spans: Span[] = [];
+    const script: ShellScript = {
+      commands: [{ words, redirections: [], pipesTo: false }],
+      subs: [],
+      other: [],
+    };
+    this.wordSpans(joined, script, 0, true, spans);
     const alerts = this.alertsOf(joined);
     if (spans.length === 0) return { args: [...args], redacted: false, alerts };
-    let offset = 0;
+    offset = 0;
     const out = args.map((arg) => {
       const local = spans
         .map((s) => ({ start: Math.max(0, s.start - offset), end: Math.min(arg.length, s.end - offset) }))
@@ -135,13 +180,47 @@ export class CommandRules {
 
   private secretSpans(command: string): Span[] {
     const spans: Span[] = [];
-    if (this.shapes.length > 0) {
-      const lower = command.toLowerCase();
-      for (const shape of this.shapes)
-        if (gateMet(shape.shape.gate, lower)) collectShape(shape, command, spans);
-    }
-    for (const redaction of this.redactions) collectUser(redaction, command, spans);
+    this.patternSpans(command, spans);
+    if (this.shapes.length > 0 || this.redactions.length > 0)
+      this.wordSpans(command, lexShell(command), 0, false, spans);
     return spans;
+  }
+
+  /** The shapes' and the user patterns' spans in `text`. */
+  private patternSpans(text: string, spans: Span[]): void {
+    if (this.shapes.length > 0) {
+      const found = gateKeywords().find(text);
+      if (found.length > 0) {
+        const present = new Set(found);
+        for (const shape of this.shapes)
+          if (shape.gate.every((anyOf) => anyOf.some((id) => present.has(id))))
+            collectShape(shape, text, spans);
+      }
+    }
+    for (const redaction of this.redactions) collectUser(redaction, text, spans);
+  }
+
+  /**
+   * What the words of `script` hold, as spans of `source`: the patterns on its decoded line (when that line
+   * says more than the raw text, or always for `argv`), the word rules, then the same for its substitutions
+   * and for its words that are scripts.
+   */
+  private wordSpans(source: string, script: ShellScript, depth: number, argv: boolean, spans: Span[]): void {
+    for (const sub of script.subs) this.wordSpans(source, sub, depth, argv, spans);
+    if (argv || scriptWords(script).some((w) => !isVerbatim(source, w))) {
+      const line: DecodedLine = decodedLine(script, (w) => argv || !isVerbatim(source, w));
+      const found: Span[] = [];
+      this.patternSpans(line.text, found);
+      for (const { start, end } of found)
+        if (end > start) pushSpan(spans, lineSpanToSource(line, start, end));
+    }
+    const read = readCommands(script.commands);
+    if (this.shapes.length > 0)
+      for (const { word, start, end } of read.spans) pushSpan(spans, wordSpanToSource(word, start, end));
+    if (depth >= MAX_NESTED) return;
+    for (const word of read.scripts)
+      if (SCRIPT_LIKE.test(word.text))
+        this.wordSpans(source, composeScript(lexShell(word.text), word), depth + 1, false, spans);
   }
 
   /**
@@ -189,6 +268,13 @@ export function compileCommandRules(spec: CommandRulesSpec): CompileResult {
 }
 
 let compiledShapes: CompiledShape[] | undefined;
+let keywords: Keywords | undefined;
+
+/** Every keyword of the built-in shapes' gates, found in one pass. */
+function gateKeywords(): Keywords {
+  keywords ??= new Keywords(BUILTIN_SHAPES.flatMap((shape) => shape.gate.flat()));
+  return keywords;
+}
 
 /** The built-in shapes, compiled once per process. */
 export function builtinShapes(): readonly CompiledShape[] {
@@ -212,17 +298,14 @@ function compileShape(shape: SecretShape): CompiledShape {
   }
   const compiled = compileLinear(source, 'g');
   if (!compiled.ok) throw new Error(`built-in shape ${shape.name}: ${compiled.message}`);
-  return { shape, regexp: compiled.regexp, beforeGroup, afterGroup };
+  const gate = shape.gate.map((anyOf) => anyOf.map((word) => gateKeywords().id(word)));
+  return { shape, regexp: compiled.regexp, beforeGroup, afterGroup, gate };
 }
 
 function compileSearch(pattern: string): { ok: true; search: Search } | { ok: false; message: string } {
   const compiled = compileLinear(pattern, 'g');
   if (!compiled.ok) return compiled;
   return { ok: true, search: { regexp: compiled.regexp, prefix: literalPrefix(pattern) } };
-}
-
-function gateMet(gate: readonly string[][], lower: string): boolean {
-  return gate.every((anyOf) => anyOf.some((word) => lower.includes(word)));
 }
 
 /** The next match at or after `from`, or null. */
@@ -319,6 +402,10 @@ function replaceSpans(text: string, spans: Span[]): string {
   }
   if (current !== undefined) flush(current);
   return out + text.slice(copied);
+}
+
+function pushSpan(spans: Span[], span: Span): void {
+  if (span.end > span.start) spans.push(span);
 }
 
 /** Whether a pattern can match the empty string, judged on inputs that give every assertion its chance. */

@@ -35,4 +35,25 @@ describe('private key blocks typed line by line', () => {
     expect(inside.filter(Boolean)).toHaveLength(MAX_KEY_LINES);
     expect(inside.at(-1)).toBe(false);
   });
+
+  it('follows PGP private key blocks and SSH2 keys too', () => {
+    const blocks = new PrivateKeyBlocks();
+    const pgp = [
+      '-----BEGIN PGP PRIVATE KEY BLOCK-----',
+      'Comment: x',
+      '',
+      'lQOYBF0',
+      '=AbCd',
+      '-----END PGP PRIVATE KEY BLOCK-----',
+    ];
+    expect(pgp.map((l) => blocks.inside('a', l))).toEqual([false, true, true, true, true, false]);
+    const ssh2 = [
+      '---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----',
+      'AAAA',
+      '---- END SSH2 ENCRYPTED PRIVATE KEY ----',
+    ];
+    expect(ssh2.map((l) => blocks.inside('a', l))).toEqual([false, true, false]);
+    expect(blocks.inside('a', '-----BEGIN PGP PUBLIC KEY BLOCK-----')).toBe(false);
+    expect(blocks.inside('a', 'mQINBF')).toBe(false);
+  });
 });
