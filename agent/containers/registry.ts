@@ -20,6 +20,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Handoff } from '../../api/handoff/v1.js';
 import { type Logger, LogField } from '../../common/logging.js';
+import { excerpt } from '../../common/text/escape.js';
 import {
   type BundleFailure,
   type ContainerIdentity,
@@ -27,6 +28,9 @@ import {
   identityFromAnnotations,
   readBundle,
 } from './bundle.js';
+
+/** What a log line quotes of a bundle's text (annotations, parse errors): escaped and cut to this. */
+const LOG_EXCERPT = 200;
 
 /** Exec'd pids kept per container: a long-lived container may see many `kubectl exec`s. */
 export const MAX_EXECS_PER_CONTAINER = 256;
@@ -118,7 +122,8 @@ export class ContainerRegistry {
       logger.warn('Hand-off not applied', {
         ...fields,
         [LogField.reason]: outcome.reason,
-        [LogField.detail]: outcome.detail,
+        // A bundle's parse error quotes the file: only a short escaped excerpt.
+        [LogField.detail]: excerpt(outcome.detail, LOG_EXCERPT),
       });
     return outcome;
   }
@@ -191,7 +196,14 @@ export class ContainerRegistry {
     this.options.logger.info('Container registered', {
       [LogField.containerId]: id,
       [LogField.file]: bundle,
-      [LogField.detail]: { ...record.identity, initPid: pid, mntns: ns.mntns, rootfs: read.rootfs },
+      [LogField.detail]: {
+        ...Object.fromEntries(
+          Object.entries(record.identity).map(([k, v]) => [k, excerpt(String(v), LOG_EXCERPT)]),
+        ),
+        initPid: pid,
+        mntns: ns.mntns,
+        rootfs: excerpt(read.rootfs, LOG_EXCERPT),
+      },
     });
     return { ok: true, action: 'registered' };
   }

@@ -1,6 +1,8 @@
 import { chmod, mkdtemp, mkdir, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import winston from 'winston';
 import type { Handoff } from '../../api/handoff/v1.js';
 import { silentLogger } from '../../common/logging.js';
 import { ACK_DIR, DROPPED_FILE, HEARTBEAT_FILE, HandoffSpool } from './spool.js';
@@ -114,6 +116,35 @@ describe('HandoffSpool', () => {
     await rm(join(dir, DROPPED_FILE));
     await symlink(join(dir, '..', 'elsewhere'), join(dir, DROPPED_FILE));
     expect(await spool.droppedByWrapper()).toBeUndefined();
+  });
+
+  it('logs of a refused hand-off only a short escaped excerpt of what it held', async () => {
+    const lines: string[] = [];
+    const logger = winston.createLogger({
+      format: winston.format.json(),
+      transports: [
+        new winston.transports.Stream({
+          stream: new Writable({
+            write(chunk: Buffer, _encoding, done) {
+              lines.push(chunk.toString());
+              done();
+            },
+          }),
+        }),
+      ],
+    });
+    const logged = new HandoffSpool({ dir, logger });
+    // JSON.parse quotes the text around what it could not parse: here, what an exec's args could carry.
+    const forged = `{"version": 1, "x": \u202e\x1b[2J${'A'.repeat(5000)}`;
+    await writeFile(join(dir, '1795916759992987117-10-exec.json'), forged);
+    await logged.drain(() => Promise.resolve());
+    expect(logged.stats.rejected).toEqual({ 'not-json': 1 });
+    expect(lines).toHaveLength(1);
+    const entry = JSON.parse(lines[0]!) as { detail: string; message: string };
+    expect(entry.message).toBe('Refused a hand-off');
+    expect(entry.detail.length).toBeLessThanOrEqual(200);
+    expect(entry.detail.includes('\u202e') || entry.detail.includes('\x1b')).toBe(false);
+    expect(lines[0]!.length).toBeLessThan(600);
   });
 
   it('refuses a spool that is a symlink, and tightens a loose mode', async () => {

@@ -21,11 +21,14 @@ import {
 } from '../../api/handoff/v1.js';
 import { readRegularFile } from '../../common/files.js';
 import { type Logger, LogField } from '../../common/logging.js';
+import { excerpt } from '../../common/text/escape.js';
 
 export const HEARTBEAT_FILE = 'agent.alive';
 export const ACK_DIR = 'ack';
 /** Written by the wrapper only (runc-wrapper/README.md): a decimal count and a newline, replaced atomically. */
 export const DROPPED_FILE = 'dropped';
+/** What a log line quotes of a hand-off's name or of why it was refused (escaped, cut). */
+const LOG_EXCERPT = 200;
 const HANDOFF_NAME = /^\d{19}-\d+-(create|run|exec|delete)\.json$/;
 
 export type RejectionReason = HandoffRejection | 'not-regular-file' | 'unexpected-name' | 'unreadable';
@@ -111,10 +114,11 @@ export class HandoffSpool {
         this.stats.accepted++;
       } else {
         this.stats.rejected[result.reason] = (this.stats.rejected[result.reason] ?? 0) + 1;
+        // The detail may quote the file (a JSON parser's error does): only a short escaped excerpt of it.
         logger.warn('Refused a hand-off', {
-          [LogField.file]: path,
+          [LogField.file]: excerpt(path, LOG_EXCERPT),
           [LogField.reason]: result.reason,
-          [LogField.detail]: result.detail,
+          [LogField.detail]: excerpt(result.detail, LOG_EXCERPT),
         });
       }
       await rm(path, { force: true, recursive: false }).catch((error: unknown) =>
