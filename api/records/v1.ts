@@ -108,11 +108,15 @@ export const LOSS_REASONS = [
   'incomplete-exec',
   'queue-full',
   'agent-down',
+  'rate-limited',
 ] as const;
 
 export const LossRecord = z.strictObject({
   kind: z.literal('loss'),
   ...Header,
+  // A loss of one container (rate-limited) names it; losses of the whole node (bpftrace, queue) do not.
+  ...ContainerRef,
+  containerId: ContainerRef.containerId.optional(),
   reason: z.enum(LOSS_REASONS),
   count: z.number().int().min(0).optional().describe('Events or lines lost, when known.'),
   since: Timestamp.optional().describe('Start of the window in which nothing was captured.'),
