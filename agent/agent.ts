@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { type Handoff, parseHandoff } from '../api/handoff/v1.js';
 import type { LossRecord } from '../api/records/v1.js';
 import { type Logger, LogField } from '../common/logging.js';
+import { excerpt } from '../common/text/escape.js';
 import { PrivateKeyBlocks } from '../common/rules/key-blocks.js';
 import { ExecCapture, type ExecCaptureLoss } from './capture/exec-capture.js';
 import type { CapturedExec } from './capture/exec-output.js';
@@ -39,9 +40,16 @@ import { HEARTBEAT_FILE, HandoffSpool } from './handoff/spool.js';
 import type { AuditPlan, ContainerAudit } from './plan/plan.js';
 import { commandRecord, containerRef, execArgvFields } from './records/build.js';
 import { recordText } from './records/escaped-text.js';
+import { type DropWindow, type LineLimits, DEFAULT_LINE_LIMITS, LineLimiter } from './records/line-limits.js';
 import type { RecordSink } from './records/sink.js';
 import { realFileOf } from './targets/overlay.js';
-import { resolveReadlineTargets } from './targets/resolve.js';
+import { PinnedFiles } from './targets/pin.js';
+import {
+  type ReadlineFactsCache,
+  type ReadlineResolution,
+  resolveReadlineTargets,
+} from './targets/resolve.js';
+import { DEFAULT_RESOLVE_LIMITS, FileFactsCache, type ResolveLimits } from './targets/resolve-budget.js';
 import { type ProbeTarget, TargetBook } from './targets/target-book.js';
 
 export interface AgentOptions {
@@ -67,6 +75,12 @@ export interface AgentOptions {
   /** Fallback poll of the spool, should an inotify event be missed. */
   pollMs?: number;
   procRoot?: string;
+  /** What one container's lines and execs may cost (records/line-limits.ts). */
+  lineLimits?: Readonly<LineLimits>;
+  /** How often drops over those limits are reported, as one `rate-limited` loss per container. */
+  lossReportMs?: number;
+  /** What resolving readline for one container may cost (targets/resolve-budget.ts). */
+  resolveLimits?: Readonly<ResolveLimits>;
 }
 
 export interface AgentStats {
@@ -75,6 +89,8 @@ export interface AgentStats {
   execsRecorded: number;
   /** Lines from processes in no audited container: dropped, never written. */
   linesDropped: number;
+  /** Lines and execs of audited containers over their limits (lineLimits): reported as losses. */
+  rateLimited: number;
   losses: number;
 }
 
@@ -97,12 +113,25 @@ interface Audited {
 
 const KNOWN_DIR = 'containers';
 
+/** Container-controlled text quoted in logs and in the agent's state is cut to this (escaped). */
+const QUOTE_CHARS = 200;
+
+/** A resolution past its deadline by this much is given up even if a file operation hangs. */
+const RESOLVE_TIMEOUT_GRACE_MS = 250;
+
+/**
+ * How long a batch waits for its resolutions before attaching those done: enough for any real image (a few
+ * ms), so one batch normally starts one bpftrace; a resolution still going then is a hostile image's.
+ */
+const RESOLVE_WAIT_MS = 100;
+
 export class Agent {
   readonly stats: AgentStats = {
     linesCaptured: 0,
     commandsRecorded: 0,
     execsRecorded: 0,
     linesDropped: 0,
+    rateLimited: 0,
     losses: 0,
   };
   private readonly spool: HandoffSpool;
@@ -111,6 +140,15 @@ export class Agent {
   /** Only while a rule captures execs. */
   private execCapture: ExecCapture | undefined;
   private readonly book = new TargetBook();
+  /** The files the probes are on, held open: bpftrace gets their /proc/<pid>/fd paths. */
+  private readonly pins = new PinnedFiles();
+  /** What files are (ELF, readline), by identity, across resolutions. */
+  private readonly resolveCache: ReadlineFactsCache = new FileFactsCache();
+  /** Resolutions under way, with the container each is for. */
+  private readonly resolving = new Map<Promise<void>, string>();
+  /** Creates waiting for their container's resolutions before their probes are attached and they are acknowledged. */
+  private awaitingAck: Handoff[] = [];
+  private readonly limiter: LineLimiter;
   private readonly audited = new Map<string, Audited>();
   private readonly nsPids: NsPidLookup;
   private readonly keyBlocks = new PrivateKeyBlocks();
@@ -142,6 +180,7 @@ export class Agent {
       ...(options.bpftrace ? { bpftrace: options.bpftrace } : {}),
     });
     this.nsPids = new NsPidLookup(options.procRoot);
+    this.limiter = new LineLimiter(options.lineLimits ?? DEFAULT_LINE_LIMITS);
     this.capture.on('line', (line) => this.onLine(line));
     this.capture.on('loss', (loss) => this.onLoss(loss));
     this.capture.on('error', (error) => {
@@ -182,6 +221,7 @@ export class Agent {
     this.timers.push(
       setInterval(() => void this.spool.heartbeat().catch(() => undefined), this.options.heartbeatMs ?? 1000),
       setInterval(() => this.wake(), this.options.pollMs ?? 1000),
+      setInterval(() => this.reportDrops(), this.options.lossReportMs ?? 1000),
     );
     this.watcher = watch(spoolDir, () => this.wake());
     this.watcher.on('error', (error) =>
@@ -199,6 +239,9 @@ export class Agent {
     this.wake();
     await this.loop;
     await Promise.all([this.capture.stop(), this.execCapture?.stop()]);
+    await this.settle(); // bounded: each resolution by its deadline
+    this.reportDrops();
+    await this.pins.keepOnly(new Set());
     for (const resolve of this.replanWaiters.splice(0)) resolve();
   }
 
@@ -222,8 +265,9 @@ export class Agent {
     };
   }
 
+  /** Kept for the agent's state; controls escaped (it may quote a container's paths). */
   private noteError(message: string): void {
-    this.errors.push({ time: new Date(), message: message.slice(0, 1024) });
+    this.errors.push({ time: new Date(), message: excerpt(message, 1024) });
     if (this.errors.length > RECENT_ERRORS) this.errors.splice(0, this.errors.length - RECENT_ERRORS);
   }
 
@@ -260,15 +304,23 @@ export class Agent {
           if (await this.apply(h)) creates.push(h);
         });
         if (replanned.length > 0) await this.reevaluate(creates);
+        // Resolutions are quick but for a hostile image (bounded by its budget): wait a little for all, then
+        // attach and acknowledge the containers whose resolutions are done; the others follow when theirs are.
+        await this.settle(replanned.length > 0 ? Infinity : RESOLVE_WAIT_MS);
+        this.awaitingAck.push(...creates);
+        const waiting = new Set(this.resolving.values());
+        const ready = this.awaitingAck.filter((h) => !waiting.has(h.id));
+        this.awaitingAck = this.awaitingAck.filter((h) => waiting.has(h.id));
         if (
-          creates.length > 0 ||
+          ready.length > 0 ||
           this.pendingCoverage.length > 0 ||
           this.book.files().join('\n') !== this.capture.targets.join('\n')
         )
-          await this.attach(creates);
+          await this.attach(ready);
       } catch (error) {
-        this.options.logger.error('Hand-off batch failed', { [LogField.error]: String(error) });
-        this.noteError(`hand-off batch failed: ${String(error)}`);
+        const message = excerpt(String(error), QUOTE_CHARS);
+        this.options.logger.error('Hand-off batch failed', { [LogField.error]: message });
+        this.noteError(`hand-off batch failed: ${message}`);
       }
       for (const resolve of replanned) resolve();
     }
@@ -294,20 +346,14 @@ export class Agent {
       }
       const { audit } = decision;
       if (!before) {
-        await this.audit(container, 'audited from a new plan', late);
+        this.audit(container, 'audited from a new plan', late);
         continue;
       }
       if (before.audit === audit) continue;
       this.audited.set(container.id, { container, audit });
       if (before.audit.interactiveShells && !audit.interactiveShells) this.book.remove(container.id);
       else if (!before.audit.interactiveShells && audit.interactiveShells)
-        await this.addTargets(
-          container,
-          audit,
-          container.bashCandidates,
-          'shells audited from a new plan',
-          late,
-        );
+        this.addTargets(container, container.bashCandidates, 'shells audited from a new plan', late);
     }
     if (plan.execs && !this.execCapture) {
       try {
@@ -334,14 +380,14 @@ export class Agent {
         const container = this.registry.byId(h.id);
         if (outcome.ok && container) {
           await this.remember(h);
-          await this.audit(container, `${h.verb} of the container`);
+          this.audit(container, `${h.verb} of the container`);
         }
         return h.verb === 'create';
       }
       case 'exec':
         // A short program may be gone before the agent looks (the registry then cannot check its pid): the
         // hand-off alone, from the root-owned spool, still says it ran in that container.
-        if (outcome.ok || outcome.reason === 'process-gone') await this.onExec(h);
+        if (outcome.ok || outcome.reason === 'process-gone') this.onExec(h);
         return false;
       case 'delete':
         if (!this.registry.byId(h.id)) await this.forget(h.id);
@@ -350,7 +396,7 @@ export class Agent {
   }
 
   /** Decides whether a registered container is audited and, if so, what to probe for it. */
-  private async audit(container: ContainerRecord, why: string, late = false): Promise<void> {
+  private audit(container: ContainerRecord, why: string, late = false): void {
     const decision = this.options.plan.auditOf(container);
     if (!decision.audited) {
       this.options.logger.info('Container not audited', {
@@ -361,52 +407,138 @@ export class Agent {
     }
     const { audit } = decision;
     this.audited.set(container.id, { container, audit });
-    if (audit.interactiveShells) await this.addTargets(container, audit, container.bashCandidates, why, late);
+    if (audit.interactiveShells) this.addTargets(container, container.bashCandidates, why, late);
   }
 
-  /** Resolves readline for the candidates and books new probe targets; gaps become coverage records now. */
-  private async addTargets(
+  /**
+   * Starts resolving readline for the candidates; the batch attaches once every resolution it started is
+   * done (settle). They run side by side, each within its budget (resolveLimits, and a timer should a file
+   * operation itself hang), so a container whose image makes resolving costly holds up the others' probes and
+   * acknowledgements by that budget at most. Gaps become coverage records when the resolution is done.
+   */
+  private addTargets(
     container: ContainerRecord,
-    audit: ContainerAudit,
     candidates: readonly string[],
     why: string,
     /** Reported late even when its probe was attached already (the container ran unaudited until now). */
     late = false,
-  ): Promise<void> {
-    const resolved = await resolveReadlineTargets(container.rootfs, candidates);
-    const ref = containerRef(container, audit.policy);
-    const targets: (ProbeTarget & { bash: string; via: 'bash' | 'libreadline' })[] = [];
-    for (const r of resolved) {
-      if (r.kind === 'coverage') {
-        this.noteError(`container ${container.id}: ${r.bash} cannot be probed: ${r.reason}`);
-        this.options.sink.write({
-          kind: 'coverage',
-          time: new Date().toISOString(),
-          ...ref,
-          status: 'gap',
-          bash: r.bash,
-          reason: r.reason,
+  ): void {
+    const limits = this.options.resolveLimits ?? DEFAULT_RESOLVE_LIMITS;
+    const resolution = resolveReadlineTargets(container.rootfs, candidates, {
+      limits,
+      cache: this.resolveCache,
+    });
+    const timeoutMs = limits.deadlineMs + RESOLVE_TIMEOUT_GRACE_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<ReadlineResolution[]>((resolve) => {
+      timer = setTimeout(
+        () =>
+          resolve([
+            {
+              kind: 'coverage',
+              bash: candidates[0] ?? 'bash',
+              reason: `gave up looking for readline: the search did not end within ${timeoutMs} ms`,
+            },
+          ]),
+        timeoutMs,
+      );
+    });
+    const done: Promise<void> = Promise.race([resolution, timedOut])
+      .then((resolved) => this.bookTargets(container, candidates, why, late, resolved))
+      .catch((error: unknown) => {
+        const message = excerpt(String(error), QUOTE_CHARS);
+        this.options.logger.error('Cannot resolve readline', {
+          [LogField.containerId]: container.id,
+          [LogField.error]: message,
         });
+        this.noteError(`container ${container.id}: cannot resolve readline: ${message}`);
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        this.resolving.delete(done);
+        this.wake(); // its container's probes and acknowledgement, if they wait for it
+      });
+    this.resolving.set(done, container.id);
+  }
+
+  /** Waits for the resolutions under way (and those started meanwhile), at most `maxWaitMs`. */
+  private async settle(maxWaitMs = Infinity): Promise<void> {
+    const deadline = performance.now() + maxWaitMs;
+    while (this.resolving.size > 0) {
+      const all = Promise.all(this.resolving.keys());
+      const left = deadline - performance.now();
+      if (left === Infinity) {
+        await all;
         continue;
       }
-      const real = await realFileOf(r.file);
-      targets.push({
-        key: real ? `${real.dev}:${real.ino}` : `${r.dev}:${r.ino}`,
-        file: real?.file ?? r.file,
-        bash: r.bash,
-        via: r.via,
-      });
+      if (left <= 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([all, new Promise((resolve) => (timer = setTimeout(resolve, left)))]);
+      clearTimeout(timer);
     }
-    if (resolved.length === 0 && candidates === container.bashCandidates) {
-      this.noteError(`container ${container.id}: no bash`);
+  }
+
+  /** The container's audit now, if it still audits its shells (it may be gone, or re-planned, meanwhile). */
+  private shellsAudited(container: ContainerRecord): ContainerAudit | undefined {
+    const entry = this.audited.get(container.id);
+    return entry?.container === container && entry.audit.interactiveShells ? entry.audit : undefined;
+  }
+
+  /**
+   * Pins the resolved targets (the files the probes go on, held open: targets/pin.ts) and books them; gaps,
+   * and targets that changed since they were checked, become coverage records now.
+   */
+  private async bookTargets(
+    container: ContainerRecord,
+    candidates: readonly string[],
+    why: string,
+    late: boolean,
+    resolved: readonly ReadlineResolution[],
+  ): Promise<void> {
+    const gap = (bash: string | undefined, reason: string, target?: string): void => {
+      const audit = this.shellsAudited(container);
+      if (!audit) return;
+      this.noteError(
+        `container ${container.id}: ${bash ? `${excerpt(bash, QUOTE_CHARS)} cannot be probed` : 'no bash'}: ${reason}`,
+      );
       this.options.sink.write({
         kind: 'coverage',
         time: new Date().toISOString(),
-        ...ref,
+        ...containerRef(container, audit.policy),
         status: 'gap',
-        reason: `no bash in the container (looked for ${candidates.join(', ')})`,
+        ...(bash !== undefined ? { bash } : {}),
+        ...(target !== undefined ? { target } : {}),
+        reason,
       });
+    };
+    if (!this.shellsAudited(container)) return;
+    const targets: (ProbeTarget & { bash: string; via: 'bash' | 'libreadline' })[] = [];
+    for (const r of resolved) {
+      if (r.kind === 'coverage') {
+        gap(r.bash, r.reason);
+        continue;
+      }
+      // The probe binds to the file the overlay shows (a layer's, shared by the image's containers).
+      const real = await realFileOf(r.file);
+      const key = real ? `${real.dev}:${real.ino}` : `${r.dev}:${r.ino}`;
+      const file = real?.file ?? r.file;
+      const pinned = await this.pins.pin(
+        key,
+        file,
+        real
+          ? { dev: real.dev, ino: real.ino, within: real.layer }
+          : { dev: r.dev, ino: r.ino, within: container.rootfs },
+      );
+      if (!pinned.ok) {
+        gap(r.bash, pinned.reason, file);
+        continue;
+      }
+      targets.push({ key, file, probe: pinned.probe, bash: r.bash, via: r.via });
     }
+    if (resolved.length === 0 && candidates === container.bashCandidates)
+      gap(undefined, `no bash in the container (looked for ${excerpt(candidates.join(', '), 512)})`);
+    const audit = this.shellsAudited(container);
+    if (!audit) return; // forgotten meanwhile: its pins go at the next attach
     const fresh = new Set(this.book.add(container.id, targets).map((t) => t.key));
     for (const t of targets)
       this.pendingCoverage.push({ container, audit, target: t, fresh: late || fresh.has(t.key), why });
@@ -443,6 +575,8 @@ export class Agent {
         });
       this.pendingCoverage = [];
     }
+    // bpftrace no longer asks for the files no container holds: their pins may go (pin.ts).
+    await this.pins.keepOnly(this.book.keys());
     const now = new Date();
     for (const p of this.pendingCoverage) {
       const handoff = creates.find((h) => h.id === p.container.id);
@@ -476,7 +610,7 @@ export class Agent {
    * A `runc exec` (kubectl exec): recorded when the policy captures execs, since it may never reach a shell;
    * and a shell exec'd from a path not seen at create is probed from now on.
    */
-  private async onExec(h: Handoff): Promise<void> {
+  private onExec(h: Handoff): void {
     const entry = this.audited.get(h.id);
     const args = h.process?.args ?? [];
     if (entry?.audit.execs && h.pid !== null) {
@@ -496,11 +630,10 @@ export class Agent {
     }
     const program = args[0];
     if (!entry || !entry.audit.interactiveShells || !program?.startsWith('/')) return;
-    await this.addTargets(
+    this.addTargets(
       entry.container,
-      entry.audit,
       [program],
-      `attached when an exec of ${program} was handed off`,
+      `attached when an exec of ${excerpt(program, QUOTE_CHARS)} was handed off`,
     );
   }
 
@@ -514,6 +647,8 @@ export class Agent {
   }
 
   private async forget(id: string): Promise<void> {
+    const drops = this.limiter.forget(id);
+    if (drops) this.reportDrop(drops);
     this.audited.delete(id);
     const gone = this.book.remove(id);
     if (gone.length > 0) this.dirty = true; // the loop re-checks the target set after this batch
@@ -549,9 +684,10 @@ export class Agent {
         continue;
       }
       found++;
-      await this.audit(container, 'found again after an agent restart');
+      this.audit(container, 'found again after an agent restart');
     }
     if (found > 0) {
+      await this.settle();
       await this.attach([]);
       const loss: Omit<LossRecord, 'seq' | 'boot' | 'node'> = {
         kind: 'loss',
@@ -568,6 +704,10 @@ export class Agent {
 
   // ---- captured lines ----
 
+  /**
+   * A line of an audited shell becomes a record, unless its container is over its limits (records/line-limits.ts):
+   * then it is counted, and reported as a loss. The work a line takes is charged to its container.
+   */
   private onLine(line: CapturedLine): void {
     this.stats.linesCaptured++;
     const container = this.registry.byMntns(line.mntns);
@@ -576,10 +716,17 @@ export class Agent {
       this.stats.linesDropped++;
       return;
     }
-    const time = monotonicToDate(line.ns);
+    const started = performance.now();
+    const over = this.limiter.admit(container.id, 'line', started, Date.now());
+    // A key block's state follows every line, dropped ones included (cheap: two string searches).
     const inKeyBlock =
       entry.audit.redactKeyBlocks &&
       this.keyBlocks.inside(`${line.mntns}/${line.pid}`, line.bytes.toString('latin1'));
+    if (over) {
+      this.stats.rateLimited++;
+      return;
+    }
+    const time = monotonicToDate(line.ns);
     this.options.sink.write(
       commandRecord(
         line,
@@ -591,12 +738,19 @@ export class Agent {
       ),
     );
     this.stats.commandsRecorded++;
+    const done = performance.now();
+    this.limiter.charge(container.id, done - started, done);
   }
 
   private onKernelExec(exec: CapturedExec): void {
     const container = this.registry.byMntns(exec.mntns);
     const entry = container && this.audited.get(container.id);
     if (!entry || entry.container !== container || !entry.audit.execs) return;
+    const started = performance.now();
+    if (this.limiter.admit(container.id, 'exec', started, Date.now())) {
+      this.stats.rateLimited++;
+      return;
+    }
     const path = recordText(exec.filename);
     const nsPid = this.nsPids.of(exec.pid, exec.mntns);
     this.options.sink.write({
@@ -613,6 +767,28 @@ export class Agent {
       ...execArgvFields(exec.argv, entry.audit, exec.truncated || exec.filenameTruncated),
     });
     this.stats.execsRecorded++;
+    const done = performance.now();
+    this.limiter.charge(container.id, done - started, done);
+  }
+
+  /** The drops over the line limits since the last report: one `rate-limited` loss per container. */
+  private reportDrops(): void {
+    for (const window of this.limiter.takeDrops()) this.reportDrop(window);
+  }
+
+  private reportDrop(window: DropWindow): void {
+    const entry = this.audited.get(window.key);
+    this.stats.losses++;
+    this.options.sink.write({
+      kind: 'loss',
+      time: new Date().toISOString(),
+      ...(entry ? containerRef(entry.container, entry.audit.policy) : { containerId: window.key }),
+      reason: 'rate-limited',
+      count: window.count,
+      since: new Date(window.sinceMs).toISOString(),
+      until: new Date(window.untilMs).toISOString(),
+      detail: this.limiter.describe(window),
+    });
   }
 
   private onLoss(loss: CaptureLoss | ExecCaptureLoss): void {

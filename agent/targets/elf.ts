@@ -123,7 +123,16 @@ function u64(buf: Buffer, offset: number): number {
   return value > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(value);
 }
 
-function parse(buf: Buffer): Parsed | ElfError {
+/** The ELF header's size: what readElfHeader needs of a file. */
+export const ELF_HEADER_BYTES = EHDR_SIZE;
+
+/**
+ * What the first ELF_HEADER_BYTES of a file say: a 64-bit little-endian EXEC or DYN for a machine we know, or
+ * why not. Enough to pass over a file the loader would pass over (another machine) without reading the rest.
+ */
+export function readElfHeader(
+  buf: Buffer,
+): { ok: true; machine: ElfMachine; type: 'EXEC' | 'DYN' } | ElfError {
   if (buf.length < EHDR_SIZE) return fail(`too short for an ELF header (${buf.length} bytes)`);
   if (buf.readUInt32BE(0) !== 0x7f454c46) return fail('not an ELF file (bad magic)');
   if (buf[4] !== 2) return fail('not a 64-bit ELF file (32-bit bash is not supported)');
@@ -133,6 +142,13 @@ function parse(buf: Buffer): Parsed | ElfError {
   const eMachine = buf.readUInt16LE(18);
   const machine = eMachine === EM_X86_64 ? 'x86-64' : eMachine === EM_AARCH64 ? 'aarch64' : undefined;
   if (!machine) return fail(`unsupported ELF machine ${eMachine} (only x86-64 and aarch64)`);
+  return { ok: true, machine, type: eType === ET_EXEC ? 'EXEC' : 'DYN' };
+}
+
+function parse(buf: Buffer): Parsed | ElfError {
+  const header = readElfHeader(buf);
+  if (!header.ok) return header;
+  const { machine, type } = header;
 
   const phoff = u64(buf, 32);
   const shoff = u64(buf, 40);
@@ -172,7 +188,7 @@ function parse(buf: Buffer): Parsed | ElfError {
       });
     }
   }
-  return { machine, type: eType === ET_EXEC ? 'EXEC' : 'DYN', segments, sections };
+  return { machine, type, segments, sections };
 }
 
 /** File offset of a virtual address, through the PT_LOAD segment that maps it from the file. */

@@ -51,6 +51,8 @@ export function parseOverlayMounts(mountinfo: string): OverlayMount[] {
 
 export interface RealFile {
   file: string;
+  /** The layer directory the file lies in (what it is pinned within, pin.ts). */
+  layer: string;
   dev: bigint;
   ino: bigint;
 }
@@ -73,7 +75,7 @@ async function layerFile(mount: OverlayMount, pathInMount: string): Promise<Real
       }
       if (!ok) continue;
       const info = await lstat(candidate, { bigint: true });
-      if (info.isFile()) return { file: candidate, dev: info.dev, ino: info.ino };
+      if (info.isFile()) return { file: candidate, layer, dev: info.dev, ino: info.ino };
       return undefined; // a whiteout or anything else on top hides the lower layers
     } catch {
       // not in this layer: the next one down

@@ -1,16 +1,17 @@
 import { TargetBook } from './target-book.js';
 
 describe('TargetBook', () => {
-  const bash = { key: '1:10', file: '/layers/1/bin/bash' };
-  const lib = { key: '1:20', file: '/layers/2/lib/libreadline.so.8' };
+  const bash = { key: '1:10', file: '/layers/1/bin/bash', probe: '/proc/9/fd/10' };
+  const lib = { key: '1:20', file: '/layers/2/lib/libreadline.so.8', probe: '/proc/9/fd/11' };
 
   it('probes a shared file once, until its last holder goes', () => {
     const book = new TargetBook();
     expect(book.add('a', [bash])).toEqual([bash]);
-    expect(book.add('b', [{ ...bash, file: '/other/path/same/inode' }, lib])).toEqual([lib]);
-    expect(book.files()).toEqual([bash.file, lib.file]);
+    expect(book.add('b', [{ ...bash, probe: '/proc/9/fd/12' }, lib])).toEqual([lib]);
+    expect(book.files()).toEqual([bash.probe, lib.probe]);
+    expect(book.keys()).toEqual(new Set([bash.key, lib.key]));
     expect(book.remove('a')).toEqual([]);
-    expect(book.files()).toEqual([lib.file, '/other/path/same/inode']);
+    expect(book.files()).toEqual([lib.probe, '/proc/9/fd/12']);
     expect(book.remove('b').sort()).toEqual([bash.key, lib.key]);
     expect(book.files()).toEqual([]);
   });

@@ -1,13 +1,15 @@
 /**
  * Which files carry a readline probe, and for whom. A probe binds to an inode, so targets are keyed by the
  * real (dev, ino) and shared by every container that uses that file; a file is probed while at least one
- * container holds it. Pure bookkeeping: the capture is told the resulting file list.
+ * container holds it. Pure bookkeeping: the capture is told the resulting list of probe paths.
  */
 export interface ProbeTarget {
   /** `${dev}:${ino}` of the file the probe binds to. */
   key: string;
-  /** Host path given to bpftrace. */
+  /** Host path of the file (what records name). */
   file: string;
+  /** What bpftrace is given: the agent's open file, /proc/<pid>/fd/<n> (pin.ts). */
+  probe: string;
 }
 
 export class TargetBook {
@@ -35,16 +37,17 @@ export class TargetBook {
     return this.keys().has(key);
   }
 
-  /** One file per distinct key, sorted: what bpftrace probes. */
+  /** One probe path per distinct key, sorted: what bpftrace probes. */
   files(): string[] {
     const byKey = new Map<string, string>();
     for (const held of this.holders.values()) {
-      for (const t of held.values()) if (!byKey.has(t.key)) byKey.set(t.key, t.file);
+      for (const t of held.values()) if (!byKey.has(t.key)) byKey.set(t.key, t.probe);
     }
     return [...byKey.values()].sort();
   }
 
-  private keys(): Set<string> {
+  /** The keys some container holds. */
+  keys(): Set<string> {
     const keys = new Set<string>();
     for (const held of this.holders.values()) for (const k of held.keys()) keys.add(k);
     return keys;
