@@ -64,10 +64,10 @@ const sizeOf = (s: string, unit: ExcerptUnit): number =>
   unit === 'bytes' ? Buffer.byteLength(s) : s.length === 1 ? 1 : [...s].length;
 
 /**
- * `text` escaped (escapeControls) and cut to at most `max` code points (or UTF-8 bytes with unit 'bytes'),
- * ending in an ellipsis when cut; an escape is never split.
+ * `text` escaped (escapeControls) and cut to at most `max` (default 80) code points (or UTF-8 bytes with unit
+ * 'bytes'), ending in an ellipsis when cut; an escape is never split.
  */
-export function excerpt(text: string, max: number, unit: ExcerptUnit = 'chars'): string {
+export function excerpt(text: string, max = 80, unit: ExcerptUnit = 'chars'): string {
   const escaped = escapeControls(text);
   if (sizeOf(escaped, unit) <= max) return escaped;
   const room = max - sizeOf(ELLIPSIS, unit);
