@@ -50,7 +50,7 @@ import {
   resolveReadlineTargets,
 } from './targets/resolve.js';
 import { DEFAULT_RESOLVE_LIMITS, FileFactsCache, type ResolveLimits } from './targets/resolve-budget.js';
-import { type ProbeTarget, TargetBook } from './targets/target-book.js';
+import { MAX_TARGETS_PER_CONTAINER, type ProbeTarget, TargetBook } from './targets/target-book.js';
 
 export interface AgentOptions {
   spoolDir: string;
@@ -522,6 +522,14 @@ export class Agent {
       const real = await realFileOf(r.file);
       const key = real ? `${real.dev}:${real.ino}` : `${r.dev}:${r.ino}`;
       const file = real?.file ?? r.file;
+      const held = this.book.heldBy(container.id);
+      if (!held.has(key) && held.size + targets.length >= MAX_TARGETS_PER_CONTAINER) {
+        gap(
+          r.bash,
+          `more than ${MAX_TARGETS_PER_CONTAINER} distinct files define readline in this container`,
+        );
+        continue;
+      }
       const pinned = await this.pins.pin(
         key,
         file,

@@ -94,7 +94,8 @@ export interface FileIdentity {
   ctimeNs: bigint;
 }
 
-export const DEFAULT_FACTS_CACHE_ENTRIES = 4096;
+/** Files remembered: a node's images hold a few each (a bash, its libraries, the decoys of a hostile one). */
+export const DEFAULT_FACTS_CACHE_ENTRIES = 1024;
 
 /** Least recently used first out, at most `maxEntries`. */
 export class FileFactsCache<T> {

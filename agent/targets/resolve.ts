@@ -61,6 +61,11 @@ const MAX_SEARCH_DIRS = 256;
 const MAX_GLOB_ENTRIES = 4096;
 /** How much of the list of a bash's libraries a reason quotes. */
 const NEEDED_EXCERPT = 256;
+/**
+ * Facts holding more names than this are not cached (a real bash names a few libraries; a crafted one up to
+ * 256 of 4 KiB each): with DEFAULT_FACTS_CACHE_ENTRIES, the cache holds at most about 16 MiB of names.
+ */
+const MAX_CACHED_CHARS = 16 * 1024;
 
 export type ReadlineTarget = {
   kind: 'target';
@@ -238,8 +243,14 @@ async function factsOf(ctx: Context, opened: Opened, whole: boolean): Promise<Fi
     elf,
     readline: elf.ok ? definesSymbol(data, 'readline') : elf,
   };
-  ctx.cache.set(opened.id, facts);
+  // What a file names (DT_NEEDED, RUNPATH) is kept only when it is a real library list, not a crafted one.
+  if (!elf.ok || factsChars(elf) <= MAX_CACHED_CHARS) ctx.cache.set(opened.id, facts);
   return facts;
+}
+
+/** Characters of the names an ELF file's facts hold. */
+function factsChars(elf: ElfInfo): number {
+  return [...elf.needed, ...elf.runpath, ...elf.rpath].reduce((n, name) => n + name.length, 0);
 }
 
 /** A small file of the root (configuration), read whole, or undefined. */

@@ -10,6 +10,8 @@ describe('TargetBook', () => {
     expect(book.add('b', [{ ...bash, probe: '/proc/9/fd/12' }, lib])).toEqual([lib]);
     expect(book.files()).toEqual([bash.probe, lib.probe]);
     expect(book.keys()).toEqual(new Set([bash.key, lib.key]));
+    expect(book.heldBy('b')).toEqual(new Set([bash.key, lib.key]));
+    expect(book.heldBy('nobody')).toEqual(new Set());
     expect(book.remove('a')).toEqual([]);
     expect(book.files()).toEqual([lib.probe, '/proc/9/fd/12']);
     expect(book.remove('b').sort()).toEqual([bash.key, lib.key]);

@@ -12,8 +12,20 @@ export interface ProbeTarget {
   probe: string;
 }
 
+/**
+ * Distinct probe targets one container may hold. Each costs a uprobe and a pinned file, and bpftrace attaches
+ * them all at each start, so a container exec'ing one new copy of bash after another must not grow them
+ * without bound; a real one has one or two (its bash, or its libreadline).
+ */
+export const MAX_TARGETS_PER_CONTAINER = 16;
+
 export class TargetBook {
   private readonly holders = new Map<string, Map<string, ProbeTarget>>(); // container id -> key -> target
+
+  /** The keys a container holds. */
+  heldBy(containerId: string): ReadonlySet<string> {
+    return new Set(this.holders.get(containerId)?.keys());
+  }
 
   /** Adds targets for a container; returns those that no container held before (new probes). */
   add(containerId: string, targets: readonly ProbeTarget[]): ProbeTarget[] {
