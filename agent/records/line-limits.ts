@@ -30,8 +30,9 @@ export interface LineLimits {
  * Defaults. Lines: the node's target is 2,000 commands/s without loss, and one container may be the one
  * typing them all, so the line bucket never binds below that; it bounds what a flood of cheap lines writes
  * (records, queue, reports). Work: a typed command costs the agent 40–75 µs (rules and record, measured
- * with examples/production-shells.yaml), so 2,000 a second is at most 150 ms a second, inside 250 ms/s; crafted 4 KiB lines (14 ms each) are held to
- * about 18 a second, a quarter of the thread for the worst container whatever it sends. The burst is kept
+ * with examples/production-shells.yaml), so 2,000 a second is at most 150 ms a second, inside 250 ms/s;
+ * crafted 4 KiB lines (7–14 ms each) are held to 18–36 a second, a quarter of the thread for the worst
+ * container whatever it sends. The burst is kept
  * as small: while the agent works on one container's lines it does not read bpftrace's output, and measured
  * with a 1 s burst, the kernel's perf buffer overflowed at the start of a flood, losing other containers'
  * lines too.
