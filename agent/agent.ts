@@ -113,6 +113,13 @@ interface Audited {
 
 const KNOWN_DIR = 'containers';
 
+/** What was reported of one probe in one container. */
+interface ProbeCoverage {
+  container: ContainerRecord;
+  audit: ContainerAudit;
+  target: ProbeTarget & { bash: string; via: 'bash' | 'libreadline' };
+}
+
 /** Container-controlled text quoted in logs and in the agent's state is cut to this (escaped). */
 const QUOTE_CHARS = 200;
 
@@ -183,6 +190,8 @@ export class Agent {
     this.limiter = new LineLimiter(options.lineLimits ?? DEFAULT_LINE_LIMITS);
     this.capture.on('line', (line) => this.onLine(line));
     this.capture.on('loss', (loss) => this.onLoss(loss));
+    this.capture.on('rejected', (r) => this.onProbeChange(r.target, r.reason));
+    this.capture.on('recovered', (probe) => this.onProbeChange(probe));
     this.capture.on('error', (error) => {
       logger.error('Capture error', { [LogField.error]: error.message });
       this.noteError(`readline capture: ${error.message}`);
@@ -314,7 +323,7 @@ export class Agent {
         if (
           ready.length > 0 ||
           this.pendingCoverage.length > 0 ||
-          this.book.files().join('\n') !== this.capture.targets.join('\n')
+          this.book.files().join('\n') !== this.capture.requested.join('\n')
         )
           await this.attach(ready);
       } catch (error) {
@@ -560,11 +569,72 @@ export class Agent {
     why: string;
   }[] = [];
 
+  /**
+   * Coverage reported, by probe and container: when the capture later leaves a probe out (it could not be
+   * attached again) or brings it back (a retry attached it), every container using it hears of it.
+   */
+  private readonly coverageByProbe = new Map<string, Map<string, ProbeCoverage>>();
+
+  private holdCoverage(p: ProbeCoverage): void {
+    const holders = this.coverageByProbe.get(p.target.probe) ?? new Map<string, ProbeCoverage>();
+    holders.set(p.container.id, p);
+    this.coverageByProbe.set(p.target.probe, holders);
+  }
+
+  /** A probe left out (with why) or brought back after its coverage was reported. */
+  private onProbeChange(probe: string, reason?: string): void {
+    const holders = this.coverageByProbe.get(probe);
+    if (!holders) return; // not reported yet: attach() reports it
+    const now = new Date().toISOString();
+    for (const [id, p] of holders) {
+      if (this.audited.get(id)?.container !== p.container) {
+        holders.delete(id);
+        continue;
+      }
+      if (reason !== undefined) {
+        this.probeGap(p, reason);
+        continue;
+      }
+      this.options.sink.write({
+        kind: 'coverage',
+        time: now,
+        ...containerRef(p.container, p.audit.policy),
+        status: 'covered',
+        bash: p.target.bash,
+        target: p.target.file,
+        via: p.target.via,
+        reason: 'attached on a retry, after it could not be',
+        coveredFrom: now,
+        late: true,
+      });
+    }
+  }
+
+  /** A container's probe that bpftrace could not attach: a gap, until a retry attaches it. */
+  private probeGap(p: ProbeCoverage, reason: string): void {
+    this.noteError(`container ${p.container.id}: the readline probe on ${p.target.file} failed: ${reason}`);
+    this.options.sink.write({
+      kind: 'coverage',
+      time: new Date().toISOString(),
+      ...containerRef(p.container, p.audit.policy),
+      status: 'gap',
+      bash: p.target.bash,
+      target: p.target.file,
+      via: p.target.via,
+      reason,
+    });
+  }
+
   /** Probes the booked targets, then acknowledges the batch's creates and reports coverage. */
   private async attach(creates: readonly Handoff[]): Promise<void> {
     const files = this.book.files();
+    for (const probe of this.coverageByProbe.keys())
+      if (!files.includes(probe)) this.coverageByProbe.delete(probe);
+    // Probes the capture could not attach, with why: the others are attached; these are retried.
+    let left = new Map<string, string>();
     try {
-      await this.capture.setTargets(files);
+      const outcome = await this.capture.setTargets(files);
+      left = new Map(outcome.rejected.map((r) => [r.target, r.reason]));
     } catch (error) {
       this.options.logger.error('Cannot attach the readline probes', {
         [LogField.error]: (error as Error).message,
@@ -587,6 +657,12 @@ export class Agent {
     await this.pins.keepOnly(this.book.keys());
     const now = new Date();
     for (const p of this.pendingCoverage) {
+      this.holdCoverage(p);
+      const reason = left.get(p.target.probe);
+      if (reason !== undefined) {
+        this.probeGap(p, reason);
+        continue;
+      }
       const handoff = creates.find((h) => h.id === p.container.id);
       const deadline = handoff ? Date.parse(handoff.time) + (this.options.ackWaitMs ?? 2000) : 0;
       this.options.sink.write({
