@@ -37,6 +37,7 @@ import type { CapturedLine } from './capture/readline-output.js';
 import { NsPidLookup } from './containers/proc-status.js';
 import { type ContainerRecord, ContainerRegistry } from './containers/registry.js';
 import { HEARTBEAT_FILE, HandoffSpool } from './handoff/spool.js';
+import { WrapperDrops } from './handoff/wrapper-drops.js';
 import type { AuditPlan, ContainerAudit } from './plan/plan.js';
 import { commandRecord, containerRef, execArgvFields } from './records/build.js';
 import { recordText } from './records/escaped-text.js';
@@ -142,6 +143,10 @@ export class Agent {
     losses: 0,
   };
   private readonly spool: HandoffSpool;
+  private readonly wrapperDrops: WrapperDrops;
+  /** When the wrapper's drop counter was last read (at start: the previous agent's last heartbeat). */
+  private wrapperDropsCheckedAt: Date | undefined;
+  private wrapperDropsBusy = false;
   private readonly registry: ContainerRegistry;
   private readonly capture: ReadlineCapture;
   /** Only while a rule captures execs. */
@@ -173,6 +178,7 @@ export class Agent {
 
   constructor(private readonly options: AgentOptions) {
     const { logger } = options;
+    this.wrapperDrops = new WrapperDrops(() => this.spool.droppedByWrapper(), options.stateDir);
     this.spool = new HandoffSpool({
       dir: options.spoolDir,
       logger,
@@ -223,6 +229,7 @@ export class Agent {
     await this.spool.prepare();
     await mkdir(join(stateDir, KNOWN_DIR), { recursive: true, mode: 0o700 });
     const downSince = await this.previousHeartbeat();
+    this.wrapperDropsCheckedAt = downSince;
     this.running = true;
     await this.execCapture?.start();
     await this.rescan(downSince);
@@ -858,6 +865,30 @@ export class Agent {
   /** The drops over the line limits since the last report: one `rate-limited` loss per container. */
   private reportDrops(): void {
     for (const window of this.limiter.takeDrops()) this.reportDrop(window);
+    void this.reportWrapperDrops();
+  }
+
+  /** Hand-offs the wrapper dropped since the last check (handoff/wrapper-drops.ts) become one loss record. */
+  private async reportWrapperDrops(): Promise<void> {
+    if (this.wrapperDropsBusy) return; // one read at a time: two would report the same drops twice
+    this.wrapperDropsBusy = true;
+    const since = this.wrapperDropsCheckedAt;
+    this.wrapperDropsCheckedAt = new Date();
+    const count = await this.wrapperDrops.take().catch(() => 0);
+    this.wrapperDropsBusy = false;
+    if (count === 0) return;
+    this.stats.losses++;
+    this.options.sink.write({
+      kind: 'loss',
+      time: new Date().toISOString(),
+      reason: 'handoffs-dropped',
+      count,
+      ...(since ? { since: since.toISOString() } : {}),
+      until: this.wrapperDropsCheckedAt.toISOString(),
+      detail:
+        `the runc wrapper wrote no hand-off for ${count} container start(s) or exec(s) (the agent was absent, ` +
+        'or the spool was at its bound): those containers and execs may be unaudited',
+    });
   }
 
   private reportDrop(window: DropWindow): void {

@@ -109,6 +109,9 @@ export const LOSS_REASONS = [
   'queue-full',
   'agent-down',
   'rate-limited',
+  // The runc wrapper wrote no hand-off (the agent absent, or its spool at the bound): containers started and
+  // execs run then may be unaudited. `count` is the number of hand-offs.
+  'handoffs-dropped',
 ] as const;
 
 export const LossRecord = z.strictObject({
