@@ -62,6 +62,7 @@ import { commandRecord } from '../agent/records/build.js';
 import type { StampingSink } from '../agent/records/sink.js';
 import { requestToken, selfSignedCert } from '../e2e/support/credentials.js';
 import { type HttpsAnswer, httpsCall } from '../e2e/support/https-call.js';
+import { agentJwt } from './ingest/testdata/tokens.js';
 
 const run = randomBytes(3).toString('hex');
 const SYSTEM = `operator-${run}-system`;
@@ -943,7 +944,10 @@ describe('the operator, two replicas behind a Service', () => {
       return JSON.stringify({ node: N1, boot, records: [record] } satisfies Report);
     };
     const cases = [
-      ['a forged token', randomBytes(32).toString('base64url'), body(1), 401, 'unauthenticated'],
+      // Not even a JWT: refused before any TokenReview.
+      ['a token that is not a JWT', randomBytes(32).toString('base64url'), body(1), 401, 'malformed-token'],
+      // Shaped like the agent's token, with our audience: only the TokenReview can refuse it.
+      ['a forged token', agentJwt(), body(1), 401, 'unauthenticated'],
       ['another ServiceAccount’s token', tokens.otherSa, body(2), 403, 'service-account'],
       ['a token bound to a pod on another node', tokens.agentN2, body(3), 403, 'node'],
       ['a malformed body', tokens.agentN1, '{"node": "', 400, 'invalid-report'],
