@@ -373,21 +373,34 @@ class Lexer {
 
   /** The position after the parenthesis group opening at `pos` (quotes skipped), or the end. */
   private balanced(pos: number): number {
+    return this.closing(pos, '(', ')');
+  }
+
+  /** The position after the `}` closing the `{` at `pos` (quotes and nested braces skipped). */
+  private braces(pos: number): number {
+    return this.closing(pos, '{', '}');
+  }
+
+  /**
+   * The position after the `close` that balances the `open` at `pos`, skipping quotes and backslash escapes
+   * and counting nested pairs; the end when it is never closed.
+   */
+  private closing(pos: number, open: string, close: string): number {
     const { src, end } = this;
     let depth = 0;
     while (pos < end) {
       const c = src[pos]!;
       if (c === '\\') pos += 2;
       else if (c === "'") {
-        const close = src.indexOf("'", pos + 1);
-        pos = close < 0 || close >= end ? end : close + 1;
+        const quote = src.indexOf("'", pos + 1);
+        pos = quote < 0 || quote >= end ? end : quote + 1;
       } else if (c === '"') {
         pos++;
         while (pos < end && src[pos] !== '"') pos += src[pos] === '\\' ? 2 : 1;
         pos++;
       } else {
-        if (c === '(') depth++;
-        else if (c === ')' && --depth === 0) return pos + 1;
+        if (c === open) depth++;
+        else if (c === close && --depth === 0) return pos + 1;
         pos++;
       }
     }
@@ -427,29 +440,6 @@ class Lexer {
     } else stop = pos + 1;
     w.copy(pos, stop);
     return stop;
-  }
-
-  /** The position after the `}` closing the `{` at `pos` (quotes and nested braces skipped). */
-  private braces(pos: number): number {
-    const { src, end } = this;
-    let depth = 0;
-    while (pos < end) {
-      const c = src[pos]!;
-      if (c === '\\') pos += 2;
-      else if (c === "'") {
-        const close = src.indexOf("'", pos + 1);
-        pos = close < 0 || close >= end ? end : close + 1;
-      } else if (c === '"') {
-        pos++;
-        while (pos < end && src[pos] !== '"') pos += src[pos] === '\\' ? 2 : 1;
-        pos++;
-      } else {
-        if (c === '{') depth++;
-        else if (c === '}' && --depth === 0) return pos + 1;
-        pos++;
-      }
-    }
-    return end;
   }
 
   /** A double-quoted part opening at `open` whose content starts at `pos`; returns the position after. */
