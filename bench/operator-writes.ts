@@ -35,7 +35,7 @@ import {
   type V1Pod,
   Watch,
 } from '@kubernetes/client-node';
-import { AGENT_TOKEN_AUDIENCE, type NodePlan } from '../api/agentapi/v1.js';
+import type { NodePlan } from '../api/agentapi/v1.js';
 import {
   API_VERSION,
   GROUP,
@@ -53,8 +53,9 @@ import { RecordQueue, queueSink } from '../agent/cluster/queue.js';
 import { Reporter } from '../agent/cluster/reporter.js';
 import type { ContainerRecord } from '../agent/containers/registry.js';
 import { commandRecord } from '../agent/records/build.js';
+import { installCrds } from '../e2e/support/cluster.js';
 import { runCommand } from '../e2e/support/command.js';
-import { CRD_DIR, KUBECTL, REPO_ROOT } from '../e2e/support/paths.js';
+import { KUBECTL, REPO_ROOT } from '../e2e/support/paths.js';
 import { type Counts, delta, parseMetrics } from '../e2e/support/prometheus.js';
 import { type PrivateCluster, startPrivateCluster } from '../e2e/support/private-cluster.js';
 import {
@@ -73,7 +74,7 @@ import {
   table,
   ticksToMs,
 } from './support.js';
-import { requestToken, selfSignedCert } from '../e2e/support/credentials.js';
+import { agentOnNode, selfSignedCert } from '../e2e/support/credentials.js';
 
 const USAGE = `usage: node dist/bench/operator-writes.js [options]   (after make build)
 
@@ -220,9 +221,7 @@ async function bench(opts: Options): Promise<void> {
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  const crds = CRD_DIR;
-  await kubectl(['apply', '--server-side', '-f', crds]);
-  await kubectl(['wait', '--for=condition=Established', '--timeout=60s', '-f', crds]);
+  await installCrds(kubectl);
 
   // The world: a node, its agent's pod and token, audited pods, a policy selecting them.
   progress(`creating ${opts.pods} audited pods on node ${NODE}, a policy, the agent's token`);
@@ -231,18 +230,7 @@ async function bench(opts: Options): Promise<void> {
   });
   await core.createNode({ body: { metadata: { name: NODE } } });
   for (const name of [SYSTEM, SHOP]) await core.createNamespace({ body: { metadata: { name } } });
-  await core.createNamespacedServiceAccount({ namespace: SYSTEM, body: { metadata: { name: 'agent' } } });
-  const agentPod = await core.createNamespacedPod({
-    namespace: SYSTEM,
-    body: {
-      metadata: { name: 'agent' },
-      spec: {
-        nodeName: NODE,
-        serviceAccountName: 'agent',
-        containers: [{ name: 'agent', image: 'agent:1' }],
-      },
-    },
-  });
+  const { token } = await agentOnNode(core, { namespace: SYSTEM, node: NODE, image: 'agent:1' });
   const pods: V1Pod[] = [];
   for (let i = 0; i < opts.pods; i++)
     pods.push(
@@ -271,12 +259,6 @@ async function bench(opts: Options): Promise<void> {
         alerts: [{ name: 'curl-pipe-shell', pattern: 'curl .*\\|\\s*(ba)?sh', severity: 'high' }],
       },
     },
-  });
-  const token = await requestToken(core, {
-    namespace: SYSTEM,
-    serviceAccount: 'agent',
-    audiences: [AGENT_TOKEN_AUDIENCE],
-    boundPod: agentPod,
   });
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });

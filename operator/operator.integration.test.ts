@@ -14,11 +14,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { type Server, type Socket, connect, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ApiException,
@@ -30,7 +29,6 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import {
-  AGENT_TOKEN_AUDIENCE,
   PLAN_PATH,
   REPORTS_PATH,
   type NodePlan,
@@ -49,8 +47,8 @@ import {
   type AuditRecord,
 } from '../api/v1alpha1/index.js';
 import { silentLogger } from '../common/logging.js';
-import { kubectlOk, testKubeConfig, testKubeconfigPath } from '../e2e/support/cluster.js';
-import { CRD_DIR, REPO_ROOT } from '../e2e/support/paths.js';
+import { installCrds, kubectlOk, testKubeConfig, testKubeconfigPath } from '../e2e/support/cluster.js';
+import { REPO_ROOT } from '../e2e/support/paths.js';
 import type { CapturedLine } from '../agent/capture/readline-output.js';
 import { ClusterPlan } from '../agent/cluster/cluster-plan.js';
 import { OperatorClient } from '../agent/cluster/operator-client.js';
@@ -60,7 +58,7 @@ import { Reporter } from '../agent/cluster/reporter.js';
 import type { ContainerRecord } from '../agent/containers/registry.js';
 import { commandRecord } from '../agent/records/build.js';
 import type { StampingSink } from '../agent/records/sink.js';
-import { requestToken, selfSignedCert } from '../e2e/support/credentials.js';
+import { agentToken, scratchCert } from '../e2e/support/credentials.js';
 import { type HttpsAnswer, httpsCall } from '../e2e/support/https-call.js';
 import { agentJwt } from './ingest/testdata/tokens.js';
 
@@ -167,15 +165,6 @@ async function createPod(pod: V1Pod): Promise<V1Pod> {
   const created = await core.createNamespacedPod({ namespace: pod.metadata!.namespace!, body: pod });
   pods[created.metadata!.name!] = created;
   return created;
-}
-
-function token(serviceAccount: string, boundPod: V1Pod): Promise<string> {
-  return requestToken(core, {
-    namespace: SYSTEM,
-    serviceAccount,
-    audiences: [AGENT_TOKEN_AUDIENCE],
-    boundPod,
-  });
 }
 
 interface Policy {
@@ -552,9 +541,7 @@ function call(
 // ---------------------------------------------------------------------------------------------------------
 
 beforeAll(async () => {
-  const crds = CRD_DIR;
-  await kubectlOk(['apply', '--server-side', '-f', crds]);
-  await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', '-f', crds]);
+  await installCrds();
   // The operator is cluster-wide, and the oldest policy selecting a container audits it. The examples (which
   // api/crd's test installs and leaves) select every pod and are older than ours: they would take our pods.
   await kubectlOk(['delete', '--ignore-not-found', '-f', join(REPO_ROOT, 'examples')]);
@@ -580,13 +567,11 @@ beforeAll(async () => {
   );
   await createPod(makePod(SHOP, 'web-plain', { node: N1, labels: { app: 'web' } }));
   await createPod(makePod(SHOP, 'db', { node: N1, labels: { app: 'db' }, runtimeClass: RUNTIME_CLASS }));
-  tokens.agentN1 = await token('agent', agentN1);
-  tokens.agentN2 = await token('agent', agentN2);
-  tokens.otherSa = await token('other', intruder);
+  tokens.agentN1 = await agentToken(core, agentN1);
+  tokens.agentN2 = await agentToken(core, agentN2);
+  tokens.otherSa = await agentToken(core, intruder);
 
-  scratch = mkdtempSync(join(tmpdir(), 'operator-test-'));
-  ({ certFile, keyFile } = selfSignedCert(scratch));
-  ca = readFileSync(certFile);
+  ({ dir: scratch, certFile, keyFile, ca } = scratchCert('operator-test-'));
   const tokenFile = join(scratch, 'token');
   writeFileSync(tokenFile, `${tokens.agentN1}\n`, { mode: 0o600 });
 

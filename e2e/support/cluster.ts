@@ -1,7 +1,7 @@
 /** What an integration test needs to talk to the control plane that e2e/jest/global-setup.ts started. */
 import { type CommandResult, runCommand } from './command.js';
 import { KubeConfig } from '@kubernetes/client-node';
-import { KUBECTL } from './paths.js';
+import { CRD_DIR, KUBECTL } from './paths.js';
 
 export function testKubeconfigPath(): string {
   const path = process.env.CONTAINER_AUDITOR_TEST_KUBECONFIG;
@@ -26,4 +26,10 @@ export async function kubectlOk(args: string[], input?: string): Promise<string>
   const result = await kubectl(args, input);
   if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
   return result.stdout;
+}
+
+/** Installs the CRDs and waits until the API server serves them; `run` is kubectl against the cluster. */
+export async function installCrds(run: (args: string[]) => Promise<unknown> = kubectlOk): Promise<void> {
+  await run(['apply', '--server-side', '-f', CRD_DIR]);
+  await run(['wait', '--for=condition=Established', '--timeout=60s', '-f', CRD_DIR]);
 }

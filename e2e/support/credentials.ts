@@ -4,8 +4,11 @@
  * projected token in the agent's pod is.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+import { AGENT_TOKEN_AUDIENCE } from '../../api/agentapi/v1.js';
 
 export interface SelfSignedCert {
   certFile: string;
@@ -37,6 +40,20 @@ export function selfSignedCert(dir: string, commonName = 'container-auditor-oper
   );
   if (result.status !== 0) throw new Error(`openssl failed: ${result.error?.message ?? result.stderr}`);
   return { certFile, keyFile };
+}
+
+export interface ScratchCert extends SelfSignedCert {
+  /** The new directory holding tls.crt and tls.key (the caller removes it). */
+  dir: string;
+  /** The certificate's bytes, to trust as the CA. */
+  ca: Buffer;
+}
+
+/** A new scratch directory named from `prefix`, with a self-signed certificate in it. */
+export function scratchCert(prefix: string, commonName?: string): ScratchCert {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const cert = selfSignedCert(dir, commonName);
+  return { dir, ...cert, ca: readFileSync(cert.certFile) };
 }
 
 export interface TokenOptions {
@@ -72,4 +89,38 @@ export async function requestToken(core: CoreV1Api, options: TokenOptions): Prom
     },
   });
   return result.status!.token;
+}
+
+/**
+ * The token the kubelet would project into `pod`: of the pod's ServiceAccount, for the agents' audience, bound
+ * to the pod.
+ */
+export function agentToken(core: CoreV1Api, pod: V1Pod, expirationSeconds?: number): Promise<string> {
+  return requestToken(core, {
+    namespace: pod.metadata!.namespace!,
+    serviceAccount: pod.spec!.serviceAccountName!,
+    audiences: [AGENT_TOKEN_AUDIENCE],
+    boundPod: pod,
+    ...(expirationSeconds !== undefined ? { expirationSeconds } : {}),
+  });
+}
+
+/**
+ * An agent on `node`: the ServiceAccount `agent` in `namespace`, a Pod `agent` of it on the node (it stays
+ * Pending: there is no kubelet), and its projected token.
+ */
+export async function agentOnNode(
+  core: CoreV1Api,
+  options: { namespace: string; node: string; image: string; expirationSeconds?: number },
+): Promise<{ pod: V1Pod; token: string }> {
+  const { namespace, node, image, expirationSeconds } = options;
+  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'agent' } } });
+  const pod = await core.createNamespacedPod({
+    namespace,
+    body: {
+      metadata: { name: 'agent' },
+      spec: { nodeName: node, serviceAccountName: 'agent', containers: [{ name: 'agent', image }] },
+    },
+  });
+  return { pod, token: await agentToken(core, pod, expirationSeconds) };
 }

@@ -17,21 +17,14 @@
  * node). No scheduler or kubelet: Pods stay Pending with spec.nodeName set here.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { connect as connectTcp } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connect as connectTls, type TLSSocket } from 'node:tls';
 import { CoreV1Api, CustomObjectsApi, NodeV1Api, type V1Pod } from '@kubernetes/client-node';
 import winston from 'winston';
-import {
-  AGENT_TOKEN_AUDIENCE,
-  PLAN_PATH,
-  REPORTS_PATH,
-  type NodePlan,
-  type Report,
-} from '../../api/agentapi/v1.js';
+import { PLAN_PATH, REPORTS_PATH, type NodePlan, type Report } from '../../api/agentapi/v1.js';
 import type { AgentRecord } from '../../api/records/v1.js';
 import type { ContainerAuditPolicyStatus } from '../../api/v1alpha1/containerauditpolicy.js';
 import {
@@ -44,10 +37,10 @@ import {
   VERSION,
   type AuditRecord,
 } from '../../api/v1alpha1/index.js';
-import { kubectl, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
-import { requestToken, selfSignedCert } from '../../e2e/support/credentials.js';
+import { installCrds, kubectl, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
+import { agentOnNode, scratchCert } from '../../e2e/support/credentials.js';
 import { type HttpsAnswer, httpsCall } from '../../e2e/support/https-call.js';
-import { CRD_DIR, REPO_ROOT } from '../../e2e/support/paths.js';
+import { REPO_ROOT } from '../../e2e/support/paths.js';
 import { delta, parseMetrics } from '../../e2e/support/prometheus.js';
 import { until } from '../../e2e/support/wait.js';
 import { Operator } from '../operator.js';
@@ -228,26 +221,19 @@ function closed(
 }
 
 beforeAll(async () => {
-  await kubectlOk(['apply', '--server-side', '-f', CRD_DIR]);
-  await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', '-f', CRD_DIR]);
+  await installCrds();
   // The oldest policy selecting a container audits it; the examples select every pod and would be older.
   await kubectlOk(['delete', '--ignore-not-found', '-f', join(REPO_ROOT, 'examples')]);
   await nodeApi.createRuntimeClass({ body: { metadata: { name: RUNTIME_CLASS }, handler: RUNTIME_CLASS } });
   await core.createNode({ body: { metadata: { name: NODE } } });
   await core.createNamespace({ body: { metadata: { name: SYSTEM } } });
   await core.createNamespace({ body: { metadata: { name: SHOP, labels: { 'hostile-run': run } } } });
-  await core.createNamespacedServiceAccount({ namespace: SYSTEM, body: { metadata: { name: 'agent' } } });
-  const agentPod = await core.createNamespacedPod({
+  ({ token: agentToken } = await agentOnNode(core, {
     namespace: SYSTEM,
-    body: {
-      metadata: { name: 'agent' },
-      spec: {
-        nodeName: NODE,
-        serviceAccountName: 'agent',
-        containers: [{ name: 'agent', image: 'registry.example/agent:1' }],
-      },
-    },
-  });
+    node: NODE,
+    image: 'registry.example/agent:1',
+    expirationSeconds: 600,
+  }));
   web = await core.createNamespacedPod({
     namespace: SHOP,
     body: {
@@ -270,23 +256,15 @@ beforeAll(async () => {
       spec: { selector: { namespaceSelector: { matchLabels: { 'hostile-run': run } } } },
     },
   });
-  agentToken = await requestToken(core, {
-    namespace: SYSTEM,
-    serviceAccount: 'agent',
-    audiences: [AGENT_TOKEN_AUDIENCE],
-    boundPod: agentPod,
-    expirationSeconds: 600,
-  });
 
-  scratch = mkdtempSync(join(tmpdir(), 'hostile-'));
-  const tls = selfSignedCert(scratch);
-  ca = readFileSync(tls.certFile);
+  const tls = scratchCert('hostile-');
+  ({ dir: scratch, ca } = tls);
   operator = new Operator({
     kubeConfig: kc,
     logger,
     port: 0,
     host: '127.0.0.1',
-    tls,
+    tls: { certFile: tls.certFile, keyFile: tls.keyFile },
     probePort: 0,
     agentServiceAccount: { namespace: SYSTEM, name: 'agent' },
     lease: {

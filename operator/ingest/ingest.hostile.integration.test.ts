@@ -16,25 +16,17 @@
  * would once the namespace is empty.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
-import {
-  AGENT_TOKEN_AUDIENCE,
-  type PlannedContainer,
-  REPORTS_PATH,
-  type Report,
-} from '../../api/agentapi/v1.js';
+import { type PlannedContainer, REPORTS_PATH, type Report } from '../../api/agentapi/v1.js';
 import type { AgentRecord, CommandRecord } from '../../api/records/v1.js';
 import { storedBytes } from '../../api/stored-size.js';
 import { GROUP, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
 import { ContainerAuditPolicySpec } from '../../api/v1alpha1/containerauditpolicy.js';
 import { PODS } from '../../common/kube/resources.js';
-import { kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
-import { requestToken, selfSignedCert } from '../../e2e/support/credentials.js';
+import { installCrds, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
+import { agentToken, scratchCert } from '../../e2e/support/credentials.js';
 import { httpsCall } from '../../e2e/support/https-call.js';
-import { CRD_DIR } from '../../e2e/support/paths.js';
 import { until } from '../../e2e/support/wait.js';
 import { ReportLedger } from '../ledger.js';
 import { buildPlan, planRules } from '../policy/node-plans.js';
@@ -192,8 +184,7 @@ const seqsIn = (rs: AuditRecord[], podName: string): number[] =>
     .sort((a, b) => a - b);
 
 beforeAll(async () => {
-  await kubectlOk(['apply', '--server-side', '-f', CRD_DIR]);
-  await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', '-f', CRD_DIR]);
+  await installCrds();
   for (const name of [SYSTEM, SHOP, CI]) await core.createNamespace({ body: { metadata: { name } } });
   for (const name of [NODE_A, NODE_B]) await core.createNode({ body: { metadata: { name } } });
   await core.createNamespacedServiceAccount({ namespace: SYSTEM, body: { metadata: { name: 'agent' } } });
@@ -206,13 +197,7 @@ beforeAll(async () => {
     uids[`${namespace}/${name}`] = created.metadata!.uid!;
     if (name === 'agent-a') agentA = created;
   }
-  tokenA = await requestToken(core, {
-    namespace: SYSTEM,
-    serviceAccount: 'agent',
-    audiences: [AGENT_TOKEN_AUDIENCE],
-    expirationSeconds: 600,
-    boundPod: agentA!,
-  });
+  tokenA = await agentToken(core, agentA!, 600);
   podInformer.start();
   await podInformer.synced;
 
@@ -232,15 +217,14 @@ beforeAll(async () => {
     ]),
   );
 
-  tlsDir = mkdtempSync(join(tmpdir(), 'hostile-tls-'));
-  selfSignedCert(tlsDir, 'container-auditor');
-  ca = readFileSync(join(tlsDir, 'tls.crt'));
+  const tls = scratchCert('hostile-tls-', 'container-auditor');
+  ({ dir: tlsDir, ca } = tls);
   server = new IngestServer({
     authenticator: auth,
     plans,
     ingestor,
     isLeader: () => true,
-    tls: { certFile: join(tlsDir, 'tls.crt'), keyFile: join(tlsDir, 'tls.key') },
+    tls: { certFile: tls.certFile, keyFile: tls.keyFile },
   });
   port = (await server.listen(0, '127.0.0.1')).port;
 });

@@ -6,9 +6,7 @@
  * with spec.nodeName set here.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { CoreV1Api, CustomObjectsApi, type CoreV1Event, type V1Pod } from '@kubernetes/client-node';
 import {
   AGENT_TOKEN_AUDIENCE,
@@ -19,8 +17,7 @@ import {
 } from '../../api/agentapi/v1.js';
 import type { AgentRecord, CommandRecord, ExecRecord } from '../../api/records/v1.js';
 import { GROUP, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
-import { kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
-import { CRD_DIR } from '../../e2e/support/paths.js';
+import { installCrds, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
 import { ReportLedger } from '../ledger.js';
 import { AgentAuthenticator } from './auth.js';
 import { EventsWriter } from './events-writer.js';
@@ -30,7 +27,7 @@ import type { PlanSource } from './plan-source.js';
 import { RecordsWriter } from './records-writer.js';
 import { recordedCommand, sessionOf } from './sessions.js';
 import { IngestServer } from './server.js';
-import { requestToken, selfSignedCert } from '../../e2e/support/credentials.js';
+import { requestToken, scratchCert } from '../../e2e/support/credentials.js';
 import { type HttpsCallOptions, httpsCall } from '../../e2e/support/https-call.js';
 import { agentJwt } from './testdata/tokens.js';
 
@@ -271,9 +268,7 @@ async function until<T>(what: () => Promise<T | undefined>, timeoutMs = 10_000):
 }
 
 beforeAll(async () => {
-  const crds = CRD_DIR;
-  await kubectlOk(['apply', '--server-side', '-f', crds]);
-  await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', '-f', crds]);
+  await installCrds();
 
   for (const name of [SYSTEM, SHOP]) await core.createNamespace({ body: { metadata: { name } } });
   for (const name of [NODE_A, NODE_B]) await core.createNode({ body: { metadata: { name } } });
@@ -302,9 +297,8 @@ beforeAll(async () => {
   );
   tokens.unbound = await token('agent', [AGENT_TOKEN_AUDIENCE]);
 
-  tlsDir = mkdtempSync(join(tmpdir(), 'ingest-tls-'));
-  selfSignedCert(tlsDir, 'container-auditor');
-  ca = readFileSync(join(tlsDir, 'tls.crt'));
+  const tls = scratchCert('ingest-tls-', 'container-auditor');
+  ({ dir: tlsDir, ca } = tls);
 
   plans.set(plan(NODE_A, 'v1'));
   server = new IngestServer({
@@ -312,7 +306,7 @@ beforeAll(async () => {
     plans,
     ingestor: new ReportIngestor({ records, events, ledger, outputsOf: (p) => OUTPUTS[p], plans }),
     isLeader: () => leader,
-    tls: { certFile: join(tlsDir, 'tls.crt'), keyFile: join(tlsDir, 'tls.key') },
+    tls: { certFile: tls.certFile, keyFile: tls.keyFile },
     planWaitMs: 5_000,
     maxBodyBytes: MAX_BODY,
   });

@@ -16,8 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import type { ContainerAuditPolicyStatus } from '../../api/v1alpha1/containerauditpolicy.js';
 import { GROUP, POLICY_KIND, POLICY_PLURAL, VERSION, API_VERSION } from '../../api/v1alpha1/index.js';
-import { kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
-import { CRD_DIR } from '../../e2e/support/paths.js';
+import { installCrds, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
 import { ReportLedger } from '../ledger.js';
 import { EVENT_NAMESPACE, INVALID_POLICY_REASON, kubeEventSink } from './events.js';
 import { PlanStore } from './plan-store.js';
@@ -156,11 +155,8 @@ async function createIfAbsent(create: () => Promise<unknown>): Promise<void> {
   }
 }
 
-const CRDS = CRD_DIR;
-
 beforeAll(async () => {
-  await kubectlOk(['apply', '--server-side', '-f', CRDS]);
-  await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', '-f', CRDS]);
+  await installCrds();
   await createIfAbsent(() =>
     nodeApi.createRuntimeClass({ body: { metadata: { name: RUNTIME_CLASS }, handler: RUNTIME_CLASS } }),
   );

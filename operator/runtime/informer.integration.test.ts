@@ -16,8 +16,7 @@ import {
 import { GROUP, POLICY_KIND, POLICY_PLURAL, VERSION } from '../../api/v1alpha1/index.js';
 import { CONTAINER_AUDIT_POLICIES, PODS } from '../../common/kube/resources.js';
 import type { ObjectWithMeta } from '../../common/kube/objects.js';
-import { kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
-import { CRD_DIR } from '../../e2e/support/paths.js';
+import { installCrds, testKubeConfig } from '../../e2e/support/cluster.js';
 import { Informer, createInformer } from './informer.js';
 import { type ListerWatcher, kubeListerWatcher } from './list-watch.js';
 import { Registry } from './metrics.js';
@@ -123,8 +122,7 @@ function track<T extends ObjectWithMeta>(informer: Informer<T>): Informer<T> {
 
 beforeAll(async () => {
   await core.createNamespace({ body: { metadata: { name: namespace } } });
-  await kubectlOk(['apply', '--server-side', '-f', CRD_DIR]);
-  await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', '-f', CRD_DIR]);
+  await installCrds();
 });
 
 afterEach(async () => {
