@@ -128,24 +128,46 @@ function involvedObject(p: PodRef, container?: string): CoreV1Event['involvedObj
   };
 }
 
-export function commandEventBody(e: CommandEvent): CoreV1Event {
-  const { type, reason } = eventKind(e);
-  const time = new Date(e.time);
+/** What sets one Event apart from another; the rest is the same for every Event the operator writes. */
+interface EventParts {
+  name: string;
+  container?: string;
+  type: string;
+  reason: string;
+  message: string;
+  firstTimestamp: Date;
+  lastTimestamp: Date;
+}
+
+/** An Event on the pod `p` (on one of its containers, if named), from the agent on its node, written once. */
+function podEvent(p: PodRef, e: EventParts): CoreV1Event {
   return {
     apiVersion: 'v1',
     kind: 'Event',
-    metadata: { name: eventName(e.pod, e.boot, e.seq), namespace: e.namespace },
-    involvedObject: involvedObject(e, e.container),
-    type,
-    reason,
-    message: eventMessage(e),
-    source: { component: EVENT_COMPONENT, host: e.node },
+    metadata: { name: e.name, namespace: p.namespace },
+    involvedObject: involvedObject(p, e.container),
+    type: e.type,
+    reason: e.reason,
+    message: e.message,
+    source: { component: EVENT_COMPONENT, host: p.node },
     reportingComponent: EVENT_COMPONENT,
-    reportingInstance: e.node,
-    firstTimestamp: time,
-    lastTimestamp: time,
+    reportingInstance: p.node,
+    firstTimestamp: e.firstTimestamp,
+    lastTimestamp: e.lastTimestamp,
     count: 1,
   };
+}
+
+export function commandEventBody(e: CommandEvent): CoreV1Event {
+  const time = new Date(e.time);
+  return podEvent(e, {
+    name: eventName(e.pod, e.boot, e.seq),
+    container: e.container,
+    ...eventKind(e),
+    message: eventMessage(e),
+    firstTimestamp: time,
+    lastTimestamp: time,
+  });
 }
 
 /** A coverage record that tells of a problem (a gap, or audited late), as an Event on its pod. */
@@ -190,21 +212,15 @@ export function coverageMessage(e: CoverageEvent): string {
 
 export function coverageEventBody(e: CoverageEvent): CoreV1Event {
   const time = new Date(e.time);
-  return {
-    apiVersion: 'v1',
-    kind: 'Event',
-    metadata: { name: eventName(e.pod, e.boot, e.seq), namespace: e.namespace },
-    involvedObject: involvedObject(e, e.container),
+  return podEvent(e, {
+    name: eventName(e.pod, e.boot, e.seq),
+    container: e.container,
     type: 'Warning',
     reason: e.late ? REASONS.auditedLate : REASONS.notAudited,
     message: coverageMessage(e),
-    source: { component: EVENT_COMPONENT, host: e.node },
-    reportingComponent: EVENT_COMPONENT,
-    reportingInstance: e.node,
     firstTimestamp: time,
     lastTimestamp: time,
-    count: 1,
-  };
+  });
 }
 
 /** What the rate limit folded for one pod during one folding window. */
@@ -272,20 +288,13 @@ export function foldMessage(fold: Fold, limit: RateLimit): string {
 }
 
 export function foldEventBody(fold: Fold, limit: RateLimit): CoreV1Event {
-  return {
-    apiVersion: 'v1',
-    kind: 'Event',
-    metadata: { name: eventName(fold.pod, fold.boot, fold.firstSeq, 'folded'), namespace: fold.namespace },
-    involvedObject: involvedObject(fold),
+  // One summary, written once (count 1): how many it stands for is in the message.
+  return podEvent(fold, {
+    name: eventName(fold.pod, fold.boot, fold.firstSeq, 'folded'),
     type: fold.alerts > 0 ? 'Warning' : 'Normal',
     reason: REASONS.folded,
     message: foldMessage(fold, limit),
-    source: { component: EVENT_COMPONENT, host: fold.node },
-    reportingComponent: EVENT_COMPONENT,
-    reportingInstance: fold.node,
     firstTimestamp: new Date(fold.firstTime),
     lastTimestamp: new Date(fold.lastTime),
-    // One summary, written once: how many it stands for is in the message.
-    count: 1,
-  };
+  });
 }
