@@ -17,7 +17,6 @@ import {
   mkdtempSync,
   readFileSync,
   renameSync,
-  rmSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,7 +26,7 @@ import { AgentProcess } from '../e2e/support/agent-process.js';
 import {
   Containerd,
   criAnnotations,
-  unmountUnder,
+  tearDown,
   writeWrapperRuntimeScript,
 } from '../e2e/support/containerd.js';
 import { buildLdSoConfBomb, buildReadlineFloodRootfs, buildRlflood } from '../e2e/support/hostile-roots.js';
@@ -135,12 +134,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await agent?.stop();
-  await containerd?.removeAll(NS).catch(() => undefined);
-  await containerd?.stop();
-  if (scratch) {
-    unmountUnder(scratch);
-    rmSync(scratch, { recursive: true, force: true });
-  }
+  await tearDown(containerd, NS, scratch);
 }, 120_000);
 
 describe('the agent with hostile containers', () => {

@@ -5,7 +5,7 @@
  * Records are read from the agent's stdout and checked against what was typed, byte for byte.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CommandRecord } from '../api/records/v1.js';
@@ -14,7 +14,7 @@ import {
   Containerd,
   childrenOf,
   criAnnotations,
-  unmountUnder,
+  tearDown,
   writeWrapperRuntimeScript,
 } from '../e2e/support/containerd.js';
 import { buildImageArchive, importImage, removeImage } from '../e2e/support/image.js';
@@ -110,13 +110,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await agent?.stop();
-  await containerd?.removeAll(NS).catch(() => undefined);
-  for (const ref of images) await removeImage(containerd, NS, ref).catch(() => undefined);
-  await containerd?.stop();
-  if (scratch) {
-    unmountUnder(scratch);
-    rmSync(scratch, { recursive: true, force: true });
-  }
+  await tearDown(containerd, NS, scratch, async () => {
+    for (const ref of images) await removeImage(containerd, NS, ref).catch(() => undefined);
+  });
 }, 120_000);
 
 describe('standalone agent', () => {

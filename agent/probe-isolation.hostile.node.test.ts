@@ -19,7 +19,7 @@ import { StampingSink } from './records/sink.js';
 import {
   Containerd,
   criAnnotations,
-  unmountUnder,
+  tearDown,
   writeWrapperRuntimeScript,
 } from '../e2e/support/containerd.js';
 import { buildRootfs } from '../e2e/support/rootfs.js';
@@ -111,12 +111,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const t of terminals) t.kill();
   await agent?.stop();
-  await containerd?.removeAll(NS).catch(() => undefined);
-  await containerd?.stop();
-  if (scratch) {
-    unmountUnder(scratch);
-    rmSync(scratch, { recursive: true, force: true });
-  }
+  await tearDown(containerd, NS, scratch);
 }, 120_000);
 
 it('reports a probe bpftrace cannot attach as a gap of its container, captures the others, and retries it', async () => {

@@ -5,7 +5,7 @@
  * a bearer token) that serves a plan naming containers by their CRI identity and collects the reports.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NodePlan, PlanRules } from '../../api/agentapi/v1.js';
@@ -14,7 +14,7 @@ import {
   Containerd,
   RUNC,
   criAnnotations,
-  unmountUnder,
+  tearDown,
   writeRuncBinaryScript,
 } from '../../e2e/support/containerd.js';
 import { REPO_ROOT } from '../../e2e/support/paths.js';
@@ -187,12 +187,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await agent?.stop();
   await operator?.down().catch(() => undefined);
-  await containerd?.removeAll(NS).catch(() => undefined);
-  await containerd?.stop();
-  if (scratch) {
-    unmountUnder(scratch);
-    rmSync(scratch, { recursive: true, force: true });
-  }
+  await tearDown(containerd, NS, scratch);
 }, 120_000);
 
 describe('the cluster agent', () => {

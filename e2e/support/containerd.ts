@@ -544,6 +544,25 @@ export function mountsUnder(dir: string): string[] {
     .filter((mountPoint) => mountPoint === dir || mountPoint.startsWith(`${dir}/`));
 }
 
+/**
+ * Undoes a node test's set-up: the containers of `namespace` removed, then `beforeStop` (what else the test left
+ * in containerd), containerd stopped, and `scratch` unmounted and removed.
+ */
+export async function tearDown(
+  containerd: Containerd | undefined,
+  namespace: string,
+  scratch: string,
+  beforeStop?: () => Promise<void>,
+): Promise<void> {
+  await containerd?.removeAll(namespace).catch(() => undefined);
+  await beforeStop?.();
+  await containerd?.stop();
+  if (scratch) {
+    unmountUnder(scratch);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
 /** Unmounts (lazily) everything mounted at or under dir, deepest first. */
 export function unmountUnder(dir: string): void {
   for (let round = 0; round < 5; round++) {
