@@ -36,14 +36,7 @@ import {
   Watch,
 } from '@kubernetes/client-node';
 import type { NodePlan } from '../api/agentapi/v1.js';
-import {
-  API_VERSION,
-  GROUP,
-  POLICY_KIND,
-  POLICY_PLURAL,
-  VERSION,
-  type AuditRecord,
-} from '../api/v1alpha1/index.js';
+import { GROUP, VERSION, type AuditRecord } from '../api/v1alpha1/index.js';
 import { silentLogger } from '../common/logging.js';
 import type { CapturedLine } from '../agent/capture/readline-output.js';
 import { ClusterPlan } from '../agent/cluster/cluster-plan.js';
@@ -53,7 +46,7 @@ import { RecordQueue, queueSink } from '../agent/cluster/queue.js';
 import { Reporter } from '../agent/cluster/reporter.js';
 import type { ContainerRecord } from '../agent/containers/registry.js';
 import { commandRecord } from '../agent/records/build.js';
-import { installCrds } from '../e2e/support/cluster.js';
+import { createAuditPolicy, installCrds } from '../e2e/support/cluster.js';
 import { runCommand } from '../e2e/support/command.js';
 import { KUBECTL, REPO_ROOT } from '../e2e/support/paths.js';
 import { type Counts, delta, parseMetrics } from '../e2e/support/prometheus.js';
@@ -246,19 +239,9 @@ async function bench(opts: Options): Promise<void> {
         },
       }),
     );
-  await custom.createClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: POLICY_PLURAL,
-    body: {
-      apiVersion: API_VERSION,
-      kind: POLICY_KIND,
-      metadata: { name: POLICY },
-      spec: {
-        selector: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': SHOP } } },
-        alerts: [{ name: 'curl-pipe-shell', pattern: 'curl .*\\|\\s*(ba)?sh', severity: 'high' }],
-      },
-    },
+  await createAuditPolicy(custom, POLICY, {
+    selector: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': SHOP } } },
+    alerts: [{ name: 'curl-pipe-shell', pattern: 'curl .*\\|\\s*(ba)?sh', severity: 'high' }],
   });
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });

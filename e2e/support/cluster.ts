@@ -1,6 +1,14 @@
 /** What an integration test needs to talk to the control plane that e2e/jest/global-setup.ts started. */
 import { type CommandResult, runCommand } from './command.js';
-import { KubeConfig } from '@kubernetes/client-node';
+import { type CoreV1Api, type CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import {
+  API_VERSION,
+  GROUP,
+  POLICY_KIND,
+  POLICY_PLURAL,
+  RECORD_PLURAL,
+  VERSION,
+} from '../../api/v1alpha1/index.js';
 import { CRD_DIR, KUBECTL } from './paths.js';
 
 export function testKubeconfigPath(): string {
@@ -32,4 +40,41 @@ export async function kubectlOk(args: string[], input?: string): Promise<string>
 export async function installCrds(run: (args: string[]) => Promise<unknown> = kubectlOk): Promise<void> {
   await run(['apply', '--server-side', '-f', CRD_DIR]);
   await run(['wait', '--for=condition=Established', '--timeout=60s', '-f', CRD_DIR]);
+}
+
+/** Creates the ContainerAuditPolicy `name` (cluster-scoped) with `spec`, and `labels` if given. */
+export async function createAuditPolicy(
+  custom: CustomObjectsApi,
+  name: string,
+  spec: object,
+  labels?: Record<string, string>,
+): Promise<void> {
+  await custom.createClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: POLICY_PLURAL,
+    body: {
+      apiVersion: API_VERSION,
+      kind: POLICY_KIND,
+      metadata: { name, ...(labels ? { labels } : {}) },
+      spec,
+    },
+  });
+}
+
+/** Deletes the AuditRecords and Events in `namespace` (no controller-manager collects them); never throws. */
+export async function removeWritten(
+  core: CoreV1Api,
+  custom: CustomObjectsApi,
+  namespace: string,
+): Promise<void> {
+  await custom
+    .deleteCollectionNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: RECORD_PLURAL,
+      namespace,
+    })
+    .catch(() => undefined);
+  await core.deleteCollectionNamespacedEvent({ namespace }).catch(() => undefined);
 }

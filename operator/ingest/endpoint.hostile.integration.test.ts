@@ -30,14 +30,20 @@ import type { ContainerAuditPolicyStatus } from '../../api/v1alpha1/containeraud
 import {
   API_VERSION,
   GROUP,
-  POLICY_KIND,
   POLICY_PLURAL,
   RECORD_KIND,
   RECORD_PLURAL,
   VERSION,
   type AuditRecord,
 } from '../../api/v1alpha1/index.js';
-import { installCrds, kubectl, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
+import {
+  createAuditPolicy,
+  installCrds,
+  kubectl,
+  kubectlOk,
+  removeWritten,
+  testKubeConfig,
+} from '../../e2e/support/cluster.js';
 import { agentOnNode, scratchCert } from '../../e2e/support/credentials.js';
 import { type HttpsAnswer, httpsCall } from '../../e2e/support/https-call.js';
 import { REPO_ROOT } from '../../e2e/support/paths.js';
@@ -245,16 +251,8 @@ beforeAll(async () => {
       },
     },
   });
-  await custom.createClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: POLICY_PLURAL,
-    body: {
-      apiVersion: API_VERSION,
-      kind: POLICY_KIND,
-      metadata: { name: POLICY },
-      spec: { selector: { namespaceSelector: { matchLabels: { 'hostile-run': run } } } },
-    },
+  await createAuditPolicy(custom, POLICY, {
+    selector: { namespaceSelector: { matchLabels: { 'hostile-run': run } } },
   });
 
   const tls = scratchCert('hostile-');
@@ -297,15 +295,7 @@ afterAll(async () => {
   await custom
     .deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: POLICY_PLURAL, name: POLICY })
     .catch(() => undefined);
-  await custom
-    .deleteCollectionNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: RECORD_PLURAL,
-      namespace: SHOP,
-    })
-    .catch(() => undefined);
-  await core.deleteCollectionNamespacedEvent({ namespace: SHOP }).catch(() => undefined);
+  await removeWritten(core, custom, SHOP);
   await core
     .deleteNamespacedPod({ namespace: SHOP, name: 'web-0', gracePeriodSeconds: 0 })
     .catch(() => undefined);

@@ -24,7 +24,7 @@ import { storedBytes } from '../../api/stored-size.js';
 import { GROUP, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
 import { ContainerAuditPolicySpec } from '../../api/v1alpha1/containerauditpolicy.js';
 import { PODS } from '../../common/kube/resources.js';
-import { installCrds, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
+import { installCrds, kubectlOk, removeWritten, testKubeConfig } from '../../e2e/support/cluster.js';
 import { agentToken, scratchCert } from '../../e2e/support/credentials.js';
 import { httpsCall } from '../../e2e/support/https-call.js';
 import { until } from '../../e2e/support/wait.js';
@@ -237,17 +237,7 @@ afterAll(async () => {
   if (tlsDir) rmSync(tlsDir, { recursive: true, force: true });
   for (const [namespace, name] of PODS_MADE)
     await core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).catch(() => undefined);
-  for (const namespace of [SHOP, CI]) {
-    await custom
-      .deleteCollectionNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: RECORD_PLURAL,
-        namespace,
-      })
-      .catch(() => undefined);
-    await core.deleteCollectionNamespacedEvent({ namespace }).catch(() => undefined);
-  }
+  for (const namespace of [SHOP, CI]) await removeWritten(core, custom, namespace);
   for (const name of [NODE_A, NODE_B]) await core.deleteNode({ name }).catch(() => undefined);
   for (const name of [SYSTEM, SHOP, CI]) await core.deleteNamespace({ name }).catch(() => undefined);
 });

@@ -17,7 +17,7 @@ import {
 } from '../../api/agentapi/v1.js';
 import type { AgentRecord, CommandRecord, ExecRecord } from '../../api/records/v1.js';
 import { GROUP, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
-import { installCrds, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
+import { installCrds, kubectlOk, removeWritten, testKubeConfig } from '../../e2e/support/cluster.js';
 import { ReportLedger } from '../ledger.js';
 import { AgentAuthenticator } from './auth.js';
 import { EventsWriter } from './events-writer.js';
@@ -328,15 +328,7 @@ afterAll(async () => {
     [SHOP, 'web-2'],
   ] as const)
     await core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).catch(() => undefined);
-  await custom
-    .deleteCollectionNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: RECORD_PLURAL,
-      namespace: SHOP,
-    })
-    .catch(() => undefined);
-  await core.deleteCollectionNamespacedEvent({ namespace: SHOP }).catch(() => undefined);
+  await removeWritten(core, custom, SHOP);
   for (const name of [NODE_A, NODE_B]) await core.deleteNode({ name }).catch(() => undefined);
   for (const name of [SYSTEM, SHOP]) await core.deleteNamespace({ name }).catch(() => undefined);
 });

@@ -16,7 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import type { ContainerAuditPolicyStatus } from '../../api/v1alpha1/containerauditpolicy.js';
 import { GROUP, POLICY_KIND, POLICY_PLURAL, VERSION, API_VERSION } from '../../api/v1alpha1/index.js';
-import { installCrds, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
+import { createAuditPolicy, installCrds, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
 import { ReportLedger } from '../ledger.js';
 import { EVENT_NAMESPACE, INVALID_POLICY_REASON, kubeEventSink } from './events.js';
 import { PlanStore } from './plan-store.js';
@@ -93,17 +93,7 @@ async function reconcile(name: string) {
 }
 
 async function createPolicy(name: string, spec: Record<string, unknown>): Promise<void> {
-  await custom.createClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: POLICY_PLURAL,
-    body: {
-      apiVersion: API_VERSION,
-      kind: POLICY_KIND,
-      metadata: { name, labels: { [RUN_LABEL]: run } },
-      spec,
-    },
-  });
+  await createAuditPolicy(custom, name, spec, { [RUN_LABEL]: run });
 }
 
 async function getPolicy(name: string) {
