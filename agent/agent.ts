@@ -32,7 +32,7 @@ import { PrivateKeyBlocks } from '../common/rules/key-blocks.js';
 import { ExecCapture, type ExecCaptureLoss } from './capture/exec-capture.js';
 import type { CapturedExec } from './capture/exec-output.js';
 import { mountNamespaceOf } from './capture/exec-script.js';
-import { type CaptureLoss, ReadlineCapture } from './capture/readline-capture.js';
+import { type CaptureLoss, type KernelDrop, ReadlineCapture } from './capture/readline-capture.js';
 import type { CapturedLine } from './capture/readline-output.js';
 import { NsPidLookup } from './containers/proc-status.js';
 import { type ContainerRecord, ContainerRegistry } from './containers/registry.js';
@@ -90,7 +90,7 @@ export interface AgentStats {
   execsRecorded: number;
   /** Lines from processes in no audited container: dropped, never written. */
   linesDropped: number;
-  /** Lines and execs of audited containers over their limits (lineLimits): reported as losses. */
+  /** Lines and execs of audited containers over their limits (lineLimits, or the kernel's): reported as losses. */
   rateLimited: number;
   losses: number;
 }
@@ -195,6 +195,7 @@ export class Agent {
     this.nsPids = new NsPidLookup(options.procRoot);
     this.limiter = new LineLimiter(options.lineLimits ?? DEFAULT_LINE_LIMITS);
     this.capture.on('line', (line) => this.onLine(line));
+    this.capture.on('dropped', (drop) => this.onKernelDrop(drop));
     this.capture.on('loss', (loss) => this.onLoss(loss));
     this.capture.on('rejected', (r) => this.onProbeChange(r.target, r.reason));
     this.capture.on('recovered', (probe) => this.onProbeChange(probe));
@@ -831,6 +832,21 @@ export class Agent {
     this.stats.commandsRecorded++;
     const done = performance.now();
     this.limiter.charge(container.id, done - started, done);
+  }
+
+  /**
+   * Lines a container's shells returned that the probe counted instead of printing, over the container's
+   * kernel budget (capture/readline-script.ts): reported with its other drops, as a `rate-limited` loss.
+   */
+  private onKernelDrop(drop: KernelDrop): void {
+    const container = this.registry.byMntns(drop.mntns);
+    const entry = container && this.audited.get(container.id);
+    if (!entry || entry.container !== container || !entry.audit.interactiveShells) {
+      this.stats.linesDropped += drop.lines;
+      return;
+    }
+    this.stats.rateLimited += drop.lines;
+    this.limiter.droppedInKernel(container.id, drop.lines, drop.bytes, performance.now(), Date.now());
   }
 
   private onKernelExec(exec: CapturedExec): void {

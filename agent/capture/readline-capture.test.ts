@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { BpftraceAttachError } from './bpftrace-process.js';
 import {
   type CaptureLoss,
+  type KernelDrop,
   ReadlineCapture,
   type ReadlineCaptureOptions,
   type TargetRejection,
@@ -65,6 +66,34 @@ const scriptOf = (n: number): string => readFileSync(join(dir, `script.${n}`), '
 const gone = (path: string): FakeRule => ({
   scriptHas: path,
   stderr: `/tmp/x/script.bt:1-2: ERROR: uprobe target file '${path}' does not exist or is not executable`,
+});
+
+it('reports what the kernel dropped over a budget as it grows, from cumulative tallies in any order', async () => {
+  const tallies = [
+    'R',
+    '@rl_dropped_lines[4026532001]: 5',
+    '@rl_dropped_bytes[4026532001]: 580',
+    '@rl_dropped_lines[4026532002]: 1',
+    '@rl_dropped_bytes[4026532002]: 4096',
+    '',
+    '@rl_dropped_lines[4026532001]: 5',
+    '@rl_dropped_bytes[4026532001]: 580',
+    '@rl_dropped_bytes[4026532001]: 700',
+    '@rl_dropped_lines[4026532001]: 6',
+  ];
+  const { capture } = start(fakeBpftrace(dir, [{ stdout: tallies }]));
+  const drops: KernelDrop[] = [];
+  capture.on('dropped', (d) => drops.push(d));
+  await capture.setTargets(['/bin/bash']);
+  await waitFor('the tallies', () => drops.length === 6);
+  expect(drops).toEqual([
+    { mntns: 4026532001, lines: 5, bytes: 0 },
+    { mntns: 4026532001, lines: 0, bytes: 580 },
+    { mntns: 4026532002, lines: 1, bytes: 0 },
+    { mntns: 4026532002, lines: 0, bytes: 4096 },
+    { mntns: 4026532001, lines: 0, bytes: 120 },
+    { mntns: 4026532001, lines: 1, bytes: 0 },
+  ]);
 });
 
 it('restarts a dead bpftrace, leaving out and retrying what fails to attach, and reports the gap once', async () => {

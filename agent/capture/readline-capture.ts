@@ -24,7 +24,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { BpftraceAttachError, BpftraceProcess, type BpftraceExit } from './bpftrace-process.js';
-import { type CapturedLine, ReadlineAssembler, parseReadlineLine } from './readline-output.js';
+import {
+  type CapturedLine,
+  type DroppedTotalEvent,
+  ReadlineAssembler,
+  parseReadlineLine,
+} from './readline-output.js';
 import { renderReadlineScript, unprobeablePath } from './readline-script.js';
 
 export interface CaptureLoss {
@@ -51,8 +56,17 @@ export interface TargetsOutcome {
   rejected: readonly TargetRejection[];
 }
 
+/** Lines of one mount namespace the probe dropped over its kernel budget (readline-script.ts), newly counted. */
+export interface KernelDrop {
+  mntns: number;
+  lines: number;
+  bytes: number;
+}
+
 export interface ReadlineCaptureEvents {
   line: [line: CapturedLine];
+  /** Counted, not printed, in the kernel: one event per tally that grew (once a second at most, per generation). */
+  dropped: [drop: KernelDrop];
   loss: [loss: CaptureLoss];
   /** A new target set is attached (all its probes live). */
   attached: [targets: readonly string[]];
@@ -85,6 +99,8 @@ interface Generation {
   targets: readonly string[];
   /** When it reported ready (monotonic ns). */
   fromNs: bigint;
+  /** The totals of kernel drops it printed last, by mntns (its tallies are cumulative). */
+  dropped: Map<number, { lines: number; bytes: number }>;
 }
 
 interface Rejected {
@@ -369,6 +385,7 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
       assembler: new ReadlineAssembler(this.options.maxCommandBytes),
       targets,
       fromNs: 0n,
+      dropped: new Map(),
     };
     this.live.add(generation);
     process.on('line', (text) => this.onLine(generation, text));
@@ -387,8 +404,29 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
   private onLine(generation: Generation, text: string): void {
     const parsed = parseReadlineLine(text);
     if (!parsed.ok) return;
+    if (parsed.event.kind === 'dropped-total') {
+      this.onDroppedTotal(generation, parsed.event);
+      return;
+    }
     const line = generation.assembler.push(parsed.event);
     if (line && this.isNew(generation, line)) this.emit('line', line);
+  }
+
+  /**
+   * A tally of kernel drops: what grew since this generation's previous tally is reported. During an overlap
+   * both generations count the lines over their own budgets, so a drop may be reported twice then.
+   */
+  private onDroppedTotal(generation: Generation, event: DroppedTotalEvent): void {
+    const seen = generation.dropped.get(event.mntns) ?? { lines: 0, bytes: 0 };
+    const grew = event.total - seen[event.what];
+    if (grew <= 0) return;
+    seen[event.what] = event.total;
+    generation.dropped.set(event.mntns, seen);
+    this.emit('dropped', {
+      mntns: event.mntns,
+      lines: event.what === 'lines' ? grew : 0,
+      bytes: event.what === 'bytes' ? grew : 0,
+    });
   }
 
   /** False when another generation already emitted this hit (see the header). */

@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_LINE_LIMITS } from '../records/line-limits.js';
 import { type CapturedLine, ReadlineAssembler, commandText, parseReadlineLine } from './readline-output.js';
 import {
+  BUDGET_CHUNKS,
+  BUDGET_WINDOW_NS,
   chunksFor,
   probePathSyntax,
   renderReadlineScript,
@@ -102,6 +105,28 @@ describe('readline output', () => {
     expect(assemble(['R']).captured).toEqual([]);
   });
 
+  it('reads the kernel drop tallies of a run over the budget, and the lines within it', () => {
+    const lines = readFileSync(
+      join(import.meta.dirname, '..', '..', 'bpf-scripts', 'readline', 'dropped-samples.txt'),
+      'utf8',
+    ).split('\n');
+    const { captured } = assemble(lines);
+    expect(captured.map((c) => c.bytes.length)).toEqual([39, 69]);
+    const tallies = lines
+      .map(parseReadlineLine)
+      .flatMap((p) => (p.ok && p.event.kind === 'dropped-total' ? [p.event] : []));
+    expect(tallies.length).toBeGreaterThanOrEqual(4);
+    for (const t of tallies) {
+      expect(t).toEqual({
+        kind: 'dropped-total',
+        what: t.what,
+        mntns: 4026531832,
+        total: t.what === 'lines' ? 5 : 580,
+      });
+    }
+    expect(new Set(tallies.map((t) => t.what))).toEqual(new Set(['lines', 'bytes']));
+  });
+
   it('does not count end of input as a command', () => {
     const { captured, assembler } = assemble(['N 7 7 5 0 1 4026531832']);
     expect(captured).toEqual([]);
@@ -115,6 +140,9 @@ describe('readline output', () => {
     ['a non-hex word', 'L 1 1 1 0 1 4026531832 0 zz 0 0 0 0 0 0 0', 'malformed'],
     ['a word too long', `L 1 1 1 0 1 4026531832 0 ${'f'.repeat(17)} 0 0 0 0 0 0 0`, 'malformed'],
     ['a negative pid', 'N -1 1 1 0 1 4026531832', 'malformed'],
+    ['a tally with a negative count', '@rl_dropped_lines[4026531832]: -1', 'malformed'],
+    ['a tally of another map', '@rl_dropped_words[4026531832]: 1', 'malformed'],
+    ['another map', '@rl_used[4026531832]: 1', 'noise'],
   ])('sets aside %s', (_name, line, reason) => {
     expect(parseReadlineLine(line)).toEqual({ ok: false, reason });
   });
@@ -134,6 +162,17 @@ describe('renderReadlineScript', () => {
     expect(renderReadlineScript(['/a/bash', '/b/libreadline.so.8', '/a/bash'], 4096, template)).toBe(
       'P=uretprobe:/a/bash:readline,\nuretprobe:/b/libreadline.so.8:readline N=65',
     );
+  });
+  it('fills in the per-container kernel budget, which no typed line at the userspace line rate reaches', () => {
+    expect(renderReadlineScript(['/a/bash'], 4096, 'B={{BUDGET_CHUNKS}} W={{BUDGET_WINDOW_NS}}')).toBe(
+      `B=${BUDGET_CHUNKS} W=${BUDGET_WINDOW_NS}`,
+    );
+    const script = renderReadlineScript(['/a/bash'], 4096);
+    expect(script).not.toMatch(/\{\{\w+\}\}/);
+    // Typed lines are one or two chunks each: the userspace line rate binds first.
+    expect((BUDGET_CHUNKS * 1e9) / BUDGET_WINDOW_NS).toBeGreaterThan(2 * DEFAULT_LINE_LIMITS.linesPerSecond);
+    // A 4 KiB line (65 events) fits in a window many times over.
+    expect(BUDGET_CHUNKS).toBeGreaterThan(4 * chunksFor(4096));
   });
   it('fills placeholders only in code: a multi-line probe list in a comment would spill out of it', () => {
     const template = readFileSync(templatePath(), 'utf8');

@@ -28,11 +28,25 @@ export type ReadlineEvent =
 /** The script's first line: every probe is attached. */
 export type ReadyEvent = { kind: 'ready' };
 
+/**
+ * A running total of the lines (or their bytes) of one mount namespace that the probe dropped over the
+ * namespace's budget instead of printing them, since this bpftrace started (printed once a second).
+ */
+export type DroppedTotalEvent = {
+  kind: 'dropped-total';
+  what: 'lines' | 'bytes';
+  mntns: number;
+  total: number;
+};
+
 export type ParsedLine =
-  { ok: true; event: ReadlineEvent | ReadyEvent } | { ok: false; reason: 'noise' | 'malformed' };
+  | { ok: true; event: ReadlineEvent | ReadyEvent | DroppedTotalEvent }
+  | { ok: false; reason: 'noise' | 'malformed' };
 
 const DEC = /^\d{1,20}$/;
 const HEX = /^[0-9a-f]{1,16}$/;
+/** How bpftrace 0.17 prints a map entry in text mode: `@name[key]: value`. */
+const DROPPED = /^@rl_dropped_(lines|bytes)\[(\d{1,20})\]: (\d{1,20})$/;
 
 /** Hex 64-bit words (as the scripts print them with %lx) -> their bytes, little-endian; undefined if malformed. */
 export function hexWords(hex: readonly string[]): Buffer | undefined {
@@ -49,6 +63,17 @@ export function parseReadlineLine(line: string): ParsedLine {
   const f = line.trimEnd().split(' ');
   const tag = f[0];
   if (tag === 'R' && f.length === 1) return { ok: true, event: { kind: 'ready' } };
+  if (tag?.startsWith('@rl_dropped_')) {
+    const m = DROPPED.exec(line.trimEnd());
+    if (!m) return { ok: false, reason: 'malformed' };
+    const event: DroppedTotalEvent = {
+      kind: 'dropped-total',
+      what: m[1] as 'lines' | 'bytes',
+      mntns: Number(m[2]),
+      total: Number(m[3]),
+    };
+    return { ok: true, event };
+  }
   if (tag !== 'C' && tag !== 'L' && tag !== 'T' && tag !== 'N') return { ok: false, reason: 'noise' };
   const header = tag === 'N' ? 7 : 8; // tag, pid, tid, ns, uid, cgroup, mntns[, chunk]
   const expected = tag === 'C' || tag === 'L' ? header + CHUNK_BYTES / 8 : header;
@@ -88,9 +113,9 @@ export class ReadlineAssembler {
 
   constructor(private readonly maxCommandBytes: number) {}
 
-  /** Feeds one event; returns the line it completed, if any. */
-  push(event: ReadlineEvent | ReadyEvent): CapturedLine | undefined {
-    if (event.kind === 'ready') return undefined;
+  /** Feeds one event; returns the line it completed, if any (drop tallies are no line's: ignored). */
+  push(event: ReadlineEvent | ReadyEvent | DroppedTotalEvent): CapturedLine | undefined {
+    if (event.kind === 'ready' || event.kind === 'dropped-total') return undefined;
     const key = `${event.pid}/${event.tid}/${event.ns}`;
     if (event.kind === 'eof') {
       this.stats.eof++;

@@ -15,6 +15,19 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 export const CHUNK_BYTES = 64;
+/**
+ * The kernel-side budget of one mount namespace (one container): chunk events it may emit per window, every
+ * line past it being counted instead of printed (see the template's header). The perf buffer is shared by
+ * every container, and bpftrace's output loop on a 2-core node fell behind (the kernel lost events, other
+ * containers' lines among them) under one container's 12,800 events/s (200 lines of 4 KiB a second). 512
+ * chunks per 100 ms is 5,120 events (320 KiB of lines) a second: above anything typed or pasted, and above the
+ * userspace line rate (line-limits.ts: 2,000 lines/s, which are one or two chunks each when typed), so the
+ * agent's own limits bind first for people; a flood of long lines is cut here, before the buffer. The short
+ * window bounds the burst that reaches the buffer at once: at most two windows' worth (about 1,100 events of
+ * ~150 bytes), within one CPU's share of bpftrace's perf buffer (64 pages).
+ */
+export const BUDGET_CHUNKS = 512;
+export const BUDGET_WINDOW_NS = 100_000_000;
 const TEMPLATE = join('bpf-scripts', 'readline', 'readline.bt.tpl');
 /** What bpftrace's probe syntax takes as a path without quoting. */
 const BARE_PATH = /^\/[\w./+-]+$/;
@@ -65,5 +78,7 @@ export function renderReadlineScript(
     .join(',\n');
   return template
     .replaceAll('{{PROBES}}', probes)
-    .replaceAll('{{MAX_CHUNKS}}', String(chunksFor(maxCommandBytes)));
+    .replaceAll('{{MAX_CHUNKS}}', String(chunksFor(maxCommandBytes)))
+    .replaceAll('{{BUDGET_CHUNKS}}', String(BUDGET_CHUNKS))
+    .replaceAll('{{BUDGET_WINDOW_NS}}', String(BUDGET_WINDOW_NS));
 }

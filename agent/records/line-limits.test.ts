@@ -42,7 +42,8 @@ describe('LineLimiter', () => {
       count: 170,
       lines: 170,
       execs: 0,
-      byCause: { 'line-rate': 170, 'rule-time': 0 },
+      byCause: { 'line-rate': 170, 'rule-time': 0, 'kernel-budget': 0 },
+      kernelBytes: 0,
       sinceMs: 5000,
       untilMs: 6000,
     });
@@ -50,6 +51,32 @@ describe('LineLimiter', () => {
       '170 line(s) and 0 exec(s) of container a not processed: 170 over the line rate (10/s, burst 20)',
     );
     expect(limiter.takeDrops()).toEqual([]); // taken: the next window starts empty
+  });
+
+  it("reports lines the kernel dropped over its budget with the container's other drops", () => {
+    const limiter = new LineLimiter(limits);
+    for (let i = 0; i < 30; i++) limiter.admit('a', 'line', 0, 5000);
+    limiter.droppedInKernel('a', 7, 28_000, 10, 5500);
+    limiter.droppedInKernel('k', 1, 4096, 10, 5600);
+    const [a, k] = limiter.takeDrops();
+    expect(a).toMatchObject({
+      count: 17,
+      lines: 17,
+      byCause: { 'line-rate': 10, 'kernel-budget': 7 },
+      kernelBytes: 28_000,
+      sinceMs: 5000,
+      untilMs: 5500,
+    });
+    expect(limiter.describe(a!)).toBe(
+      '17 line(s) and 0 exec(s) of container a not processed: 10 over the line rate (10/s, burst 20); ' +
+        "7 (28000 bytes) dropped in the kernel over the container's readline event budget",
+    );
+    expect(k).toMatchObject({ key: 'k', count: 1, lines: 1, kernelBytes: 4096, sinceMs: 5600 });
+    // The bytes tally may come before its lines: reported with them, never as a loss of no line.
+    limiter.droppedInKernel('a', 0, 4000, 20, 7000);
+    expect(limiter.takeDrops()).toEqual([]);
+    limiter.droppedInKernel('a', 1, 0, 30, 7001);
+    expect(limiter.takeDrops()).toMatchObject([{ key: 'a', count: 1, kernelBytes: 4000, sinceMs: 7000 }]);
   });
 
   it('holds a container whose lines cost much rule time to the budget, an expensive line taking it into debt', () => {

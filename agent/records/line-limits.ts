@@ -79,7 +79,8 @@ export class TokenBucket {
   }
 }
 
-export type DropCause = 'line-rate' | 'rule-time';
+/** `kernel-budget`: dropped in the readline probe itself, over the container's budget of perf events. */
+export type DropCause = 'line-rate' | 'rule-time' | 'kernel-budget';
 export type DroppedKind = 'line' | 'exec';
 
 /** A container's drops since its last report. */
@@ -89,6 +90,8 @@ export interface DropWindow {
   lines: number;
   execs: number;
   byCause: Record<DropCause, number>;
+  /** Bytes of the lines dropped in the kernel. */
+  kernelBytes: number;
   /** Wall-clock ms of the first and last drop. */
   sinceMs: number;
   untilMs: number;
@@ -133,20 +136,39 @@ export class LineLimiter {
       entry.lines.charge(1, nowMs);
       return undefined;
     }
-    const w = (entry.window ??= {
-      key,
-      count: 0,
-      lines: 0,
-      execs: 0,
-      byCause: { 'line-rate': 0, 'rule-time': 0 },
-      sinceMs: wallMs,
-      untilMs: wallMs,
-    });
+    const w = this.window(entry, key, wallMs);
     w.count++;
     w[kind === 'line' ? 'lines' : 'execs']++;
     w.byCause[cause]++;
     w.untilMs = wallMs;
     return cause;
+  }
+
+  /**
+   * Counts lines of container `key` that the kernel dropped over its budget (they never reached the agent),
+   * so that they are reported with its other drops.
+   */
+  droppedInKernel(key: string, lines: number, bytes: number, nowMs: number, wallMs: number): void {
+    const w = this.window(this.entry(key, nowMs), key, wallMs);
+    w.count += lines;
+    w.lines += lines;
+    w.byCause['kernel-budget'] += lines;
+    w.kernelBytes += bytes;
+  }
+
+  private window(entry: Entry, key: string, wallMs: number): DropWindow {
+    const w = (entry.window ??= {
+      key,
+      count: 0,
+      lines: 0,
+      execs: 0,
+      byCause: { 'line-rate': 0, 'rule-time': 0, 'kernel-budget': 0 },
+      kernelBytes: 0,
+      sinceMs: wallMs,
+      untilMs: wallMs,
+    });
+    w.untilMs = wallMs;
+    return w;
   }
 
   /** Charges `ms` of rule work done for container `key`. */
@@ -158,7 +180,8 @@ export class LineLimiter {
   takeDrops(): DropWindow[] {
     const windows: DropWindow[] = [];
     for (const entry of this.entries.values()) {
-      if (!entry.window) continue;
+      // Only bytes so far (the kernel's two tallies may arrive apart): kept until its lines join it.
+      if (!entry.window || entry.window.count === 0) continue;
       windows.push(entry.window);
       entry.window = undefined;
     }
@@ -169,7 +192,7 @@ export class LineLimiter {
   forget(key: string): DropWindow | undefined {
     const window = this.entries.get(key)?.window;
     this.entries.delete(key);
-    return window;
+    return window?.count ? window : undefined;
   }
 
   /** What a drop window says in a loss record's detail. */
@@ -181,6 +204,9 @@ export class LineLimiter {
         : '',
       w.byCause['rule-time'] > 0
         ? `${w.byCause['rule-time']} over the rule time budget (${ruleMsPerSecond} ms/s, burst ${ruleBurstMs} ms)`
+        : '',
+      w.byCause['kernel-budget'] > 0 || w.kernelBytes > 0
+        ? `${w.byCause['kernel-budget']} (${w.kernelBytes} bytes) dropped in the kernel over the container's readline event budget`
         : '',
     ].filter(Boolean);
     return `${w.lines} line(s) and ${w.execs} exec(s) of container ${w.key} not processed: ${causes.join('; ')}`;
