@@ -569,13 +569,7 @@ export class Agent {
       this.pendingCoverage.push({ container, audit, target: t, fresh: late || fresh.has(t.key), why });
   }
 
-  private pendingCoverage: {
-    container: ContainerRecord;
-    audit: ContainerAudit;
-    target: ProbeTarget & { bash: string; via: 'bash' | 'libreadline' };
-    fresh: boolean;
-    why: string;
-  }[] = [];
+  private pendingCoverage: (ProbeCoverage & { fresh: boolean; why: string })[] = [];
 
   /**
    * Coverage reported, by probe and container: when the capture later leaves a probe out (it could not be
@@ -650,15 +644,7 @@ export class Agent {
       });
       this.noteError(`cannot attach the readline probes: ${(error as Error).message}`);
       for (const p of this.pendingCoverage)
-        this.options.sink.write({
-          kind: 'coverage',
-          time: new Date().toISOString(),
-          ...containerRef(p.container, p.audit.policy),
-          status: 'gap',
-          bash: p.target.bash,
-          target: p.target.file,
-          reason: `bpftrace could not attach: ${(error as Error).message}`,
-        });
+        this.probeGap(p, `bpftrace could not attach: ${(error as Error).message}`);
       this.pendingCoverage = [];
     }
     // bpftrace no longer asks for the files no container holds: their pins may go (pin.ts).
