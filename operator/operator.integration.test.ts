@@ -37,17 +37,16 @@ import {
 } from '../api/agentapi/v1.js';
 import type { CommandRecord } from '../api/records/v1.js';
 import type { ContainerAuditPolicyStatus } from '../api/v1alpha1/containerauditpolicy.js';
-import {
-  API_VERSION,
-  GROUP,
-  POLICY_KIND,
-  POLICY_PLURAL,
-  RECORD_PLURAL,
-  VERSION,
-  type AuditRecord,
-} from '../api/v1alpha1/index.js';
+import { GROUP, POLICY_PLURAL, RECORD_PLURAL, VERSION, type AuditRecord } from '../api/v1alpha1/index.js';
 import { silentLogger } from '../common/logging.js';
-import { installCrds, kubectlOk, testKubeConfig, testKubeconfigPath } from '../e2e/support/cluster.js';
+import {
+  createAuditPolicy,
+  installCrds,
+  kubectlOk,
+  listAuditRecords,
+  testKubeConfig,
+  testKubeconfigPath,
+} from '../e2e/support/cluster.js';
 import { REPO_ROOT } from '../e2e/support/paths.js';
 import type { CapturedLine } from '../agent/capture/readline-output.js';
 import { ClusterPlan } from '../agent/cluster/cluster-plan.js';
@@ -189,13 +188,7 @@ async function patchPolicy(spec: object): Promise<void> {
 }
 
 async function auditRecords(): Promise<AuditRecord[]> {
-  const list = (await custom.listNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: RECORD_PLURAL,
-    namespace: SHOP,
-  })) as { items: AuditRecord[] };
-  return list.items;
+  return listAuditRecords(custom, SHOP);
 }
 
 /** The commands of one shell session (all its parts, in part order) of this agent boot. */
@@ -632,24 +625,19 @@ async function planArrives(what: string, since: number, test: (plan: NodePlan) =
 
 describe('the operator, two replicas behind a Service', () => {
   it('applies a policy: status for kubectl describe, and a plan naming exactly the audited container', async () => {
-    await custom.createClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: POLICY_PLURAL,
-      body: {
-        apiVersion: API_VERSION,
-        kind: POLICY_KIND,
-        metadata: { name: POLICY, labels: { [RUN_LABEL]: run } },
-        spec: {
-          selector: {
-            namespaceSelector: { matchLabels: { [RUN_LABEL]: run } },
-            podSelector: { matchLabels: { app: 'web' } },
-            containers: ['app'],
-          },
-          alerts: [{ name: 'curl-pipe-shell', pattern: 'curl .*\\|\\s*(ba)?sh', severity: 'high' }],
+    await createAuditPolicy(
+      custom,
+      POLICY,
+      {
+        selector: {
+          namespaceSelector: { matchLabels: { [RUN_LABEL]: run } },
+          podSelector: { matchLabels: { app: 'web' } },
+          containers: ['app'],
         },
+        alerts: [{ name: 'curl-pipe-shell', pattern: 'curl .*\\|\\s*(ba)?sh', severity: 'high' }],
       },
-    });
+      { [RUN_LABEL]: run },
+    );
     const policy = await until('the policy status', async () => {
       const p = await getPolicy();
       return p.status?.observedGeneration === p.metadata.generation &&

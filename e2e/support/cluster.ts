@@ -1,6 +1,7 @@
 /** What an integration test needs to talk to the control plane that e2e/jest/global-setup.ts started. */
 import { type CommandResult, runCommand } from './command.js';
 import { type CoreV1Api, type CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import type { AuditRecord } from '../../api/v1alpha1/auditrecord.js';
 import {
   API_VERSION,
   GROUP,
@@ -60,6 +61,17 @@ export async function createAuditPolicy(
       spec,
     },
   });
+}
+
+/** The AuditRecords in `namespace`, as the API server has them. */
+export async function listAuditRecords(custom: CustomObjectsApi, namespace: string): Promise<AuditRecord[]> {
+  const list = (await custom.listNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: RECORD_PLURAL,
+    namespace,
+  })) as { items: AuditRecord[] };
+  return list.items;
 }
 
 /** Deletes the AuditRecords and Events in `namespace` (no controller-manager collects them); never throws. */

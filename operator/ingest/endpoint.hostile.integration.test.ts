@@ -32,7 +32,6 @@ import {
   GROUP,
   POLICY_PLURAL,
   RECORD_KIND,
-  RECORD_PLURAL,
   VERSION,
   type AuditRecord,
 } from '../../api/v1alpha1/index.js';
@@ -41,6 +40,7 @@ import {
   installCrds,
   kubectl,
   kubectlOk,
+  listAuditRecords,
   removeWritten,
   testKubeConfig,
 } from '../../e2e/support/cluster.js';
@@ -150,13 +150,7 @@ async function getPolicy(): Promise<{ status?: ContainerAuditPolicyStatus }> {
 }
 
 async function auditRecords(): Promise<AuditRecord[]> {
-  const list = (await custom.listNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: RECORD_PLURAL,
-    namespace: SHOP,
-  })) as { items: AuditRecord[] };
-  return list.items;
+  return listAuditRecords(custom, SHOP);
 }
 
 /** The API server's own count of TokenReviews it was asked. */

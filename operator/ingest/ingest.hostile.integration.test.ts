@@ -24,7 +24,13 @@ import { storedBytes } from '../../api/stored-size.js';
 import { GROUP, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
 import { ContainerAuditPolicySpec } from '../../api/v1alpha1/containerauditpolicy.js';
 import { PODS } from '../../common/kube/resources.js';
-import { installCrds, kubectlOk, removeWritten, testKubeConfig } from '../../e2e/support/cluster.js';
+import {
+  installCrds,
+  kubectlOk,
+  listAuditRecords,
+  removeWritten,
+  testKubeConfig,
+} from '../../e2e/support/cluster.js';
 import { agentToken, scratchCert } from '../../e2e/support/credentials.js';
 import { httpsCall } from '../../e2e/support/https-call.js';
 import { until } from '../../e2e/support/wait.js';
@@ -152,13 +158,7 @@ async function post(body: Report): Promise<{ status: number; body: unknown }> {
 }
 
 async function auditRecords(namespace: string): Promise<AuditRecord[]> {
-  const list = (await custom.listNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: RECORD_PLURAL,
-    namespace,
-  })) as { items: AuditRecord[] };
-  return list.items;
+  return listAuditRecords(custom, namespace);
 }
 
 /** Every AuditRecord and Event, anywhere, about one pod name. */

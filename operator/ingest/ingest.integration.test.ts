@@ -17,7 +17,13 @@ import {
 } from '../../api/agentapi/v1.js';
 import type { AgentRecord, CommandRecord, ExecRecord } from '../../api/records/v1.js';
 import { GROUP, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
-import { installCrds, kubectlOk, removeWritten, testKubeConfig } from '../../e2e/support/cluster.js';
+import {
+  installCrds,
+  kubectlOk,
+  listAuditRecords,
+  removeWritten,
+  testKubeConfig,
+} from '../../e2e/support/cluster.js';
 import { ReportLedger } from '../ledger.js';
 import { AgentAuthenticator } from './auth.js';
 import { EventsWriter } from './events-writer.js';
@@ -232,13 +238,7 @@ const report = (recs: AgentRecord[], node = NODE_A): Report => ({ node, boot: BO
 const uids: Record<string, string> = {};
 
 async function auditRecords(): Promise<AuditRecord[]> {
-  const list = (await custom.listNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: RECORD_PLURAL,
-    namespace: SHOP,
-  })) as { items: AuditRecord[] };
-  return list.items;
+  return listAuditRecords(custom, SHOP);
 }
 
 async function getRecord(name: string): Promise<AuditRecord> {
