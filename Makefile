@@ -1,6 +1,9 @@
 # The front door. Every target installs what it needs first (scripts/setup.sh), so each works on a fresh clone.
 .DEFAULT_GOAL := build
 SHELL := /bin/bash
+# Node.js 24 for every target: scripts/setup.sh links .cache/node to the pinned build when this machine's own
+# Node is older (and removes the link when it is not), so the first `node` on this PATH is the right one.
+export PATH := $(CURDIR)/.cache/node/bin:$(PATH)
 
 .PHONY: setup build crds test test-unit test-integration test-node test-hostile bench lint format cluster-build cluster-up cluster-down demo demo-shell demo-down clean
 

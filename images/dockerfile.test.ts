@@ -18,7 +18,7 @@ describe('parseDockerfile', () => {
       [
         '# syntax=docker/dockerfile:1',
         '# a comment, not a directive: directives end here',
-        'FROM node:20.20.2-bookworm-slim AS Build',
+        'FROM node:24.22.3-bookworm-slim AS Build',
         'RUN apt-get update \\',
         '# dropped',
         '',
@@ -227,9 +227,9 @@ describe('dockerignore', () => {
 
 describe('image references', () => {
   it('splits repository, tag and digest (a registry port is not a tag)', () => {
-    expect(parseImageRef('node:20.20.2-bookworm-slim')).toEqual({
+    expect(parseImageRef('node:24.22.3-bookworm-slim')).toEqual({
       repository: 'node',
-      tag: '20.20.2-bookworm-slim',
+      tag: '24.22.3-bookworm-slim',
     });
     expect(parseImageRef('registry:5000/team/app')).toEqual({ repository: 'registry:5000/team/app' });
     expect(parseImageRef(`debian:12.11-slim@sha256:${'a'.repeat(64)}`)).toEqual({
@@ -241,18 +241,18 @@ describe('image references', () => {
 
   it('calls pinned only a full version: major.minor.patch, or a Debian point release or dated build', () => {
     for (const ok of [
-      'node:20.20.2-bookworm-slim',
-      'node:20.20.2',
+      'node:24.22.3-bookworm-slim',
+      'node:24.22.3',
       'docker.io/library/debian:12.11-slim',
       'debian:bookworm-20250520-slim',
-      `node:20.20.2-bookworm-slim@sha256:${'0'.repeat(64)}`,
+      `node:24.22.3-bookworm-slim@sha256:${'0'.repeat(64)}`,
     ])
       expect(pinProblem(ok)).toBeUndefined();
     for (const bad of [
       'node',
       'node:latest',
-      'node:20',
-      'node:20.20-bookworm-slim',
+      'node:24',
+      'node:24.22-bookworm-slim',
       'node:lts-bookworm-slim',
       'debian:12-slim',
       'debian:bookworm-slim',
@@ -299,9 +299,9 @@ describe('planRun', () => {
 
 describe('debianRelease', () => {
   it('reads the release from the tag', () => {
-    expect(debianRelease('node:20.20.2-bookworm-slim')).toBe('bookworm');
+    expect(debianRelease('node:24.22.3-bookworm-slim')).toBe('bookworm');
     expect(debianRelease('debian:12.11-slim')).toBe('bookworm');
     expect(debianRelease('debian:trixie-20250811')).toBe('trixie');
-    expect(debianRelease('node:20.20.2-alpine3.21')).toBeUndefined();
+    expect(debianRelease('node:24.22.3-alpine3.21')).toBeUndefined();
   });
 });

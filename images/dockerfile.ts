@@ -594,7 +594,7 @@ export function parseImageRef(ref: string): ImageRef {
 
 /**
  * Why a base image reference is not pinned to a full version, or undefined when it is. A tag must name a full
- * release: major.minor.patch (node:20.20.2-bookworm-slim), or for Debian, whose releases are major.minor, a
+ * release: major.minor.patch (node:24.22.3-bookworm-slim), or for Debian, whose releases are major.minor, a
  * point release (debian:12.11-slim) or a dated build (debian:bookworm-20250520-slim). A digest may follow.
  */
 export function pinProblem(ref: string): string | undefined {

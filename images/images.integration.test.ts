@@ -212,11 +212,11 @@ describe.each(IMAGES)('images/$name/Dockerfile', ({ name, cmd, user, usage }) =>
     expect(labels['org.opencontainers.image.base.name']).toBe(final().base);
   });
 
-  it('runs on a Node.js release that package.json accepts, the major this machine builds with', () => {
+  it('runs on the Node.js of .node-version (what the tests run on), which package.json accepts', () => {
     const tag = parseImageRef(final().base).tag ?? '';
     const node = /^(\d+\.\d+\.\d+)/.exec(tag)?.[1];
     expect(parseImageRef(final().base).repository).toBe('node');
-    expect(node).toBeDefined();
+    expect(node).toBe(readFileSync(join(REPO_ROOT, '.node-version'), 'utf8').trim());
     expect(satisfies(node!, pkg.engines.node)).toBe(true);
     expect(version(node!)[0]).toBe(version(process.versions.node)[0]);
     // The stages that run npm and tsc use the same Node.js image.
@@ -233,7 +233,7 @@ describe.each(IMAGES)('images/$name/Dockerfile', ({ name, cmd, user, usage }) =>
       // Nothing above the staged root may lend it modules (Node.js looks for node_modules upward).
       for (let dir = dirname(image.root); dir !== dirname(dir); dir = dirname(dir))
         expect(existsSync(join(dir, 'node_modules'))).toBe(false);
-      // package.json makes dist/ ES modules (Node.js 20.19+ would also guess so, at a cost), and says what
+      // package.json makes dist/ ES modules (Node.js would also guess so, at a cost), and says what
       // npm ci installed with the lock file.
       for (const file of ['package.json', 'package-lock.json'])
         expect(readFileSync(inImage(image, `/app/${file}`), 'utf8')).toBe(

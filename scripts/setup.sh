@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need, idempotently: the Debian packages behind the commands we call,
-# and the npm dependencies from the lock file. Safe to run again; does nothing when all is there.
+# Node.js 24 when the machine's is older, and the npm dependencies from the lock file. Safe to run again;
+# does nothing when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,9 +45,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-command -v node >/dev/null 2>&1 || die "Node.js 20 or newer (below 23) is needed: https://nodejs.org/ or your distribution's nodejs package"
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-((node_major >= 20 && node_major < 23)) || die "Node.js $(node --version) found; 20.x to 22.x is needed"
+# Node.js 24: the machine's own when it is new enough, else the pinned build (scripts/node-runtime.sh), which
+# .cache/node/bin then provides; npm ci below and every entry point run on it.
+bash scripts/node-runtime.sh
+export PATH="$PWD/.cache/node/bin:$PATH"
 
 # npm ci only when the lock file changed since the last install (its hash is kept beside the modules).
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)

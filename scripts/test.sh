@@ -31,6 +31,9 @@ jest() { # project
 }
 
 bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
+# The Node.js setup chose (scripts/node-runtime.sh), also when this script is run without make.
+export PATH="$PWD/.cache/node/bin:$PATH"
+echo "Node.js $(node --version) ($(command -v node))"
 run_step "typecheck" npx tsc -p tsconfig.json --noEmit
 run_step "lint" npx eslint --max-warnings=0 .
 run_step "format" npx prettier --check --log-level=warn .

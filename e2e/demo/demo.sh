@@ -43,6 +43,8 @@ set -euo pipefail
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_dir=$(cd "$script_dir/../.." && pwd)
 cd "$repo_dir"
+# The Node.js scripts/setup.sh chose (scripts/node-runtime.sh), also when this script is run without make.
+export PATH="$repo_dir/.cache/node/bin:$PATH"
 
 DEMO_DIR=${DEMO_DIR:-$repo_dir/.cache/demo}
 case $DEMO_DIR in
