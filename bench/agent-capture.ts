@@ -51,6 +51,7 @@ import { buildImageArchive, importImage, removeImage } from '../e2e/support/imag
 import { RUNC_WRAPPER } from '../e2e/support/paths.js';
 import { buildRootfs, sharedLibraries } from '../e2e/support/rootfs.js';
 import { installFile } from '../e2e/support/shells.js';
+import { type Runtime, cliCommand, parseRuntimes, runtimeLabel } from './runtimes.js';
 import {
   atCleanup,
   checkpoint,
@@ -83,11 +84,18 @@ const USAGE = `usage: node dist/bench/agent-capture.js [options]   (as root, aft
                         begins and that it is reported; 0 skips it (default 6)
   --stall-rate N        that step's rate, lines/s (default 1000)
   --tmpdir DIR          where the scratch directory goes (default the system's, usually /tmp)
+  --node LIST           node binaries to run the agent on, side by side in this run (comma-separated; the
+                        first is the baseline of the ratios; default the node running the bench). Each gets
+                        the whole run, with its own agent and fresh containers of the same image.
+  --rounds N            with --node: run the list N times, every other round in reverse order (A B, B A,
+                        ...), so neither runtime always goes first; the side-by-side table shows the median
+                        over rounds (default 1)
   -h, --help`;
 
 const NS = 'ca-agent-bench';
 const IMAGE_REF = 'localhost/ca-agent-bench/bash:1';
-const CONTAINERS = ['bench-1', 'bench-2'] as const;
+/** The two containers of a run; with --node, the run's index is appended (bench-1-r0, bench-2-r0, ...). */
+const CONTAINER_NAMES = ['bench-1', 'bench-2'] as const;
 /** In the image: starts COUNT idle shells tagged TAG-FIRST.. and waits for them (see SHELLS_SCRIPT). */
 const SHELLS_AT = '/bench/idle-shells.sh';
 /** One idle shell: its first line through a pipe that stays open, so bash then waits in readline. */
@@ -124,6 +132,9 @@ interface Options {
   stallSeconds: number;
   stallRate: number;
   tmpdir: string;
+  /** The agent's Node.js runtimes; the first is the baseline. */
+  runtimes: Runtime[];
+  rounds: number;
 }
 
 function parseOptions(argv: string[]): Options | undefined {
@@ -138,6 +149,8 @@ function parseOptions(argv: string[]): Options | undefined {
     'stall-seconds',
     'stall-rate',
     'tmpdir',
+    'node',
+    'rounds',
   ] as const;
   const values = parseOptionValues(argv, names, USAGE);
   if (!values) return undefined;
@@ -155,6 +168,8 @@ function parseOptions(argv: string[]): Options | undefined {
     stallSeconds: numberOption('stall-seconds', values['stall-seconds'], 6, { integer: false, zero: true }),
     stallRate: numberOption('stall-rate', values['stall-rate'], 1000),
     tmpdir: values.tmpdir ?? tmpdir(),
+    runtimes: parseRuntimes(values.node),
+    rounds: numberOption('rounds', values.rounds, 1),
   };
 }
 
@@ -680,7 +695,6 @@ function requireTools(): void {
 
 async function bench(opts: Options): Promise<void> {
   requireTools();
-  const benchStart = nowMs();
   // Anything else running skews all of this: say how busy the machine was before we started.
   const idle0 = machineJiffies();
   await sleep(1000);
@@ -693,7 +707,7 @@ async function bench(opts: Options): Promise<void> {
   const spool = join(dir, 'spool');
   const state = join(dir, 'state');
   const policy = join(dir, 'policy.yaml');
-  const runtime = join(dir, 'runtime.sh');
+  const runcScript = join(dir, 'runtime.sh');
   const rootfs = join(dir, 'rootfs');
 
   // The image: busybox, the host's bash with its libraries, util-linux script(1), the idle-shell starter.
@@ -705,14 +719,60 @@ async function bench(opts: Options): Promise<void> {
   writeFileSync(join(rootfs, SHELLS_AT), SHELLS_SCRIPT, { mode: 0o755 });
   writeFileSync(policy, POLICY);
   mkdirSync(spool, { mode: 0o700 });
-  writeWrapperRuntimeScript(runtime, { handoffDir: spool, dir });
+  writeWrapperRuntimeScript(runcScript, { handoffDir: spool, dir });
   s.containerd = await Containerd.start();
   const containerd = s.containerd;
   const archive = buildImageArchive(rootfs, join(dir, 'image.tar'), { ref: IMAGE_REF });
   s.image = await importImage(containerd, NS, archive);
   checkpoint();
 
-  progress('starting the agent, then two containers of the image');
+  const runs: RunResult[] = [];
+  const order = Array.from({ length: opts.rounds }, (_, round) =>
+    round % 2 === 0 ? opts.runtimes : [...opts.runtimes].reverse(),
+  ).flat();
+  for (const [index, runtime] of order.entries()) {
+    if (index > 0) await endRun(s);
+    const containers =
+      opts.runtimes.length === 1 ? CONTAINER_NAMES : CONTAINER_NAMES.map((c) => `${c}-r${index}`);
+    const paths = { policy, spool, state: join(state, `r${index}`), runcScript };
+    mkdirSync(paths.state, { recursive: true });
+    runs.push(await runOnce(opts, s, runtime, containers, paths, busyBefore));
+  }
+  if (opts.runtimes.length > 1) console.log(sideBySide(opts, runs));
+}
+
+/** Between runs: the previous run's agent, typing shells and containers go (the image and containerd stay). */
+async function endRun(s: Scratch): Promise<void> {
+  for (const d of s.drivers) d.kill();
+  s.drivers = [];
+  await s.agent?.stop();
+  s.agent = undefined;
+  for (const [pid, start] of s.bpftrace)
+    if (isAlive(pid) && startTime(pid) === start) process.kill(pid, 'SIGKILL');
+  s.bpftrace.clear();
+  await s.containerd?.removeAll(NS);
+}
+
+interface RunResult {
+  runtime: Runtime;
+  memory: MemoryRow[];
+  latency: { readline: number[]; typed: number[] };
+}
+
+async function runOnce(
+  opts: Options,
+  s: Scratch,
+  runtime: Runtime,
+  containerIds: readonly string[],
+  paths: { policy: string; spool: string; state: string; runcScript: string },
+  busyBefore: number,
+): Promise<RunResult> {
+  const benchStart = nowMs();
+  const containerd = s.containerd!;
+  const { policy, spool, state } = paths;
+  progress(
+    `${runtimeLabel(runtime)} (${runtime.path}): starting the agent, then two containers of the image`,
+  );
   const commands = new Commands();
   s.agent = await AgentProcess.start({
     policy,
@@ -720,28 +780,29 @@ async function bench(opts: Options): Promise<void> {
     state,
     node: 'bench-node',
     onRecord: commands.onRecord,
+    launch: (args) => cliCommand(runtime, args),
   });
   const agent = s.agent;
-  for (const id of CONTAINERS) {
+  for (const id of containerIds) {
     const result = await containerd.runImage(NS, {
       id,
       image: IMAGE_REF,
       args: ['sleep', '86400'],
       detach: true,
-      runcBinary: runtime,
+      runcBinary: paths.runcScript,
       annotations: criAnnotations({ namespace: 'bench', pod: id, container: 'shell' }), // the policy's
     });
     if (result.code !== 0) throw new Error(`ctr run ${id}: ${result.stderr}`);
   }
   const isCovered = (r: CoverageRecord): boolean =>
-    r.status === 'covered' && (CONTAINERS as readonly string[]).includes(r.containerId);
+    r.status === 'covered' && containerIds.includes(r.containerId);
   const covered = (): CoverageRecord[] =>
     agent.records.filter((r): r is CoverageRecord => r.kind === 'coverage' && isCovered(r));
   await agent.waitFor('both containers covered', () => covered().length >= 2, 30_000);
   const targets = [...new Set(covered().map((r) => r.target))];
 
   // (1) memory: one idle shell, then all of them.
-  const [c1, c2] = CONTAINERS;
+  const [c1, c2] = containerIds as [string, string];
   const hello = (id: string, n: number): string => `: hello-${id}-${n}`;
   const inFirst = Math.ceil(opts.shells / 2);
   const inSecond = opts.shells - inFirst;
@@ -776,7 +837,7 @@ async function bench(opts: Options): Promise<void> {
   progress(`opening ${opts.drivers} shells to type into`);
   const drivers: Driver[] = [];
   for (let k = 0; k < opts.drivers; k++) {
-    const driver = Driver.open(containerd, CONTAINERS[k % CONTAINERS.length]!, `driver-${k}`);
+    const driver = Driver.open(containerd, containerIds[k % containerIds.length]!, `driver-${k}`);
     s.drivers.push(driver);
     drivers.push(driver);
     driver.type(`: hello-driver-${k}\n`);
@@ -884,16 +945,16 @@ async function bench(opts: Options): Promise<void> {
     `kernel ${release()}`,
     firstLine('bpftrace', ['--version']),
     firstLine('containerd', ['--version']),
-    `node ${process.version}`,
+    `${runtimeLabel(runtime)} (the agent's; the bench's ${process.version})`,
     `busy ${f(busyBefore, 0)}% in the second before the run${busyBefore > 10 ? ' (NOT IDLE: numbers are skewed)' : ''}`,
   ].join(', ');
 
   const out = [
     '',
     `machine: ${machine}`,
-    `agent: node ${AGENT_BIN} agent --standalone --policy <file> --handoff-dir <spool> --state-dir <dir> ` +
+    `agent: ${runtime.path} ${AGENT_BIN} agent --standalone --policy <file> --handoff-dir <spool> --state-dir <dir> ` +
       '--output - --node bench-node',
-    `containers: ${CONTAINERS.join(', ')} from ${IMAGE_REF} (overlayfs snapshots), runtime: the runc wrapper; ` +
+    `containers: ${containerIds.join(', ')} from ${IMAGE_REF} (overlayfs snapshots), runtime: the runc wrapper; ` +
       `probe target(s): ${targets.join(', ')}`,
     '',
     `(1) Memory, resident (VmRSS, MiB), median of ${opts.samples} samples 1 s apart:`,
@@ -990,9 +1051,54 @@ async function bench(opts: Options): Promise<void> {
     ...steps.map((r) => `  ${r.label}: ${r.cpu.top}`),
     '',
     `records: ${agent.records.filter((r) => r.kind === 'command').length} command records read; loss records in the whole run: ${lossCell(allLosses)}; ` +
-      `invalid lines on the agent's stdout: ${agent.invalid.length}; bench took ${f((nowMs() - benchStart) / 1000, 0)} s`,
+      `invalid lines on the agent's stdout: ${agent.invalid.length}; this run took ${f((nowMs() - benchStart) / 1000, 0)} s`,
   ];
   console.log(out.join('\n'));
+  return { runtime, memory, latency };
+}
+
+/** The runs side by side: the agent's memory and latency on each runtime, as ratios to the first. */
+function sideBySide(opts: Options, all: RunResult[]): string {
+  const medianOf = (row: MemoryRow | undefined, pick: (x: MemorySample) => number): number =>
+    row ? median(row.samples.map(pick)) : NaN;
+  // One column per runtime: a metric's median over that runtime's rounds.
+  const runs = opts.runtimes.map((runtime) => ({
+    runtime,
+    rounds: all.filter((r) => r.runtime === runtime),
+  }));
+  const base = runs[0]!;
+  const metrics: [string, (r: RunResult) => number, (v: number) => string][] = [];
+  for (const [i, row] of base.rounds[0]!.memory.entries()) {
+    metrics.push([`agent RSS MiB, ${row.label}`, (r) => medianOf(r.memory[i], (x) => x.agentKiB) / 1024, f]);
+    metrics.push([
+      `bpftrace RSS MiB, ${row.label}`,
+      (r) => medianOf(r.memory[i], (x) => x.bpftraceKiB) / 1024,
+      f,
+    ]);
+  }
+  for (const q of [0.5, 0.9, 0.99])
+    metrics.push([`readline -> record p${q * 100} ms`, (r) => quantile(r.latency.readline, q), f]);
+  for (const q of [0.5, 0.99])
+    metrics.push([`typed -> record p${q * 100} ms`, (r) => quantile(r.latency.typed, q), f]);
+  const headers = ['', ...runs.map((r) => runtimeLabel(r.runtime))];
+  for (const r of runs.slice(1)) headers.push(`${r.runtime.version} / ${base.runtime.version}`);
+  const over = (rounds: RunResult[], value: (r: RunResult) => number): number => median(rounds.map(value));
+  return [
+    '',
+    `Side by side: the agent on ${runs.map((r) => `${runtimeLabel(r.runtime)} (${r.runtime.path})`).join(' and ')}, ` +
+      `each over the whole run above (${opts.shells} idle shells, ${opts.latencyCommands} commands at ` +
+      `${opts.latencyRate}/s); ${opts.rounds} round(s) in the order ${all.map((r) => r.runtime.version).join(', ')}, ` +
+      'each cell the median over its rounds; ratios to the first:',
+    '',
+    table(
+      headers,
+      metrics.map(([label, value, show]) => [
+        label,
+        ...runs.map((r) => show(over(r.rounds, value))),
+        ...runs.slice(1).map((r) => f(over(r.rounds, value) / over(base.rounds, value), 2)),
+      ]),
+    ),
+  ].join('\n');
 }
 
 await runBench({

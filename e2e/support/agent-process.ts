@@ -20,6 +20,11 @@ export interface AgentProcessOptions {
   node?: string;
   extraArgs?: string[];
   /**
+   * How to run `container-auditor <args>`: by default this process's node on bin/ (benches run it on other
+   * Node.js runtimes too).
+   */
+  launch?: (args: string[]) => { command: string; args: string[] };
+  /**
    * Called with every record as it is read, and when (as records' arrivals): to follow a long run as it goes
    * rather than search `records` again and again.
    */
@@ -70,7 +75,6 @@ export class AgentProcess {
   /** Starts the agent and waits for its "Agent started" log line. */
   static async start(options: AgentProcessOptions): Promise<AgentProcess> {
     const args = [
-      AGENT_BIN,
       'agent',
       '--standalone',
       '--policy',
@@ -85,7 +89,8 @@ export class AgentProcess {
       options.node ?? 'test-node',
       ...(options.extraArgs ?? []),
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const launch = options.launch?.(args) ?? { command: process.execPath, args: [AGENT_BIN, ...args] };
+    const child = spawn(launch.command, launch.args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const agent = new AgentProcess(child, options.onRecord);
     await agent.waitFor('the agent to start', () => agent.stderr.includes('"Agent started"'), 30_000);
     return agent;

@@ -1,0 +1,52 @@
+/**
+ * Node.js runtimes a bench runs our CLI under, side by side in one run (`--node LIST`): to compare a runtime
+ * move (Node 20 -> 24, and the next) on the same commit, on the same noisy machine, as a ratio.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../e2e/support/paths.js';
+
+export interface Runtime {
+  /** The node binary. */
+  path: string;
+  /** What it says it is: `v24.22.3`. */
+  version: string;
+}
+
+/** The CLI as users run it; bin/ refuses a Node.js older than package.json's engines. */
+const CLI_BIN = join(REPO_ROOT, 'bin', 'container-auditor.js');
+const CLI_MAIN = join(REPO_ROOT, 'dist', 'cli', 'main.js');
+/**
+ * The same CLI without bin/'s version gate, for an older runtime measured as a baseline only: main() of
+ * dist/cli/main.js on the arguments after the script, as bin/ runs it.
+ */
+const RUN_MAIN =
+  'const { main } = await import(process.argv[1]); process.exitCode = await main(process.argv.slice(2));';
+
+/**
+ * `--node LIST` (comma-separated node binaries; the first is the baseline of the ratios), or the node
+ * running the bench. Each must run and say its version.
+ */
+export function parseRuntimes(value: string | undefined): Runtime[] {
+  const paths = value === undefined ? [process.execPath] : value.split(',').map((p) => p.trim());
+  return paths.map((path) => {
+    if (path === '') throw new Error('--node: an empty path in the list');
+    const r = spawnSync(path, ['--version'], { encoding: 'utf8' });
+    const version = (r.stdout ?? '').trim();
+    if (r.status !== 0 || !/^v\d+\.\d+\.\d+/.test(version))
+      throw new Error(
+        `--node: ${path} does not run as a Node.js (${r.error?.message ?? `exit ${r.status}`})`,
+      );
+    return { path, version };
+  });
+}
+
+/** The command line that runs `container-auditor <args>` on `runtime`. */
+export function cliCommand(runtime: Runtime, args: string[]): { command: string; args: string[] } {
+  if (runtime.path === process.execPath) return { command: runtime.path, args: [CLI_BIN, ...args] };
+  const url = new URL(`file://${CLI_MAIN}`).href;
+  return { command: runtime.path, args: ['--input-type=module', '-e', RUN_MAIN, url, ...args] };
+}
+
+/** `node v24.22.3`, and the path when more than one runtime of that version could be meant. */
+export const runtimeLabel = (runtime: Runtime): string => `node ${runtime.version}`;
