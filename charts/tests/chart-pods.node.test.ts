@@ -355,9 +355,12 @@ describe('the operator, run from the Deployment as helm installed it', () => {
         expect([set, procStatus(pid, set)]).toEqual([set, '0000000000000000']);
       expect(procStatus(pid, 'NoNewPrivs')).toBe('1');
       expect(readlinkSync(`/proc/${pid}/ns/pid`)).not.toBe(readlinkSync('/proc/self/ns/pid'));
-      // The command line: the Dockerfile's ENTRYPOINT, then the chart's args.
+      // The command line: the Dockerfile's ENTRYPOINT, then the chart's args; `node` is the Node.js of
+      // .node-version that these tests run on (the image's, not the host's /usr/bin/node).
       const args = only(operatorPod).args!;
       expect(operator!.config.process.args).toEqual(['node', '/app/bin/container-auditor.js', ...args]);
+      const exe = statSync(`/proc/${pid}/exe`);
+      expect([exe.dev, exe.ino]).toEqual([statSync(process.execPath).dev, statSync(process.execPath).ino]);
       const tls = args.filter((a) => /^--tls-(cert|key)=/.test(a)).map((a) => a.split('=')[1]!);
       expect(tls).toHaveLength(2);
       const probe = await operator!.container.exec([
@@ -451,10 +454,12 @@ describe('the agent, run from the DaemonSet as helm installed it', () => {
   );
 
   it(
-    "runs privileged in the host's pid namespace",
+    "runs privileged in the host's pid namespace, on the image's Node.js (.node-version's)",
     async () => {
       const pid = (await agent!.container.state())!.pid;
       expect(readlinkSync(`/proc/${pid}/ns/pid`)).toBe(readlinkSync('/proc/self/ns/pid'));
+      const exe = statSync(`/proc/${pid}/exe`);
+      expect([exe.dev, exe.ino]).toEqual([statSync(process.execPath).dev, statSync(process.execPath).ino]);
       expect(procStatus(pid, 'Uid')).toBe('0\t0\t0\t0');
       expect(procStatus(pid, 'CapEff')).toBe(procStatus(process.pid, 'CapEff'));
       expect(procStatus(pid, 'NoNewPrivs')).toBe('0');

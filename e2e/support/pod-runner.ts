@@ -42,7 +42,7 @@ import {
   writeFileSync,
   chmodSync,
 } from 'node:fs';
-import { dirname, join, posix } from 'node:path';
+import { basename, dirname, join, posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type {
   CoreV1Api,
@@ -801,6 +801,11 @@ const HOST_SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '
  * The emulated image: `<dir>/rootfs` with the host's /usr (and /bin, /lib... as bind or, where the host has
  * them as symlinks into /usr, the same symlinks), /app bound read-only from `app`, /etc/ssl bound read-only,
  * and a minimal /etc of its own (passwd, group, nsswitch.conf). The binds are returned as mounts.
+ *
+ * Its Node.js is the one running the tests (the version of .node-version, which the Dockerfiles build on),
+ * not whatever node the host's /usr has: as in the official node images, at /usr/local/bin/node, first on
+ * PATH. /usr/local is a directory of this image's own holding that link, over the host's, and the Node.js
+ * installation is bound read-only at /opt/node.
  */
 export function buildImageRoot(dir: string, options: ImageRootOptions): ImageRoot {
   const rootfs = join(dir, 'rootfs');
@@ -830,6 +835,13 @@ export function buildImageRoot(dir: string, options: ImageRootOptions): ImageRoo
   for (const d of ['app', 'etc/ssl', 'tmp', 'proc', 'sys', 'dev', 'run', 'root'])
     mkdirSync(join(rootfs, d), { recursive: true });
   chmodSync(join(rootfs, 'tmp'), 0o1777);
+  const usrLocal = join(dir, 'usr-local');
+  mkdirSync(join(usrLocal, 'bin'), { recursive: true });
+  if (!lstatOrUndefined(join(usrLocal, 'bin', 'node')))
+    symlinkSync(`/opt/node/bin/${basename(process.execPath)}`, join(usrLocal, 'bin', 'node'));
+  mkdirSync(join(rootfs, 'opt', 'node'), { recursive: true });
+  mounts.push(readOnlyBind(usrLocal, '/usr/local'));
+  mounts.push(readOnlyBind(dirname(dirname(process.execPath)), '/opt/node'));
   mounts.push(readOnlyBind(options.app, '/app'));
   if (existsSync('/etc/ssl')) mounts.push(readOnlyBind('/etc/ssl', '/etc/ssl'));
   writeFileSync(
