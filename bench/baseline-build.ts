@@ -1,12 +1,12 @@
 /**
  * A build of another revision of this repository, for benches that compare the working tree with it side by
  * side in one run: the revision's files are taken with `git archive` into .cache/bench-baseline/<commit>/,
- * given this checkout's node_modules (a symlink: the lock file rarely changes between neighbours, and the
- * bench says which revision it compares with) and compiled with its own tsconfig.build.json. Kept between
- * runs, keyed by commit, so a second run starts at once.
+ * given this checkout's node_modules when its lock file is the same (a symlink), else its own from its lock
+ * file (npm ci: a dependency upgrade is compared against the versions before it), and compiled with its own
+ * tsconfig.build.json. Kept between runs, keyed by commit, so a second run starts at once.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../e2e/support/paths.js';
 import { progress } from './support.js';
@@ -46,8 +46,18 @@ export function baselineBuild(revision: string): BaselineBuild {
     },
   );
   if (archive.status !== 0) throw new Error(`could not unpack ${commit} into ${root}`);
-  symlinkSync(join(REPO_ROOT, 'node_modules'), join(root, 'node_modules'));
-  const tsc = spawnSync(join(REPO_ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json'], {
+  const lock = (dir: string) => readFileSync(join(dir, 'package-lock.json'), 'utf8');
+  if (lock(root) === lock(REPO_ROOT))
+    symlinkSync(join(REPO_ROOT, 'node_modules'), join(root, 'node_modules'));
+  else {
+    progress(`the baseline's lock file differs from this checkout's: npm ci in ${root}`);
+    const ci = spawnSync('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], {
+      cwd: root,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    if (ci.status !== 0) throw new Error(`npm ci for the baseline ${commit} failed (exit ${ci.status})`);
+  }
+  const tsc = spawnSync(join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json'], {
     cwd: root,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
