@@ -11,14 +11,24 @@
  *     (`apiserver_request_total` by resource, verb and code, scraped before and after) and, to compare, by
  *     the operator (`container_auditor_record_writes`, `container_auditor_event_writes` on its /metrics);
  *   - latency from the moment a record is appended to the agent's queue to the moment it is visible in the
- *     API server: a watch on AuditRecords notes when each seq first appears.
+ *     API server: a watch on AuditRecords notes when each seq first appears;
+ *   - the operator's memory: its VmRSS every second from the phase's first command to its end (median and
+ *     max), and its VmHWM at the end (reset at the start where /proc/<pid>/clear_refs lets us: a peak of
+ *     the phase).
  *
- * After the last command of a phase the bench waits until every command is visible and the Event folding
- * window (10 s) has passed, so that a phase's summaries count in that phase. Prints tables on stdout, progress
+ * The variants are every (Node.js runtime x flush window) pair (`--node`, `--flush-ms`), runtime outer, each
+ * with its own operator, in one run: the first runtime with the first window is the baseline of every ratio.
+ * Only the operator runs on the runtimes given; the agent side and the load run in this process, on its node.
+ *
+ * After the last command of a phase the bench waits until every command is visible, then until every report
+ * is answered (the agent's queue acknowledged: a report that timed out is sent again, and would otherwise
+ * spill into the next phase), then for the Event folding window (10 s), so that a phase's summaries count in
+ * that phase. Prints tables on stdout, progress
  * on stderr; exits non-zero on errors, never on thresholds. The control plane, the operator and the scratch
  * directory go at the end, on Ctrl-C too. No root needed.
  *
  *   make build && node dist/bench/operator-writes.js [--rates 10,500] [--commands 1000,5000]
+ *     [--node /usr/bin/node,.cache/node/bin/node]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -48,13 +58,14 @@ import type { ContainerRecord } from '../agent/containers/registry.js';
 import { commandRecord } from '../agent/records/build.js';
 import { createAuditPolicy, installCrds } from '../e2e/support/cluster.js';
 import { runCommand } from '../e2e/support/command.js';
-import { KUBECTL, REPO_ROOT } from '../e2e/support/paths.js';
+import { KUBECTL } from '../e2e/support/paths.js';
 import { type Counts, delta, parseMetrics } from '../e2e/support/prometheus.js';
 import { type PrivateCluster, startPrivateCluster } from '../e2e/support/private-cluster.js';
 import {
   atCleanup,
   checkpoint,
   fixed as f,
+  median,
   nowMs,
   numberOption,
   parseOptionValues,
@@ -62,12 +73,14 @@ import {
   progress,
   progressCount,
   quantile,
+  readProc,
   runBench,
   sortNum,
   table,
   ticksToMs,
 } from './support.js';
 import { agentOnNode, selfSignedCert } from '../e2e/support/credentials.js';
+import { type Runtime, cliCommand, parseRuntimes, runtimeLabel } from './runtimes.js';
 
 const USAGE = `usage: node dist/bench/operator-writes.js [options]   (after make build)
 
@@ -76,11 +89,15 @@ const USAGE = `usage: node dist/bench/operator-writes.js [options]   (after make
   --sessions N      shell sessions typed into, round robin (default 8)
   --pods N          audited pods the sessions are spread over (default 4)
   --flush-ms LIST   the operator's AuditRecord flush windows (--flush-ms) to compare, side by side in this
-                    run: every rate's phase under each, with its own operator; the first is the baseline of
-                    the ratios (default 500,200: the old default and the current one)
-  -h, --help`;
+                    run: every rate's phase under each, with its own operator (default 500,200: the old
+                    default and the current one)
+  --node LIST       node binaries to run the operator on, comma-separated, side by side in this run: every
+                    flush window's phases under each, runtime outer (default: the node running the bench);
+                    the agent side and the load stay in this process, on its node
+  -h, --help
 
-const CLI = join(REPO_ROOT, 'bin', 'container-auditor.js');
+The first runtime with the first flush window is the baseline of every ratio, at the same rate.`;
+
 const SYSTEM = 'container-auditor';
 const SHOP = 'bench';
 const NODE = 'bench-node';
@@ -98,12 +115,14 @@ interface Options {
   pods: number;
   /** Flush windows, ms; the first is the baseline. */
   flushWindows: number[];
+  /** Node.js runtimes the operator runs on; the first is the baseline. */
+  runtimes: Runtime[];
 }
 
 function parseOptions(argv: string[]): Options | undefined {
   const values = parseOptionValues(
     argv,
-    ['rates', 'commands', 'sessions', 'pods', 'flush-ms'] as const,
+    ['rates', 'commands', 'sessions', 'pods', 'flush-ms', 'node'] as const,
     USAGE,
   );
   if (!values) return undefined;
@@ -123,6 +142,7 @@ function parseOptions(argv: string[]): Options | undefined {
     flushWindows: (values['flush-ms'] ?? '500,200')
       .split(',')
       .map((v) => numberOption('flush-ms', v, 0, { zero: true })),
+    runtimes: parseRuntimes(values.node),
   };
 }
 
@@ -172,6 +192,7 @@ interface Snapshot {
 // ---------------------------------------------------------------------------------------------------------
 
 interface Phase {
+  runtime: Runtime;
   flushMs: number;
   rate: number;
   commands: number;
@@ -182,8 +203,57 @@ interface Phase {
   before: Snapshot;
   after: Snapshot;
   reports: number;
+  /** Report attempts without an answer (a timeout, an error: sent again), and records the operator already had. */
+  failedReports: number;
+  duplicates: number;
   /** CPU of each program from the first command until every command was visible, % of one core. */
   cpu: Record<string, number>;
+  memory: PhaseMemory;
+}
+
+/** The operator's memory over a phase, KiB. */
+interface PhaseMemory {
+  /** VmRSS, every MEMORY_SAMPLE_MS from the first command to the phase's end (after its settle). */
+  rss: number[];
+  /** VmHWM at the phase's end: its peak RSS, in the phase when `peakReset`, else since the operator started. */
+  peak: number;
+  peakReset: boolean;
+}
+
+const MEMORY_SAMPLE_MS = 1_000;
+
+/** A field of /proc/<pid>/status in KiB (VmRSS, VmHWM), NaN for a process that is gone. */
+function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readProc(pid, 'status') ?? '');
+  return m ? Number(m[1]) : NaN;
+}
+
+/**
+ * Samples a process's VmRSS every MEMORY_SAMPLE_MS until stop(), which reads its VmHWM. VmHWM is reset to the
+ * current RSS first (`5` to /proc/<pid>/clear_refs, Linux 4.0+; the process's owner or root may), so that the
+ * peak is the phase's own; where that is refused it is the peak since the process started.
+ */
+function sampleMemory(pid: number): { stop: () => PhaseMemory } {
+  let peakReset = true;
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  } catch {
+    peakReset = false;
+  }
+  const rss: number[] = [];
+  const sample = () => {
+    const kib = statusKiB(pid, 'VmRSS');
+    if (Number.isFinite(kib)) rss.push(kib);
+  };
+  sample();
+  const timer = setInterval(sample, MEMORY_SAMPLE_MS);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      return { rss, peak: statusKiB(pid, 'VmHWM'), peakReset };
+    },
+  };
 }
 
 /** CPU time (user + system) of a process so far, ms; 0 for one that is gone. */
@@ -247,25 +317,22 @@ async function bench(opts: Options): Promise<void> {
   writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
   const { certFile, keyFile } = selfSignedCert(dir);
 
-  // The operator, through its CLI, and in this process the agent side of the wire talking to it: one of each
-  // per flush window, the previous pair stopped first (the queue and its seqs carry on).
+  // The operator, through its CLI on the runtime measured, and in this process the agent side of the wire
+  // talking to it: one of each per (runtime, flush window), the previous pair stopped first (the queue and its
+  // seqs carry on).
   const queue = await RecordQueue.open({ dir: join(dir, 'queue'), logger: silentLogger() });
   const sink = queueSink(NODE, queue);
-  const startOperator = async (flushMs: number) => {
-    progress(`starting the operator (--flush-ms ${flushMs})`);
+  const startOperator = async (runtime: Runtime, flushMs: number) => {
+    progress(`starting the operator on ${runtimeLabel(runtime)} (${runtime.path}), --flush-ms ${flushMs}`);
     s.operatorLog = '';
-    const op = spawn(
-      process.execPath,
-      [
-        CLI,
-        'operator',
-        ...['--kubeconfig', kubeconfig, '--tls-cert', certFile, '--tls-key', keyFile],
-        ...['--host', '127.0.0.1', '--port', '0', '--probe-port', '0'],
-        ...['--agent-service-account', `${SYSTEM}/agent`, '--lease-namespace', SYSTEM],
-        ...['--flush-ms', String(flushMs)],
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
+    const command = cliCommand(runtime, [
+      'operator',
+      ...['--kubeconfig', kubeconfig, '--tls-cert', certFile, '--tls-key', keyFile],
+      ...['--host', '127.0.0.1', '--port', '0', '--probe-port', '0'],
+      ...['--agent-service-account', `${SYSTEM}/agent`, '--lease-namespace', SYSTEM],
+      ...['--flush-ms', String(flushMs)],
+    ]);
+    const op = spawn(command.command, command.args, { stdio: ['ignore', 'ignore', 'pipe'] });
     s.operator = op;
     op.stderr.setEncoding('utf8').on('data', (d: string) => {
       s.operatorLog = (s.operatorLog + d).slice(-256 * 1024);
@@ -380,9 +447,13 @@ async function bench(opts: Options): Promise<void> {
   const pidOf = (name: string) => Number(readFileSync(join(cluster.dir, `${name}.pid`), 'utf8'));
   const phases: Phase[] = [];
   let phaseNumber = 0;
-  for (const flushMs of opts.flushWindows) {
+  // Runtime outer: a runtime's windows run one after the other, as --flush-ms alone did.
+  const variants = opts.runtimes.flatMap((runtime) =>
+    opts.flushWindows.map((flushMs) => ({ runtime, flushMs })),
+  );
+  for (const { runtime, flushMs } of variants) {
     await stopOperator();
-    const { op, scrapeOperator, plan, reporter } = await startOperator(flushMs);
+    const { op, scrapeOperator, plan, reporter } = await startOperator(runtime, flushMs);
     const programs: Record<string, number | 'self'> = {
       operator: op.pid!,
       'kube-apiserver': pidOf('kube-apiserver'),
@@ -394,12 +465,13 @@ async function bench(opts: Options): Promise<void> {
       const phase = ++phaseNumber;
       checkpoint();
       progress(
-        `phase ${phase}: flush window ${flushMs} ms, ${total} commands at ${rate}/s over ${opts.sessions} sessions on ${opts.pods} pods`,
+        `phase ${phase}: ${runtimeLabel(runtime)}, flush window ${flushMs} ms, ${total} commands at ${rate}/s over ${opts.sessions} sessions on ${opts.pods} pods`,
       );
       const before = await snapshot(scrapeOperator);
-      const reportsBefore = reporter.stats.reports;
+      const reporterBefore = { ...reporter.stats };
       const seqs: number[] = [];
       const cpuBefore = Object.fromEntries(Object.entries(programs).map(([name, pid]) => [name, cpuMs(pid)]));
+      const memory = sampleMemory(op.pid!);
       const t0 = nowMs();
       let sent = 0;
       while (sent < total) {
@@ -432,7 +504,6 @@ async function bench(opts: Options): Promise<void> {
       }
       progressCount('  sent', total, total);
       const seconds = (nowMs() - t0) / 1000;
-      const lastSent = nowMs();
       await until('every command to be visible', 180_000, () => seqs.every((q) => visible.has(q))).catch(
         (error: unknown) => progress(String(error)),
       );
@@ -443,14 +514,21 @@ async function bench(opts: Options): Promise<void> {
           (100 * (cpuMs(pid) - cpuBefore[name]!)) / busyMs,
         ]),
       );
-      // Let this phase's folded-Event summaries (written at the end of their window) count in it.
-      const settle = lastSent + FOLD_WINDOW_MS + 1_000 - nowMs();
-      if (settle > 0) await sleep(settle);
+      // Every report answered too (a report that timed out is sent again): nothing of this phase is left for
+      // the next one, or for the next operator.
+      await until('the agent queue to be acknowledged', 180_000, () => queue.pendingBytes === 0).catch(
+        (error: unknown) => progress(String(error)),
+      );
+      // Let this phase's folded-Event summaries (written at the end of their window, which the last report
+      // answered may have opened) count in it.
+      await sleep(FOLD_WINDOW_MS + 1_000);
       const after = await snapshot(scrapeOperator);
+      const phaseMemory = memory.stop();
       const latencies = sortNum(
         seqs.filter((q) => visible.has(q)).map((q) => visible.get(q)! - appended.get(q)!),
       );
       phases.push({
+        runtime,
         flushMs,
         rate,
         commands: total,
@@ -459,8 +537,11 @@ async function bench(opts: Options): Promise<void> {
         missing: seqs.length - latencies.length,
         before,
         after,
-        reports: reporter.stats.reports - reportsBefore,
+        reports: reporter.stats.reports - reporterBefore.reports,
+        failedReports: reporter.stats.failures - reporterBefore.failures,
+        duplicates: reporter.stats.duplicates - reporterBefore.duplicates,
         cpu,
+        memory: phaseMemory,
       });
     }
   }
@@ -486,19 +567,31 @@ function print(opts: Options, phases: Phase[], started: number): void {
     delta(p.before.operator, p.after.operator, (n, l) => n === metric && outcomes.includes(l.outcome ?? ''));
   const writes = ['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE'];
   const recordWrites = (p: Phase) => (1000 * api(p, 'auditrecords', writes)) / p.commands;
-  /** The phase of the same rate under the first flush window: what the ratios compare with. */
+  const [baseRuntime] = opts.runtimes;
+  const [baseWindow] = opts.flushWindows;
+  /** The phase of the same rate under the first runtime and the first flush window: what the ratios compare with. */
   const baselineOf = (p: Phase) =>
-    phases.find((q) => q.flushMs === opts.flushWindows[0] && q.rate === p.rate) ?? p;
+    phases.find((q) => q.runtime === baseRuntime && q.flushMs === baseWindow && q.rate === p.rate) ?? p;
+  const p50 = (p: Phase) => quantile(p.latencies, 0.5);
+  const p99 = (p: Phase) => quantile(p.latencies, 0.99);
+  const mib = (kib: number) => f(kib / 1024, 1);
+  const rssMedian = (p: Phase) => median(p.memory.rss);
+
+  // Which variant a row is: the runtime's version too when there is more than one.
+  const several = opts.runtimes.length > 1;
+  const keyHeader = [...(several ? ['node'] : []), 'flush ms', 'rate /s'];
+  const key = (p: Phase) => [...(several ? [p.runtime.version] : []), String(p.flushMs), String(p.rate)];
+  const runtimes = opts.runtimes.map((r) => `${runtimeLabel(r)} (${r.path})`).join(', ');
 
   const out: string[] = [
-    `# operator-writes: ${opts.sessions} shell sessions on ${opts.pods} pods, one operator replica, flush windows ${opts.flushWindows.join(', ')} ms (the first is the baseline of the ratios)`,
+    `# operator-writes: ${opts.sessions} shell sessions on ${opts.pods} pods, one operator replica on ${runtimes}, flush windows ${opts.flushWindows.join(', ')} ms`,
+    `# baseline of every ratio: the same rate with the operator on ${baseRuntime ? runtimeLabel(baseRuntime) : '-'}, flush window ${baseWindow ?? '-'} ms; the agent side on node ${process.version}`,
     '',
     'API writes, counted by the API server (apiserver_request_total, every response code):',
     '',
     table(
       [
-        'flush ms',
-        'rate /s',
+        ...keyHeader,
         'commands',
         'AuditRecord creates',
         'status updates',
@@ -510,6 +603,8 @@ function print(opts: Options, phases: Phase[], started: number): void {
         '409s',
         'policy status writes',
         'reports',
+        'failed reports',
+        'duplicates',
       ],
       phases.map((p) => {
         const arCreates = api(p, 'auditrecords', ['POST']);
@@ -517,8 +612,7 @@ function print(opts: Options, phases: Phase[], started: number): void {
         const evCreates = api(p, 'events', ['POST']);
         const evPatches = api(p, 'events', ['PUT', 'PATCH', 'APPLY']);
         return [
-          String(p.flushMs),
-          String(p.rate),
+          ...key(p),
           String(p.commands),
           String(arCreates),
           String(arUpdates),
@@ -530,6 +624,8 @@ function print(opts: Options, phases: Phase[], started: number): void {
           String(conflicts(p, 'auditrecords') + conflicts(p, 'events')),
           String(api(p, 'containerauditpolicies', writes)),
           String(p.reports),
+          String(p.failedReports),
+          String(p.duplicates),
         ];
       }),
     ),
@@ -538,8 +634,7 @@ function print(opts: Options, phases: Phase[], started: number): void {
     '',
     table(
       [
-        'flush ms',
-        'rate /s',
+        ...keyHeader,
         'record creates',
         'status writes',
         'conflicts',
@@ -549,8 +644,7 @@ function print(opts: Options, phases: Phase[], started: number): void {
         'fold summaries',
       ],
       phases.map((p) => [
-        String(p.flushMs),
-        String(p.rate),
+        ...key(p),
         String(opCount(p, 'container_auditor_record_writes', ['creates'])),
         String(opCount(p, 'container_auditor_record_writes', ['statusWrites'])),
         String(opCount(p, 'container_auditor_record_writes', ['conflicts'])),
@@ -564,16 +658,15 @@ function print(opts: Options, phases: Phase[], started: number): void {
     'Latency, appended to the agent queue -> visible in the API server (first seen by a watch on AuditRecords), ms:',
     '',
     table(
-      ['flush ms', 'rate /s', 'commands', 'took s', 'p50', 'p90', 'p99', 'p99 x baseline', 'max', 'not seen'],
+      [...keyHeader, 'commands', 'took s', 'p50', 'p90', 'p99', 'p99 x baseline', 'max', 'not seen'],
       phases.map((p) => [
-        String(p.flushMs),
-        String(p.rate),
+        ...key(p),
         String(p.commands),
         f(p.seconds, 1),
-        f(quantile(p.latencies, 0.5), 0),
+        f(p50(p), 0),
         f(quantile(p.latencies, 0.9), 0),
-        f(quantile(p.latencies, 0.99), 0),
-        f(quantile(p.latencies, 0.99) / quantile(baselineOf(p).latencies, 0.99), 2),
+        f(p99(p), 0),
+        f(p99(p) / p99(baselineOf(p)), 2),
         f(p.latencies.at(-1) ?? NaN, 0),
         String(p.missing),
       ]),
@@ -582,12 +675,80 @@ function print(opts: Options, phases: Phase[], started: number): void {
     'CPU from the first command of a phase until every command was visible, % of one core:',
     '',
     table(
-      ['flush ms', 'rate /s', ...Object.keys(phases[0]?.cpu ?? {})],
-      phases.map((p) => [String(p.flushMs), String(p.rate), ...Object.values(p.cpu).map((c) => f(c, 0))]),
+      [...keyHeader, ...Object.keys(phases[0]?.cpu ?? {})],
+      phases.map((p) => [...key(p), ...Object.values(p.cpu).map((c) => f(c, 0))]),
     ),
     '',
-    `bench took ${f((nowMs() - started) / 1000, 0)} s`,
+    `The operator's memory, MiB: VmRSS every ${MEMORY_SAMPLE_MS / 1000} s from the first command of a phase to its end (the settle included), and VmHWM at the end${
+      phases.every((p) => p.memory.peakReset)
+        ? " (reset at the start: the phase's peak)"
+        : ' (* : not reset, the peak since the operator started)'
+    }; x baseline is of the RSS median:`,
+    '',
+    table(
+      [...keyHeader, 'samples', 'RSS median', 'RSS max', 'peak (VmHWM)', 'x baseline'],
+      phases.map((p) => [
+        ...key(p),
+        String(p.memory.rss.length),
+        mib(rssMedian(p)),
+        mib(Math.max(...p.memory.rss)),
+        `${mib(p.memory.peak)}${p.memory.peakReset ? '' : ' *'}`,
+        f(rssMedian(p) / rssMedian(baselineOf(p)), 2),
+      ]),
+    ),
   ];
+
+  if (several && baseRuntime) {
+    // Side by side: each runtime against the first at the same flush window and rate.
+    const versions = opts.runtimes.map((r) => r.version);
+    const majors = versions.map((v) => v.split('.')[0]!);
+    const names = opts.runtimes.map((r, i) =>
+      majors.filter((m) => m === majors[i]).length === 1
+        ? majors[i]!
+        : versions.filter((v) => v === versions[i]).length === 1
+          ? versions[i]!
+          : `#${i + 1}`,
+    );
+    const others = opts.runtimes.slice(1);
+    const rows: string[][] = [];
+    for (const flushMs of opts.flushWindows)
+      for (const rate of opts.rates) {
+        const of = (r: Runtime) =>
+          phases.find((p) => p.runtime === r && p.flushMs === flushMs && p.rate === rate);
+        const base = of(baseRuntime);
+        const cells = (p: Phase | undefined) =>
+          p ? [f(p50(p), 0), f(p99(p), 0), mib(rssMedian(p))] : ['-', '-', '-'];
+        const ratios = (p: Phase | undefined) =>
+          p && base
+            ? [f(p50(p) / p50(base), 2), f(p99(p) / p99(base), 2), f(rssMedian(p) / rssMedian(base), 2)]
+            : ['-', '-', '-'];
+        rows.push([
+          String(flushMs),
+          String(rate),
+          ...opts.runtimes.flatMap((r) => cells(of(r))),
+          ...others.flatMap((r) => ratios(of(r))),
+        ]);
+      }
+    out.push(
+      '',
+      `Side by side: latency p50 / p99 (ms) and the operator's RSS median (MiB) on each runtime (${opts.runtimes
+        .map((r, i) => `${names[i]}: ${r.version}`)
+        .join(', ')}), and the ratios current / baseline (${names[0]}) at the same flush window and rate:`,
+      '',
+      table(
+        [
+          'flush ms',
+          'rate /s',
+          ...names.flatMap((n) => [`${n} p50`, `${n} p99`, `${n} RSS`]),
+          ...names
+            .slice(1)
+            .flatMap((n) => [`p50 ${n}/${names[0]}`, `p99 ${n}/${names[0]}`, `RSS ${n}/${names[0]}`]),
+        ],
+        rows,
+      ),
+    );
+  }
+  out.push('', `bench took ${f((nowMs() - started) / 1000, 0)} s`);
   console.log(out.join('\n'));
 }
 
