@@ -3,6 +3,7 @@
  * move (Node 20 -> 24, and the next) on the same commit, on the same noisy machine, as a ratio.
  */
 import { spawnSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../e2e/support/paths.js';
 
@@ -43,10 +44,11 @@ export function parseRuntimes(value: string | undefined): Runtime[] {
 
 /** The command line that runs `container-auditor <args>` on `runtime`. */
 export function cliCommand(runtime: Runtime, args: string[]): { command: string; args: string[] } {
-  if (runtime.path === process.execPath) return { command: runtime.path, args: [CLI_BIN, ...args] };
+  if (realpathSync(runtime.path) === realpathSync(process.execPath))
+    return { command: runtime.path, args: [CLI_BIN, ...args] };
   const url = new URL(`file://${CLI_MAIN}`).href;
   return { command: runtime.path, args: ['--input-type=module', '-e', RUN_MAIN, url, ...args] };
 }
 
-/** `node v24.22.3`, and the path when more than one runtime of that version could be meant. */
+/** `node v24.22.3`. */
 export const runtimeLabel = (runtime: Runtime): string => `node ${runtime.version}`;
