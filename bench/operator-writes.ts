@@ -580,7 +580,11 @@ function print(opts: Options, phases: Phase[], started: number): void {
   // Which variant a row is: the runtime's version too when there is more than one.
   const several = opts.runtimes.length > 1;
   const keyHeader = [...(several ? ['node'] : []), 'flush ms', 'rate /s'];
-  const key = (p: Phase) => [...(several ? [p.runtime.version] : []), String(p.flushMs), String(p.rate)];
+  const key = (p: Phase) => [
+    ...(several ? [[p.runtime.version, ...p.runtime.flags].join(' ')] : []),
+    String(p.flushMs),
+    String(p.rate),
+  ];
   const runtimes = opts.runtimes.map((r) => `${runtimeLabel(r)} (${r.path})`).join(', ');
 
   const out: string[] = [
@@ -732,7 +736,7 @@ function print(opts: Options, phases: Phase[], started: number): void {
     out.push(
       '',
       `Side by side: latency p50 / p99 (ms) and the operator's RSS median (MiB) on each runtime (${opts.runtimes
-        .map((r, i) => `${names[i]}: ${r.version}`)
+        .map((r, i) => `${names[i]}: ${runtimeLabel(r)}`)
         .join(', ')}), and the ratios current / baseline (${names[0]}) at the same flush window and rate:`,
       '',
       table(

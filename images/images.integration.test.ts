@@ -17,6 +17,7 @@
  * What is not proven: the base images themselves (their tags are not resolved: no registry here), and that
  * the apt-get lines succeed inside them. npm ci needs the registry or npm's cache: without both it fails.
  */
+import { NODE_FLAGS } from '../cli/node-flags.js';
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import {
   closeSync,
@@ -66,7 +67,7 @@ const IMAGES = [
     usage: 'container-auditor agent --standalone --policy FILE',
   },
 ] as const;
-const ENTRYPOINT = ['node', '/app/bin/container-auditor.js'];
+const ENTRYPOINT = ['node', ...NODE_FLAGS, '/app/bin/container-auditor.js'];
 const BUILD_TIMEOUT = 15 * 60_000;
 
 const workDir = mkdtempSync(join(tmpdir(), 'container-auditor-images-'));

@@ -23,6 +23,7 @@
  * Node tier: root, runc, bpftrace, and what `make build` and e2e/cluster/build.sh leave (dist/, helm,
  * kube-apiserver, etcd). Ports 8443 and 8081 (the chart's) must be free on the host.
  */
+import { NODE_FLAGS } from '../../cli/node-flags.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { get } from 'node:http';
@@ -358,7 +359,12 @@ describe('the operator, run from the Deployment as helm installed it', () => {
       // The command line: the Dockerfile's ENTRYPOINT, then the chart's args; `node` is the Node.js of
       // .node-version that these tests run on (the image's, not the host's /usr/bin/node).
       const args = only(operatorPod).args!;
-      expect(operator!.config.process.args).toEqual(['node', '/app/bin/container-auditor.js', ...args]);
+      expect(operator!.config.process.args).toEqual([
+        'node',
+        ...NODE_FLAGS,
+        '/app/bin/container-auditor.js',
+        ...args,
+      ]);
       const exe = statSync(`/proc/${pid}/exe`);
       expect([exe.dev, exe.ino]).toEqual([statSync(process.execPath).dev, statSync(process.execPath).ino]);
       const tls = args.filter((a) => /^--tls-(cert|key)=/.test(a)).map((a) => a.split('=')[1]!);
@@ -413,7 +419,11 @@ describe('the agent, run from the DaemonSet as helm installed it', () => {
       expect(plan.node).toBe(NODE);
       // `--node=$(NODE_NAME)`, expanded from the fieldRef spec.nodeName.
       expect(agent!.config.process.args).toContain(`--node=${NODE}`);
-      expect(agent!.config.process.args.slice(0, 2)).toEqual(['node', '/app/bin/container-auditor.js']);
+      expect(agent!.config.process.args.slice(0, 2 + NODE_FLAGS.length)).toEqual([
+        'node',
+        ...NODE_FLAGS,
+        '/app/bin/container-auditor.js',
+      ]);
     },
     TEST_TIMEOUT,
   );

@@ -45,6 +45,8 @@ repo_dir=$(cd "$script_dir/../.." && pwd)
 cd "$repo_dir"
 # The Node.js scripts/setup.sh chose (scripts/node-runtime.sh), also when this script is run without make.
 export PATH="$repo_dir/.cache/node/bin:$PATH"
+# The flags the images' ENTRYPOINT gives node (cli/node-flags.ts; a unit test keeps the two in step).
+node_flags=(--max-semi-space-size=16)
 
 DEMO_DIR=${DEMO_DIR:-$repo_dir/.cache/demo}
 case $DEMO_DIR in
@@ -398,7 +400,7 @@ start_operator() {
 		return 0
 	fi
 	step "Starting the operator: agents' endpoint https://127.0.0.1:$DEMO_OPERATOR_PORT, probes :$DEMO_PROBE_PORT (log: $logs_dir/operator.log)"
-	start_detached operator node "$repo_dir/bin/container-auditor.js" operator \
+	start_detached operator node "${node_flags[@]}" "$repo_dir/bin/container-auditor.js" operator \
 		--kubeconfig "$operator_dir/kubeconfig" \
 		--tls-cert "$tls_dir/tls.crt" --tls-key "$tls_dir/tls.key" \
 		--host 127.0.0.1 --port "$DEMO_OPERATOR_PORT" --probe-port "$DEMO_PROBE_PORT" \
@@ -413,7 +415,7 @@ start_agent() {
 		return 0
 	fi
 	step "Starting the agent on Node $DEMO_NODE: hand-offs from $handoff_dir, bpftrace on readline (log: $logs_dir/agent.log)"
-	start_detached agent node "$repo_dir/bin/container-auditor.js" agent \
+	start_detached agent node "${node_flags[@]}" "$repo_dir/bin/container-auditor.js" agent \
 		--node "$DEMO_NODE" --operator "https://127.0.0.1:$DEMO_OPERATOR_PORT" \
 		--token-file "$agent_dir/token" --operator-ca "$tls_dir/ca.crt" \
 		--handoff-dir "$handoff_dir" --state-dir "$agent_dir/state" \

@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentRecord } from '../../api/records/v1.js';
 import { AgentRecord as AgentRecordSchema } from '../../api/records/v1.js';
+import { NODE_FLAGS } from '../../cli/node-flags.js';
 import { REPO_ROOT } from './paths.js';
 
 export const AGENT_BIN = join(REPO_ROOT, 'bin', 'container-auditor.js');
@@ -20,8 +21,8 @@ export interface AgentProcessOptions {
   node?: string;
   extraArgs?: string[];
   /**
-   * How to run `container-auditor <args>`: by default this process's node on bin/ (benches run it on other
-   * Node.js runtimes too).
+   * How to run `container-auditor <args>`: by default this process's node with the images' NODE_FLAGS on bin/
+   * (benches run it on other Node.js runtimes too).
    */
   launch?: (args: string[]) => { command: string; args: string[] };
   /**
@@ -89,7 +90,10 @@ export class AgentProcess {
       options.node ?? 'test-node',
       ...(options.extraArgs ?? []),
     ];
-    const launch = options.launch?.(args) ?? { command: process.execPath, args: [AGENT_BIN, ...args] };
+    const launch = options.launch?.(args) ?? {
+      command: process.execPath,
+      args: [...NODE_FLAGS, AGENT_BIN, ...args],
+    };
     const child = spawn(launch.command, launch.args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const agent = new AgentProcess(child, options.onRecord);
     await agent.waitFor('the agent to start', () => agent.stderr.includes('"Agent started"'), 30_000);
