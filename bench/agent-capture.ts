@@ -1081,7 +1081,7 @@ function sideBySide(opts: Options, all: RunResult[]): string {
   for (const q of [0.5, 0.99])
     metrics.push([`typed -> record p${q * 100} ms`, (r) => quantile(r.latency.typed, q), f]);
   const headers = ['', ...runs.map((r) => runtimeLabel(r.runtime))];
-  for (const r of runs.slice(1)) headers.push(`${r.runtime.version} / ${base.runtime.version}`);
+  for (const r of runs.slice(1)) headers.push(`${runtimeLabel(r.runtime)} / ${base.runtime.version}`);
   const over = (rounds: RunResult[], value: (r: RunResult) => number): number => median(rounds.map(value));
   return [
     '',
