@@ -20,9 +20,12 @@
 import { NODE_FLAGS } from '../cli/node-flags.js';
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import {
+  chmodSync,
   closeSync,
+  copyFileSync,
   existsSync,
   lstatSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
@@ -101,11 +104,26 @@ function inImage(image: StagedImage, path: string): string {
   return join(image.root, path);
 }
 
+/**
+ * The image's node: the Node.js running these tests (the version of .node-version, which the Dockerfiles
+ * build on), copied where the image's user can run it (the cached build may sit under root's 0700 home).
+ */
+let imageNode: string | undefined;
+function nodeOfImages(): string {
+  if (imageNode) return imageNode;
+  const bin = join(workDir, 'node', 'bin');
+  mkdirSync(bin, { recursive: true, mode: 0o755 });
+  copyFileSync(process.execPath, join(bin, 'node'));
+  chmodSync(join(bin, 'node'), 0o755);
+  return (imageNode = join(bin, 'node'));
+}
+
 /** Runs a command of the image (an absolute path in it mapped to the staged root), as the image would. */
 function runInImage(image: StagedImage, argv: string[], options: { user?: string } = {}) {
+  const node = nodeOfImages();
   const mapped = argv.map((a, i) =>
     i === 0 && a === 'node'
-      ? process.execPath
+      ? node
       : a.startsWith('/') && existsSync(inImage(image, a))
         ? inImage(image, a)
         : a,
@@ -113,7 +131,7 @@ function runInImage(image: StagedImage, argv: string[], options: { user?: string
   const spawnOptions: SpawnSyncOptions = {
     cwd: inImage(image, image.stage.workdir),
     env: {
-      PATH: `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
+      PATH: `${dirname(node)}:/usr/local/bin:/usr/bin:/bin`,
       HOME: '/nonexistent',
       ...image.stage.env,
     },
