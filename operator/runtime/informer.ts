@@ -230,7 +230,7 @@ export class Informer<T extends ObjectWithMeta> {
   private async relist(): Promise<void> {
     const items: T[] = [];
     let continueToken: string | undefined;
-    let resourceVersion = '';
+    let resourceVersion: string;
     do {
       const page = await this.source.list({ limit: this.pageSize, continueToken });
       if (this.stopping.signal.aborted) return;
@@ -300,7 +300,7 @@ export class Informer<T extends ObjectWithMeta> {
     try {
       await stream.done;
     } catch (error) {
-      if (stalled) throw new Error(`watch silent for ${stallMs / 1000} s`);
+      if (stalled) throw new Error(`watch silent for ${stallMs / 1000} s`, { cause: error });
       throw error;
     } finally {
       active = false;
