@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import yaml from 'js-yaml';
+import { load as loadYaml } from 'js-yaml';
 import { REPO_ROOT } from '../e2e/support/paths.js';
 import { baselineBuild } from './baseline-build.js';
 import { fixed, median, numberOption, parseOptionValues, progress, runBench, table } from './support.js';
@@ -118,7 +118,7 @@ await runBench<Options>({
       { name: `baseline ${base.commit.slice(0, 8)}`, module: await load(base.root) },
       { name: 'working tree', module: await load(REPO_ROOT) },
     ];
-    const policy = yaml.load(readFileSync(join(REPO_ROOT, 'examples', 'production-shells.yaml'), 'utf8')) as {
+    const policy = loadYaml(readFileSync(join(REPO_ROOT, 'examples', 'production-shells.yaml'), 'utf8')) as {
       spec: unknown;
     };
     const compiled = builds.map(({ name, module }) => {

@@ -430,7 +430,8 @@ async function bench(opts: Options): Promise<void> {
         for (const c of object.status?.commands ?? []) if (!visible.has(c.seq)) visible.set(c.seq, at);
       },
       () => {
-        // The API server ends watches now and then: watch again (a re-list as ADDED, first sightings kept).
+        // The API server ends watches now and then, and client-node gives one up after 30 s without data:
+        // watch again (a re-list as ADDED, first sightings kept).
         if (!s.watch?.signal.aborted) void startWatch();
       },
     );

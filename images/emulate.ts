@@ -391,9 +391,13 @@ export class Emulator {
     }
     const started = Date.now();
     this.log(`${where}: ${argv.join(' ')} (in ${cwd}) ...`);
+    // What reaching the registry from this machine takes: proxies, npm's settings, and the CA of a proxy
+    // that inspects TLS (Node.js, npm included, reads it from NODE_EXTRA_CA_CERTS).
     const inherited = Object.fromEntries(
       Object.entries(process.env).filter(
-        ([k]) => /^(PATH|HOME|TMPDIR|LANG|(https?|no|all)_proxy)$/i.test(k) || k.startsWith('npm_config_'),
+        ([k]) =>
+          /^(PATH|HOME|TMPDIR|LANG|NODE_EXTRA_CA_CERTS|(https?|no|all)_proxy)$/i.test(k) ||
+          k.startsWith('npm_config_'),
       ),
     );
     const result = await run(argv, { cwd, env: { ...inherited, ...env } });

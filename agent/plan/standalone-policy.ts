@@ -12,7 +12,7 @@
  * only by a policy whose selectors are empty. Pod sandboxes (pause containers) are never audited.
  */
 import { readFile } from 'node:fs/promises';
-import yaml from 'js-yaml';
+import { loadAll } from 'js-yaml';
 import { ContainerAuditPolicy } from '../../api/v1alpha1/containerauditpolicy.js';
 import { isEmptySelector, matchesSelector, selectorKeys } from '../../common/label-selector.js';
 import type { ContainerRecord } from '../containers/registry.js';
@@ -30,7 +30,7 @@ export class PolicyFileError extends Error {}
 export function parsePolicyText(text: string, source: string): ContainerAuditPolicy {
   let docs: unknown[];
   try {
-    docs = yaml.loadAll(text).filter((d) => d !== null && d !== undefined);
+    docs = loadAll(text).filter((d) => d !== null && d !== undefined);
   } catch (error) {
     throw new PolicyFileError(`${source}: not YAML or JSON: ${(error as Error).message}`);
   }

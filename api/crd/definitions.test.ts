@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import yaml from 'js-yaml';
+import { load } from 'js-yaml';
 import { renderCrdFiles } from './definitions.js';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -29,7 +29,7 @@ describe('generated CRDs', () => {
   );
 
   it.each(files.map((f) => [f.path, f] as const))('%s is structural', (_path, file) => {
-    const crd = yaml.load(file.content) as Node;
+    const crd = load(file.content) as Node;
     const version = (crd.spec as { versions: { schema: { openAPIV3Schema: Node } }[] }).versions[0]!;
     for (const [path, node] of nodes(version.schema.openAPIV3Schema)) {
       expect([path, typeof node.type]).toEqual([path, 'string']);
@@ -41,7 +41,7 @@ describe('generated CRDs', () => {
 
   it('documents every field', () => {
     for (const file of files) {
-      const crd = yaml.load(file.content) as Node;
+      const crd = load(file.content) as Node;
       const version = (crd.spec as { versions: { schema: { openAPIV3Schema: Node } }[] }).versions[0]!;
       const { spec, status } = version.schema.openAPIV3Schema.properties as Record<string, Node>;
       const undocumented = [...nodes(spec!, '.spec'), ...nodes(status!, '.status')]

@@ -3,7 +3,7 @@
  * names and printer columns live here; every field's type, bound, default, description and CEL rule comes
  * from the schema.
  */
-import yaml from 'js-yaml';
+import { dump } from 'js-yaml';
 import { z } from 'zod';
 import {
   AuditRecordSpec,
@@ -151,6 +151,6 @@ const HEADER =
 export function renderCrdFiles(): GeneratedFile[] {
   return KINDS.map((def) => ({
     path: `charts/container-auditor/crds/${GROUP}_${def.plural}.yaml`,
-    content: HEADER + yaml.dump(crdFor(def), { lineWidth: -1, noRefs: true }),
+    content: HEADER + dump(crdFor(def), { lineWidth: -1, noRefs: true }),
   }));
 }

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import yaml from 'js-yaml';
+import { load } from 'js-yaml';
 import {
   ContainerAuditPolicy,
   ContainerAuditPolicySpec,
@@ -13,7 +13,7 @@ const examplesDir = join(import.meta.dirname, '..', '..', 'examples');
 
 describe('ContainerAuditPolicy schema', () => {
   it.each(readdirSync(examplesDir).filter((f) => f.endsWith('.yaml')))('accepts the example %s', (file) => {
-    const doc = yaml.load(readFileSync(join(examplesDir, file), 'utf8'));
+    const doc = load(readFileSync(join(examplesDir, file), 'utf8'));
     const parsed = ContainerAuditPolicy.safeParse(doc);
     expect(parsed.error?.issues ?? []).toEqual([]);
   });

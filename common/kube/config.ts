@@ -55,6 +55,7 @@ function fromFiles(files: readonly string[]): KubeConfig {
     } catch (error) {
       throw new Error(
         `cannot load kubeconfig ${file}: ${error instanceof Error ? error.message : 'unknown'}`,
+        { cause: error },
       );
     }
     if (i > 0) kc.mergeConfig(next, true);

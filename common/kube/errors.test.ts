@@ -15,7 +15,7 @@ import {
   statusError,
 } from './errors.js';
 
-/** A failure as client-node 1.4's generated clients throw it: the body is the response text. */
+/** A failure as client-node's generated clients throw it: the body is the response text. */
 function apiException(code: number, reason?: string, message?: string): ApiException<string | undefined> {
   const body = reason
     ? JSON.stringify({ kind: 'Status', status: 'Failure', reason, message, code })
@@ -86,6 +86,24 @@ describe('classifyError', () => {
     expect(classifyError(reset)).toMatchObject({ kind: 'transient', code: undefined });
     expect(classifyError(new TypeError('x is undefined')).kind).toBe('other');
     expect(classifyError('a string').message).toBe('other: a string');
+  });
+
+  it('reads the system error under undici’s `fetch failed` (client-node 2.x requests and watches)', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6443'), { code: 'ECONNREFUSED' });
+    const failed = new TypeError('fetch failed', { cause: refused });
+    expect(isTransient(failed)).toBe(true);
+    expect(classifyError(failed).message).toBe(
+      'transient: TypeError: fetch failed (connect ECONNREFUSED 127.0.0.1:6443)',
+    );
+    const closed = Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' });
+    expect(isTransient(new TypeError('terminated', { cause: closed }))).toBe(true);
+    expect(classifyError(new TypeError('fetch failed', { cause: new Error('bad port') })).kind).toBe('other');
+  });
+
+  it('takes a timed-out request (a DOMException TimeoutError, numeric code) for a transient failure', () => {
+    const timeout = new DOMException('The operation was aborted due to timeout', 'TimeoutError');
+    expect(classifyError(timeout)).toMatchObject({ kind: 'transient', code: undefined });
+    expect(classifyError(new DOMException('aborted', 'AbortError')).kind).toBe('other');
   });
 
   it('answers the predicates', () => {

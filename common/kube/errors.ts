@@ -1,10 +1,12 @@
 /**
- * Kubernetes API failures as values to branch on. client-node 1.4 throws `ApiException` with `code`, `body` (the
- * response text, a JSON `Status` for API errors; `undefined` for a 401) and `headers`; its `message` embeds
- * the headers and the whole body, so it must never reach a log. Its `Watch` fails with a plain `Error` that
- * carries `statusCode`, and a broken connection fails with a Node.js system error (`code: 'ECONNRESET'`).
- * `classifyError` folds all of these into a `KubeError` that keeps the HTTP code, the Status reason and the
- * Status message (bounded, escaped: common/text/escape.ts), and nothing else.
+ * Kubernetes API failures as values to branch on. client-node (2.x) throws `ApiException` with `code`, `body`
+ * (the response text, a JSON `Status` for API errors; `undefined` for a 401) and `headers`; its `message`
+ * embeds the headers and the whole body, so it must never reach a log. Its `Watch` fails with a plain `Error`
+ * that carries `statusCode`, or with a `TimeoutError` when nothing arrived for 30 s. Requests go through
+ * undici's `fetch`, whose failure to connect or broken connection is a `TypeError: fetch failed` with the
+ * Node.js system error (`code: 'ECONNRESET'`) as its `cause`; our own raw requests (rest.ts) fail with that
+ * system error itself. `classifyError` folds all of these into a `KubeError` that keeps the HTTP code, the
+ * Status reason and the Status message (bounded, escaped: common/text/escape.ts), and nothing else.
  */
 import { ApiException } from '@kubernetes/client-node';
 import { excerpt } from '../text/escape.js';
@@ -59,6 +61,9 @@ const NETWORK_ERROR_CODES = new Set([
 ]);
 
 const TRANSIENT_CODES = new Set([408, 429, 500, 502, 503, 504]);
+
+/** Error names of a request given up on for time (`AbortSignal.timeout`, client-node's watch timer). */
+const TIMEOUT_ERROR_NAMES = new Set(['TimeoutError']);
 
 interface StatusFields {
   code?: number;
@@ -138,14 +143,34 @@ export function classifyError(error: unknown): KubeError {
   }
   if (isRecord(error) && error.kind === 'Status') return statusError(error);
   const code = statusCode(error);
-  const networkCode = isRecord(error) && typeof error.code === 'string' ? error.code : undefined;
-  const detail =
-    error instanceof Error
-      ? `${error.name}: ${error.message}`
-      : typeof error === 'string'
-        ? error
-        : 'unknown';
-  return new KubeError(kindOf(code, undefined, networkCode), code, undefined, bounded(detail));
+  const failure = errorLike(error);
+  // undici's fetch wraps the system error: `TypeError: fetch failed`, the reason in `cause`.
+  const cause = errorLike(failure?.cause);
+  const networkCode = systemErrorCode(error) ?? systemErrorCode(cause);
+  const timedOut = failure !== undefined && TIMEOUT_ERROR_NAMES.has(failure.name);
+  const detail = failure
+    ? `${failure.name}: ${failure.message}${cause ? ` (${cause.message})` : ''}`
+    : typeof error === 'string'
+      ? error
+      : 'unknown';
+  const kind = timedOut && code === undefined ? 'transient' : kindOf(code, undefined, networkCode);
+  return new KubeError(kind, code, undefined, bounded(detail));
+}
+
+/**
+ * An `Error` or `DOMException`, from this realm or another (`instanceof Error` is false for a Node.js
+ * `DOMException` seen from a test's VM context): what has a string name and message.
+ */
+function errorLike(value: unknown): { name: string; message: string; cause?: unknown } | undefined {
+  if (value instanceof Error) return value;
+  if (!isRecord(value) || typeof value.name !== 'string' || typeof value.message !== 'string')
+    return undefined;
+  return { name: value.name, message: value.message, cause: value.cause };
+}
+
+/** A Node.js or undici error code (`ECONNRESET`, `UND_ERR_SOCKET`); not a DOMException's numeric one. */
+function systemErrorCode(error: unknown): string | undefined {
+  return isRecord(error) && typeof error.code === 'string' ? error.code : undefined;
 }
 
 export const isNotFound = (error: unknown): boolean => classifyError(error).kind === 'not-found';

@@ -200,7 +200,7 @@ export class Containerd {
     } catch (error) {
       const message = `${(error as Error).message}\n--- containerd log (tail) ---\n${containerd.logTail(40)}`;
       await containerd.stop();
-      throw new Error(message);
+      throw new Error(message, { cause: error });
     }
     return containerd;
   }

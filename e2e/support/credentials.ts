@@ -88,7 +88,11 @@ export async function requestToken(core: CoreV1Api, options: TokenOptions): Prom
       },
     },
   });
-  return result.status!.token;
+  // Optional in the model (client-node 2.x); the API server always sets it on success.
+  const token = result.status?.token;
+  if (!token)
+    throw new Error(`the TokenRequest for ${options.namespace}/${options.serviceAccount} returned no token`);
+  return token;
 }
 
 /**

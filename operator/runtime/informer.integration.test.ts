@@ -2,7 +2,8 @@
  * Informers against the real kube-apiserver of the integration tier: core Pods and our cluster-scoped
  * ContainerAuditPolicy deliver adds, updates and deletes; an informer whose connections are cut (through a
  * TCP proxy we control: the watch breaks and lists are refused for a while) recovers on its own and
- * delivers what changed while it was away; watches that the server ends resume without relisting.
+ * delivers what changed while it was away; watches that the server ends, or that client-node gives up on
+ * after 30 s of silence, resume without relisting.
  */
 import { randomBytes } from 'node:crypto';
 import { type Server, type Socket, connect, createServer } from 'node:net';
@@ -151,7 +152,7 @@ describe('Informer against the API server', () => {
     await eventually('the new pod is added', () => events.includes('add web -'));
     expect(typeof informer.getByName('web', namespace)?.metadata?.creationTimestamp).toBe('string');
 
-    // A merge patch: client-node 1.4 sends JSON Patch unless told otherwise.
+    // A merge patch: client-node sends JSON Patch unless told otherwise.
     await core.patchNamespacedPod(
       { namespace, name: 'web', body: { metadata: { labels: { stage: 'two' } } } },
       mergePatch,
@@ -269,5 +270,34 @@ describe('Informer against the API server', () => {
     await eventually('every pod is added', () => events.length === names.length);
     expect(events).toEqual(names.map((n) => `add ${n}`));
     expect(lists).toBe(1);
+  });
+
+  it('keeps watching through a silence longer than client-node’s 30 s watch timeout, without a relist', async () => {
+    const real = kubeListerWatcher(kc, PODS, { namespace, labelSelector: 'batch=quiet' });
+    let lists = 0;
+    const counting: ListerWatcher<ObjectWithMeta> = {
+      ...real,
+      list: (options) => {
+        lists++;
+        return real.list(options);
+      },
+    };
+    const metrics = new Registry();
+    const informer = track(
+      new Informer(counting, { watchTimeoutSeconds: 300, backoff: FAST_BACKOFF, metrics }),
+    );
+    const events = recorder(informer);
+    informer.start();
+    await informer.synced;
+    // Nothing matches the selector: the API server sends nothing, and client-node gives the watch up at 30 s.
+    await new Promise((resolve) => setTimeout(resolve, 35_000));
+    await core.createNamespacedPod({
+      namespace,
+      body: { ...pod('q1'), metadata: { name: 'q1', labels: { batch: 'quiet' } } },
+    });
+    await eventually('the pod is added', () => events.includes('add q1'));
+    expect(lists).toBe(1);
+    const restarts = /container_auditor_informer_restarts_total\{[^}]*\} (\d+)/.exec(metrics.render());
+    expect(Number(restarts?.[1] ?? 0)).toBe(0);
   });
 });

@@ -1,15 +1,18 @@
 /**
  * An informer: a local cache of one resource, kept in step with the API server by list-then-watch, that
- * calls handlers on every change. Ours, not client-node's `ListWatch`, because that one (1.4) stops for
- * good on any error but 410 (a list that fails once, a connection reset, a 403 while RBAC propagates) and
- * has no timeout on its watch.
+ * calls handlers on every change. Ours, not client-node's `ListWatch`, because that one (1.4 and 2.x alike)
+ * stops for good on any error but 410 and its own watch timeout (a list that fails once, a connection reset,
+ * a 403 while RBAC propagates), and its typed lists turn timestamps into `Date`s that its watch delivers as
+ * strings (docs/adr/0005).
  *
  * The loop: list (paged) and replace the cache, calling add/update/delete for the differences, then watch
  * from the list's resourceVersion. When the server ends the watch (timeoutSeconds), watch again from the
  * last resourceVersion seen (bookmarks included). When the resourceVersion is too old (410 Gone), list again
  * at once. On any other failure (of the list or the watch, or a watch silent for longer than its own
  * timeout: a half-open connection), wait with jittered exponential backoff, then list again: a relist
- * delivers whatever changed meanwhile, deletions included. The cache stays readable throughout.
+ * delivers whatever changed meanwhile, deletions included. The cache stays readable throughout. (The
+ * production `ListerWatcher` ends a watch silent for 30 s before that, normally: see list-watch.ts; the
+ * check here is for any other.)
  *
  * Objects are delivered as the server sends them (see common/kube/objects.ts `Wire`), unvalidated: a
  * consumer of our CRDs parses them with the api/ schemas. Handlers run synchronously in event order and
@@ -227,7 +230,7 @@ export class Informer<T extends ObjectWithMeta> {
   private async relist(): Promise<void> {
     const items: T[] = [];
     let continueToken: string | undefined;
-    let resourceVersion = '';
+    let resourceVersion: string;
     do {
       const page = await this.source.list({ limit: this.pageSize, continueToken });
       if (this.stopping.signal.aborted) return;
@@ -297,7 +300,7 @@ export class Informer<T extends ObjectWithMeta> {
     try {
       await stream.done;
     } catch (error) {
-      if (stalled) throw new Error(`watch silent for ${stallMs / 1000} s`);
+      if (stalled) throw new Error(`watch silent for ${stallMs / 1000} s`, { cause: error });
       throw error;
     } finally {
       active = false;

@@ -4,9 +4,9 @@
  * (409 Conflict) if anyone wrote in between. That, not timing, is what keeps two replicas from both taking
  * the lease.
  *
- * client-node 1.4 pitfalls met here: the Lease's `MicroTime` fields (`acquireTime`, `renewTime`) must be sent
- * as `V1MicroTime` (six fractional digits); a plain `Date` is refused with 400 BadRequest. And a typed read
- * returns those fields as strings, whatever their declared type says.
+ * client-node pitfalls met here (1.4 and 2.x alike): the Lease's `MicroTime` fields (`acquireTime`,
+ * `renewTime`) must be sent as `V1MicroTime` (six fractional digits); a plain `Date` is refused with 400
+ * BadRequest. And a typed read returns those fields as strings, whatever their declared type says.
  */
 import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
 import { isNotFound } from '../../common/kube/errors.js';

@@ -7,6 +7,13 @@
  * of a list lack `apiVersion` and `kind` on the wire; they are filled in here. Watches use client-node's
  * `Watch` with `allowWatchBookmarks` and a `timeoutSeconds` after which the server ends them normally. A
  * watch `ERROR` event (a `Status`, e.g. 410 Expired) ends the stream with that error as a `KubeError`.
+ *
+ * client-node 2.x's `Watch` also gives up on a watch that received nothing for 30 s (its `requestTimeoutMs`,
+ * not configurable) with a `TimeoutError`. The API server sends nothing on a watch of a quiet resource, not
+ * even a bookmark, for longer than that, so this is routine: the stream ends normally and the informer
+ * watches again from the last resourceVersion, as client-node's own `ListWatch` does. A dead connection
+ * ends the same way; the next watch then fails to connect (a failure: backoff and relist) or, where the
+ * network swallows it, times out again after 30 s: never a tight loop.
  */
 import { type KubeConfig, Watch } from '@kubernetes/client-node';
 import { z } from 'zod';
@@ -65,6 +72,14 @@ const WATCH_EVENT_TYPES: ReadonlySet<string> = new Set(['ADDED', 'MODIFIED', 'DE
 
 export class WatchAbortedError extends Error {
   override readonly name = 'WatchAbortedError';
+}
+
+/**
+ * client-node's `Watch` gave up on a watch that received nothing for its request timeout (30 s). A
+ * `DOMException`: by name, since it is no `instanceof Error` of another realm (a test's VM context).
+ */
+function isQuietTimeout(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'TimeoutError';
 }
 
 export function kubeListerWatcher<T>(
@@ -126,8 +141,9 @@ export function kubeListerWatcher<T>(
               onEvent({ type: type as WatchEventType, object: object as T });
             }
           },
-          // null when the server ends the watch (timeoutSeconds); an Error when it fails.
-          (error: unknown) => settle(error ?? undefined),
+          // null when the server ends the watch (timeoutSeconds); an Error when it fails; a TimeoutError
+          // when nothing came for 30 s (see above), an end like the server's.
+          (error: unknown) => settle(isQuietTimeout(error) ? undefined : (error ?? undefined)),
         )
         .then(
           (c) => {
