@@ -43,11 +43,13 @@ AGENT_BENCH_ARGS ?=
 DEMO_BENCH_ARGS ?=
 OPERATOR_BENCH_ARGS ?=
 RULES_BENCH_ARGS ?=
+ENGINES_BENCH_ARGS ?=
 
 ## bench: the benchmarks (root): the runc wrapper's added cost (runc alone vs through the wrapper, interleaved), then the agent's memory, latency and throughput under a private containerd
 bench: build
 	node dist/bench/runc-wrapper.js $(BENCH_ARGS)
 	node dist/bench/command-rules.js $(RULES_BENCH_ARGS)
+	node dist/bench/regexp-engines.js $(ENGINES_BENCH_ARGS)
 	node dist/bench/agent-capture.js $(AGENT_BENCH_ARGS)
 	node dist/bench/operator-writes.js $(OPERATOR_BENCH_ARGS)
 	node dist/bench/demo-latency.js $(DEMO_BENCH_ARGS)

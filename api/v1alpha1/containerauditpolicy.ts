@@ -49,7 +49,7 @@ const Pattern = z
   .string()
   .min(1, 'must not be empty')
   .max(1024)
-  .describe('A regular expression (RE2 syntax, the subset shared with JavaScript).');
+  .describe('A regular expression (RE2 syntax; no backreferences or lookaround).');
 
 export const Selector = z
   .strictObject({

@@ -1,6 +1,6 @@
 import { BUILTIN_SHAPES, anyCase, oneOf } from './builtins.js';
 import { builtinShapes, compileCommandRules } from './command-rules.js';
-import { isLinear } from './linear-regexp.js';
+import { LinearRegExp } from './linear-regexp.js';
 
 const compiled = compileCommandRules({ redact: { builtins: true, patterns: [] }, alerts: [] });
 if (!compiled.ok) throw new Error(JSON.stringify(compiled.errors));
@@ -14,6 +14,8 @@ const positives: [string, string, string][] = [
   ['password-option', "mysql --password 'a b c' -u root", 'mysql --password [REDACTED] -u root'],
   ['password-option', 'mysql --password="a \\" b" -u root', 'mysql --password=[REDACTED] -u root'],
   ['password-option', 'mysql --password=-starts-with-dash', 'mysql --password=[REDACTED]'],
+  // JavaScript's whitespace, as the shapes were written for, not RE2's ASCII \s.
+  ['password-option', 'mysql --password\u00a0hunter2 -u root', 'mysql --password\u00a0[REDACTED] -u root'],
   [
     'password-option',
     'x --passwd p --pass q --passphrase r',
@@ -261,7 +263,7 @@ describe('built-in redaction', () => {
   it('compiles every shape for the linear engine', () => {
     const shapes = builtinShapes();
     expect(shapes).toHaveLength(BUILTIN_SHAPES.length);
-    for (const { regexp } of shapes) expect(isLinear(regexp)).toBe(true);
+    for (const { regexp } of shapes) expect(regexp).toBeInstanceOf(LinearRegExp);
   });
 
   it.each(positives)('%s: %j', (_shape, command, expected) => {
@@ -278,7 +280,6 @@ describe('built-in redaction', () => {
       const own = shapes.filter((s) => s.shape.name === name);
       expect(own.length).toBeGreaterThan(0);
       const found = own.filter(({ shape, regexp }) => {
-        regexp.lastIndex = 0;
         return (
           regexp.test(command) &&
           shape.gate.every((any) => any.some((w) => command.toLowerCase().includes(w)))

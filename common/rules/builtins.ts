@@ -49,11 +49,12 @@
  * do not join a run and a quoted part into one shell word the way a shell would: command-rules.ts also runs
  * them on the words as the shell sees them, where `PASSWORD=''x` reads `PASSWORD=x`.
  *
- * Every shape is ASCII case-insensitive where names are (written out as [Pp][Aa]..., since the linear
- * engine has no `i` flag) and is compiled for the linear-time engine like user patterns are. That engine's
- * work per character grows with the states a pattern has alive, so shapes start at their keyword rather
- * than at the start of the name or word that holds it (the rest is kept context anyway), keyword lists are
- * factored by common prefixes, and a shape runs only when its gate's keywords are in the command.
+ * Every shape is ASCII case-insensitive where names are (written out as [Pp][Aa]...: RE2's `(?i)` folds
+ * Unicode too, so that `ſ` and the Kelvin sign would count as `s` and `k`) and is compiled for the
+ * linear-time engine like user patterns are (linear-regexp.ts). That engine's work per character grows with
+ * the states a pattern has alive, so shapes start at their keyword rather than at the start of the name or
+ * word that holds it (the rest is kept context anyway), keyword lists are factored by common prefixes, and a
+ * shape runs only when its gate's keywords are in the command.
  */
 
 export interface SecretShape {
@@ -102,15 +103,19 @@ export function oneOf(words: readonly string[]): string {
   return branches.length === 1 ? branches[0]! : `(?:${branches.join('|')})`;
 }
 
-/** `cls` exactly `count` times, written in counts of 16 or less (the linear engine's limit). */
-function times(cls: string, count: number): string {
-  let out = '';
-  for (let left = count; left > 0; left -= 16) out += `${cls}{${Math.min(left, 16)}}`;
-  return out;
-}
+/** `cls` exactly `count` times. */
+const times = (cls: string, count: number): string => `${cls}{${count}}`;
 
 /** `cls` at least `min` times. */
 const atLeast = (cls: string, min: number): string => `${times(cls, min)}${cls}*`;
+
+/**
+ * What JavaScript's `\s` matches, as the inside of a class: the shapes were written for it, and RE2's `\s` is
+ * ASCII (`[\t\n\f\r ]`). Written out, they find what they found before: a no-break space, say, still ends a
+ * value and separates an option from its argument.
+ */
+const WS =
+  '\\t\\n\\v\\f\\r \\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}\\x{feff}';
 
 // A value: one quoted string (single quotes, or double quotes with backslash escapes), or an unquoted run
 // of escaped characters, $(command)s and plain characters.
@@ -118,8 +123,8 @@ const SQ = "'[^']*'?";
 const DQ = '"(?:[^"\\\\]|\\\\[\\s\\S])*"?';
 const ESC = '\\\\[\\s\\S]';
 const SUBST = '\\$\\([^()]*\\)?';
-const PLAIN = '[^\\s\'"\\\\;&|<>()`]';
-const PLAIN_NO_DASH = '[^\\s\'"\\\\;&|<>()`-]';
+const PLAIN = `[^${WS}'"\\\\;&|<>()\`]`;
+const PLAIN_NO_DASH = `[^${WS}'"\\\\;&|<>()\`-]`;
 const UNQUOTED = `(?:${ESC}|${SUBST}|${PLAIN})`;
 /** A value. */
 const VALUE = `(?:${SQ}|${DQ}|${UNQUOTED}+)`;
@@ -178,7 +183,7 @@ const KEY_WORDS = [
 const KEY_NAME = `[A-Za-z0-9_-]*${oneOf(KEY_WORDS)}[A-Za-z0-9_-]*`;
 
 /** An SQL string or an unquoted word (Oracle's IDENTIFIED BY x). */
-const SQL_STRING = `'[^']*'?|"[^"]*"?|[^\\s;'"]+`;
+const SQL_STRING = `'[^']*'?|"[^"]*"?|[^${WS};'"]+`;
 
 /** Lower-case prefixes of the service tokens in the shape of that name. */
 const SERVICE_PREFIXES = [
@@ -211,7 +216,7 @@ const IN_COMMAND = `(?:[^|;&\\n]*?${SPACE})?`;
 
 export const BUILTIN_SHAPES: readonly SecretShape[] = [
   { name: 'password-option', gate: OPTION_GATE, before: `${OPTION}=`, secret: VALUE },
-  { name: 'password-option', gate: OPTION_GATE, before: `${OPTION}\\s+`, secret: ARGUMENT },
+  { name: 'password-option', gate: OPTION_GATE, before: `${OPTION}[${WS}]+`, secret: ARGUMENT },
   {
     name: 'mysql-password',
     gate: [['mysql', 'mariadb'], ['-p']],
@@ -233,7 +238,7 @@ export const BUILTIN_SHAPES: readonly SecretShape[] = [
   ...[
     { user: "'[^':]*:", secret: "[^']+" },
     { user: '"[^":]*:', secret: '(?:[^"\\\\]|\\\\[\\s\\S])+' },
-    { user: '[^\\s\'":]+:', secret: VALUE },
+    { user: `[^${WS}'":]+:`, secret: VALUE },
   ].map(({ user, secret }) => ({
     name: 'curl-user',
     gate: [['curl'], ['-u']],
@@ -244,8 +249,8 @@ export const BUILTIN_SHAPES: readonly SecretShape[] = [
     name: 'url-userinfo',
     gate: [['://'], ['@']],
     // From `://` on (the scheme is kept anyway), so that not every word of a command starts an attempt.
-    before: '://[^\\s/?#@:\'"]*:',
-    secret: '[^\\s/?#]+',
+    before: `://[^${WS}/?#@:'"]*:`,
+    secret: `[^${WS}/?#]+`,
     after: '@',
   },
   {
@@ -257,14 +262,14 @@ export const BUILTIN_SHAPES: readonly SecretShape[] = [
     secret: VALUE,
   },
   // Inside a quoted header (-H "X-Auth-Token: a b") the value runs to the closing quote.
-  { name: 'key-value', gate: [KEY_WORDS, [':']], before: `"${KEY_NAME}:${SPACE}*`, secret: '[^"\\s][^"]*' },
-  { name: 'key-value', gate: [KEY_WORDS, [':']], before: `'${KEY_NAME}:${SPACE}*`, secret: "[^'\\s][^']*" },
+  { name: 'key-value', gate: [KEY_WORDS, [':']], before: `"${KEY_NAME}:${SPACE}*`, secret: `[^"${WS}][^"]*` },
+  { name: 'key-value', gate: [KEY_WORDS, [':']], before: `'${KEY_NAME}:${SPACE}*`, secret: `[^'${WS}][^']*` },
   // Quoted keys, as in JSON: "password": "x".
   {
     name: 'key-value',
     gate: [KEY_WORDS, [':']],
     before: `["']${KEY_NAME}["']${SPACE}*:${SPACE}*`,
-    secret: `${DQ}|${SQ}|[^\\s,}\\]'"]+`,
+    secret: `${DQ}|${SQ}|[^${WS},}\\]'"]+`,
   },
   // Bare keys need a space after the colon, so that `secret:latest` (an image) is left alone; a quote right
   // after that space must be followed by the value (in `read -p "Password: " pw` it closes the prompt).
@@ -272,13 +277,13 @@ export const BUILTIN_SHAPES: readonly SecretShape[] = [
     name: 'key-value',
     gate: [KEY_WORDS, [':']],
     before: `${oneOf(KEY_WORDS)}[A-Za-z0-9_-]*:${SPACE}+`,
-    secret: `'[^'\\s][^']*'?|"[^"\\s](?:[^"\\\\]|\\\\[\\s\\S])*"?|${UNQUOTED}+`,
+    secret: `'[^'${WS}][^']*'?|"[^"${WS}](?:[^"\\\\]|\\\\[\\s\\S])*"?|${UNQUOTED}+`,
   },
   {
     name: 'authorization',
     gate: [['authorization']],
     before: `\\b${anyCase('authorization')}["']?${BLANK}*:${BLANK}*["']?(?:[A-Za-z][A-Za-z0-9_-]*${BLANK}+)?`,
-    secret: '[^\\s\'"]+',
+    secret: `[^${WS}'"]+`,
   },
   {
     name: 'bearer',
@@ -314,7 +319,7 @@ export const BUILTIN_SHAPES: readonly SecretShape[] = [
     name: 'azure-storage-key',
     gate: [['accountkey=', 'sharedaccesskey=', 'sharedaccesssignature=']],
     before: oneOf(['accountkey=', 'sharedaccesskey=', 'sharedaccesssignature=']),
-    secret: '[^;\\s\'"]+',
+    secret: `[^;${WS}'"]+`,
   },
   { name: 'azure-storage-key', gate: [['sig=']], before: '[?&]sig=', secret: '[A-Za-z0-9%+/=_-]+' },
   {

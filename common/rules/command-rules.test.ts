@@ -38,10 +38,14 @@ describe('user redaction patterns', () => {
   });
 
   it('replaces only the group named secret when there is one', () => {
-    const rules = rulesOf({ patterns: ['mysql.*\\s-p(?<secret>\\S+)', 'pin (?<secret>[0-9]+)?'] });
+    const rules = rulesOf({
+      patterns: ['mysql.*\\s-p(?<secret>\\S+)', 'pin (?<secret>[0-9]+)?', 'k=(?P<secret>\\w+)'],
+    });
     expect(rules.apply('mysql -u root -proot123 db').text).toBe(`mysql -u root -p${REDACTED} db`);
-    // Where the group's text occurs twice in the match, which one it was is unknown: all of it goes.
-    expect(rules.apply('mysql -pmysql').text).toBe(REDACTED);
+    // The group is located exactly, even when its text occurs elsewhere in the match.
+    expect(rules.apply('mysql -pmysql').text).toBe(`mysql -p${REDACTED}`);
+    // RE2's (?P<name>...) spelling names it as well.
+    expect(rules.apply('k=v1 k=v2').text).toBe(`k=${REDACTED} k=${REDACTED}`);
     // A secret group that took part in no match leaves nothing to replace.
     expect(rules.apply('pin none')).toEqual({ text: 'pin none', redacted: false, alerts: [] });
     expect(rules.apply('pin 1234').text).toBe(`pin ${REDACTED}`);
@@ -126,12 +130,21 @@ describe('compileCommandRules errors', () => {
   it('names every field at fault, with a reason', () => {
     const compiled = compileCommandRules({
       redact: { builtins: true, patterns: ['ok', '(a', 'x*', 'pass(?=word)'] },
-      alerts: [alert('fine', 'rm -rf /'), alert('backref', '(a)\\1'), alert('big', '[0-9]{1,64}')],
+      alerts: [
+        alert('fine', 'rm -rf /'),
+        alert('backref', '(a)\\1'),
+        alert('big', '[0-9]{1,1001}'),
+        alert('counts', '[0-9]{1,64}'),
+        alert('javascript', 'x\\u0041'),
+      ],
     });
     expect(compiled).toEqual({
       ok: false,
       errors: [
-        { field: 'spec.redact.patterns[1]', message: 'not a valid regular expression: Unterminated group' },
+        {
+          field: 'spec.redact.patterns[1]',
+          message: 'not a valid regular expression: missing closing ) at `(a`',
+        },
         {
           field: 'spec.redact.patterns[2]',
           message: 'matches the empty string: a redaction pattern must match at least one character',
@@ -146,7 +159,13 @@ describe('compileCommandRules errors', () => {
         },
         {
           field: 'spec.alerts[2].pattern',
-          message: expect.stringMatching(/^counted repetition above 16/) as string,
+          message: expect.stringMatching(/^counted repetition above 1000 is not supported/) as string,
+        },
+        {
+          field: 'spec.alerts[4].pattern',
+          message: expect.stringMatching(
+            /^not a valid regular expression: \\uXXXX is JavaScript syntax/,
+          ) as string,
         },
       ],
     });
@@ -188,8 +207,8 @@ describe('lone surrogates (bytes that are not UTF-8)', () => {
 
   it('can be matched by patterns, and alerted on', () => {
     const rules = rulesOf({
-      patterns: ['[\\uDC80-\\uDCFF]{2}'],
-      alerts: [alert('binary', '[\\uDC80-\\uDCFF]')],
+      patterns: ['[\\x{DC80}-\\x{DCFF}]{2}'],
+      alerts: [alert('binary', '[\\x{DC80}-\\x{DCFF}]')],
     });
     expect(rules.apply(`a${bad}b`)).toEqual({
       text: `a${REDACTED}\uDCC3b`,
@@ -198,10 +217,12 @@ describe('lone surrogates (bytes that are not UTF-8)', () => {
     });
   });
 
-  it('never leave half of a surrogate pair behind', () => {
-    // U+1F600 is the pair D83D DE00; the pattern matches only its first half.
-    const rules = rulesOf({ patterns: ['k\\uD83D'] });
-    expect(rules.apply('ok\u{1F600}!').text).toBe(`o${REDACTED}!`);
+  it('are characters of their own, while a surrogate pair is one character', () => {
+    // U+1F600 is the pair D83D DE00: patterns see one character, and never half of it.
+    const rules = rulesOf({ patterns: ['k\\x{D83D}', 'q.!'] });
+    expect(rules.apply('ok\u{1F600}!').text).toBe('ok\u{1F600}!');
+    expect(rules.apply('ok\uD83D!').text).toBe(`o${REDACTED}!`);
+    expect(rules.apply('q\u{1F600}!').text).toBe(REDACTED);
   });
 });
 

@@ -16,19 +16,20 @@
  * `ssh host '...'`, `eval '...'`: see scriptArguments), down to MAX_NESTED levels. A span found in words is replaced in the command from the
  * first to the last source character that produced it.
  *
- * Every pattern, built-in or user-given, runs on V8's linear-time engine (linear-regexp.ts), so no pattern
- * and no command can make a match backtrack exponentially. That engine costs from tens of nanoseconds to
- * microseconds per character per pattern (in Node 20, hundreds of times V8's backtracking engine), so the
- * work is kept small: built-in shapes run only when their keywords appear in the command (all keywords are
- * found in one pass, keywords.ts), a user pattern that starts with a literal is searched from that literal's first occurrence
- * (and not at all without one), and a pattern contributes at most MAX_MATCHES replacements per command. The
- * lexer and the word rules are plain code, linear in the command; all of it together reads a command at most
- * (1 + MAX_NESTED) times over, twice with the patterns.
+ * Every pattern, built-in or user-given, runs on RE2's linear-time automata (linear-regexp.ts, re2js), so no
+ * pattern and no command can make a match backtrack exponentially. Those cost about 20 ns (the DFA that
+ * answers whether there is a match) to hundreds of nanoseconds or microseconds (the NFA that finds where) per
+ * character per pattern, so the work is kept small: built-in shapes run only when their keywords appear in
+ * the command (all keywords are found in one pass, keywords.ts), a user pattern that starts with a literal is
+ * not run on a command without that literal, positions are looked for only once the DFA has said there is a
+ * match, and a pattern contributes at most MAX_MATCHES replacements per command. The lexer and the word rules
+ * are plain code, linear in the command; all of it together reads a command at most (1 + MAX_NESTED) times
+ * over, twice with the patterns.
  *
  * Commands may hold lone surrogates U+DC80..U+DCFF standing for bytes that are not UTF-8 (see
- * agent/records/escaped-text.ts). Patterns run without the `u` flag, on UTF-16 code units, so these are
- * ordinary characters to them; everything outside a replaced span is copied unchanged, and a span is widened
- * rather than allowed to split a surrogate pair.
+ * agent/records/escaped-text.ts). Patterns run on characters (code points): a lone surrogate is a character
+ * of its own to them (`\x{DC80}`) and a surrogate pair is one character; everything outside a replaced span is
+ * copied unchanged, and a span is widened rather than allowed to split a surrogate pair.
  */
 import { SEVERITIES, type Severity } from '../../api/v1alpha1/containerauditpolicy.js';
 import { BUILTIN_SHAPES, type SecretShape } from './builtins.js';
@@ -43,11 +44,9 @@ import {
   wordSpanToSource,
 } from './decoded-line.js';
 import { Keywords } from './keywords.js';
-import { compileLinear, enableLinearRegExp, patternFeatures } from './linear-regexp.js';
+import { type LinearMatch, type LinearRegExp, compileLinear } from './linear-regexp.js';
 import { type ShellScript, type ShellWord, lexShell } from './shell-words.js';
 import { readCommands } from './word-secrets.js';
-
-export { enableLinearRegExp } from './linear-regexp.js';
 
 /** What replaces a secret. */
 export const REDACTED = '[REDACTED]';
@@ -104,8 +103,7 @@ export interface ArgvOutcome {
 
 /** A compiled search, with what lets it skip commands it cannot match. */
 interface Search {
-  /** Global (`g`) and linear (`l`): lastIndex is set before each use. */
-  regexp: RegExp;
+  regexp: LinearRegExp;
   /** A literal every match starts with: no match can start before its first occurrence. */
   prefix: string;
 }
@@ -122,7 +120,7 @@ interface CompiledAlert extends Search {
 
 export interface CompiledShape {
   shape: SecretShape;
-  regexp: RegExp;
+  regexp: LinearRegExp;
   /** Group numbers of the kept context before and after the secret, 0 when there is none. */
   beforeGroup: number;
   afterGroup: number;
@@ -231,14 +229,14 @@ export class CommandRules {
   private alertsOf(command: string): FiredAlert[] {
     const alerts: FiredAlert[] = [];
     for (const alert of this.alertRules)
-      if (find(alert, command, 0) !== null) alerts.push({ name: alert.name, severity: alert.severity });
+      if ((alert.prefix === '' || command.includes(alert.prefix)) && alert.regexp.test(command))
+        alerts.push({ name: alert.name, severity: alert.severity });
     return alerts;
   }
 }
 
 /** Checks and compiles a policy's rules; on failure, every problem with its field. */
 export function compileCommandRules(spec: CommandRulesSpec): CompileResult {
-  enableLinearRegExp();
   const errors: RuleError[] = [];
   const redactions: UserRedaction[] = [];
   spec.redact.patterns.forEach((pattern, i) => {
@@ -250,7 +248,7 @@ export function compileCommandRules(spec: CommandRulesSpec): CompileResult {
         field,
         message: 'matches the empty string: a redaction pattern must match at least one character',
       });
-    redactions.push({ ...compiled.search, secretGroup: patternFeatures(pattern).secretGroup });
+    redactions.push({ ...compiled.search, secretGroup: 'secret' in compiled.search.regexp.groupNames });
   });
   const alerts: CompiledAlert[] = [];
   spec.alerts.forEach(({ name, pattern, severity }, i) => {
@@ -296,83 +294,60 @@ function compileShape(shape: SecretShape): CompiledShape {
     source += `(${shape.after})`;
     afterGroup = ++group;
   }
-  const compiled = compileLinear(source, 'g');
+  const compiled = compileLinear(source);
   if (!compiled.ok) throw new Error(`built-in shape ${shape.name}: ${compiled.message}`);
   const gate = shape.gate.map((anyOf) => anyOf.map((word) => gateKeywords().id(word)));
   return { shape, regexp: compiled.regexp, beforeGroup, afterGroup, gate };
 }
 
 function compileSearch(pattern: string): { ok: true; search: Search } | { ok: false; message: string } {
-  const compiled = compileLinear(pattern, 'g');
+  const compiled = compileLinear(pattern);
   if (!compiled.ok) return compiled;
   return { ok: true, search: { regexp: compiled.regexp, prefix: literalPrefix(pattern) } };
 }
 
-/** The next match at or after `from`, or null. */
-function find(search: Search, text: string, from: number): RegExpExecArray | null {
-  let start = from;
-  if (search.prefix !== '') {
-    start = text.indexOf(search.prefix, from);
-    if (start < 0) return null;
-  }
-  search.regexp.lastIndex = start;
-  return search.regexp.exec(text);
-}
-
-/** Adds the spans of every match, up to MAX_MATCHES, then the rest of the text. */
+/**
+ * Adds the spans of every match of `regexp` in `text` that starts at or after `first`, up to MAX_MATCHES,
+ * then the rest of the text. Where the matches are is looked for only when the DFA says there is one: most
+ * commands match no pattern.
+ */
 function collectMatches(
+  regexp: LinearRegExp,
   text: string,
+  first: number,
   spans: Span[],
-  next: (from: number) => RegExpExecArray | null,
-  secretOf: (match: RegExpExecArray) => Span | undefined,
+  secretOf: (match: LinearMatch) => Span | undefined,
 ): void {
-  let from = 0;
+  if (!regexp.test(text)) return;
+  let from = first;
   for (let count = 0; from <= text.length; count++) {
-    const match = next(from);
+    const match = regexp.exec(text, from);
     if (match === null) return;
     if (count === MAX_MATCHES) {
-      spans.push({ start: match.index, end: text.length });
+      spans.push({ start: match.start, end: text.length });
       return;
     }
     const span = secretOf(match);
     if (span !== undefined && span.end > span.start) spans.push(span);
-    from = match.index + Math.max(match[0].length, 1);
+    from = Math.max(match.end, match.start + 1);
   }
 }
 
 function collectShape(compiled: CompiledShape, text: string, spans: Span[]): void {
   const { regexp, beforeGroup, afterGroup } = compiled;
-  collectMatches(
-    text,
-    spans,
-    (from) => {
-      regexp.lastIndex = from;
-      return regexp.exec(text);
-    },
-    (match) => ({
-      start: match.index + (beforeGroup ? (match[beforeGroup] ?? '').length : 0),
-      end: match.index + match[0].length - (afterGroup ? (match[afterGroup] ?? '').length : 0),
-    }),
-  );
+  collectMatches(regexp, text, 0, spans, (match) => ({
+    start: (beforeGroup ? match.group(beforeGroup)?.end : undefined) ?? match.start,
+    end: (afterGroup ? match.group(afterGroup)?.start : undefined) ?? match.end,
+  }));
 }
 
 function collectUser(redaction: UserRedaction, text: string, spans: Span[]): void {
-  collectMatches(
-    text,
-    spans,
-    (from) => find(redaction, text, from),
-    (match) => {
-      const whole = { start: match.index, end: match.index + match[0].length };
-      if (!redaction.secretGroup) return whole;
-      const secret = match.groups?.['secret'];
-      if (secret === undefined || secret === '') return undefined;
-      // Without match indices (the linear engine refuses the `d` flag) the group is located by its text:
-      // when it occurs more than once in the match, which one the group was is unknown, so all of the match
-      // is replaced.
-      const at = match[0].indexOf(secret);
-      if (match[0].indexOf(secret, at + 1) >= 0) return whole;
-      return { start: match.index + at, end: match.index + at + secret.length };
-    },
+  // No match can start before the first occurrence of the pattern's literal prefix, nor exist without it.
+  const first = text.indexOf(redaction.prefix);
+  if (first < 0) return;
+  collectMatches(redaction.regexp, text, first, spans, (match) =>
+    // Only the group named secret, when there is one; nothing when it took no part in the match.
+    redaction.secretGroup ? match.group('secret') : match,
   );
 }
 
@@ -409,14 +384,13 @@ function pushSpan(spans: Span[], span: Span): void {
 }
 
 /** Whether a pattern can match the empty string, judged on inputs that give every assertion its chance. */
-function matchesEmpty(regexp: RegExp): boolean {
+function matchesEmpty(regexp: LinearRegExp): boolean {
   for (const probe of ['', 'a', ' ', '-', 'a a', ' a ', 'a-a', '\n', 'a\nb']) {
     for (let from = 0; from <= probe.length; from++) {
-      regexp.lastIndex = from;
-      const match = regexp.exec(probe);
+      const match = regexp.exec(probe, from);
       if (match === null) break;
-      if (match[0] === '') return true;
-      from = match.index + match[0].length - 1;
+      if (match.end === match.start) return true;
+      from = match.end - 1;
     }
   }
   return false;
