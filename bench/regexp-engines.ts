@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import yaml from 'js-yaml';
+import { load } from 'js-yaml';
 import { RE2JS } from 're2js';
 import { BUILTIN_SHAPES } from '../common/rules/builtins.js';
 import { DFA_MAX_MEMORY, compileLinear } from '../common/rules/linear-regexp.js';
@@ -93,7 +93,7 @@ function shapeSources(): string[] {
 }
 
 function examplePatterns(): string[] {
-  const policy = yaml.load(readFileSync(join(REPO_ROOT, 'examples', 'production-shells.yaml'), 'utf8')) as {
+  const policy = load(readFileSync(join(REPO_ROOT, 'examples', 'production-shells.yaml'), 'utf8')) as {
     spec: { redact?: { patterns?: string[] }; alerts?: { pattern: string }[] };
   };
   return [...(policy.spec.redact?.patterns ?? []), ...(policy.spec.alerts ?? []).map((a) => a.pattern)];

@@ -74,4 +74,16 @@ describe('the standalone policy plan', () => {
     expect(() => parsePolicyText(text, 'policy.yaml')).toThrow(PolicyFileError);
     expect(() => parsePolicyText(text, 'policy.yaml')).toThrow(message);
   });
+
+  it('reads YAML as kubectl does: merge keys merge, timestamps and yes stay strings', () => {
+    const text =
+      'apiVersion: containeraudit.io/v1alpha1\nkind: ContainerAuditPolicy\nmetadata:\n  name: p\n' +
+      '  labels: &labels {app: shop}\n' +
+      '  annotations:\n    <<: *labels\n    at: 2026-01-01T00:00:00Z\n    ok: yes\nspec: {}\n';
+    expect(parsePolicyText(text, 'policy.yaml').metadata?.annotations).toEqual({
+      app: 'shop',
+      at: '2026-01-01T00:00:00Z',
+      ok: 'yes',
+    });
+  });
 });

@@ -12,13 +12,19 @@
  * only by a policy whose selectors are empty. Pod sandboxes (pause containers) are never audited.
  */
 import { readFile } from 'node:fs/promises';
-import { loadAll } from 'js-yaml';
+import { CORE_SCHEMA, loadAll, mergeTag } from 'js-yaml';
 import { ContainerAuditPolicy } from '../../api/v1alpha1/containerauditpolicy.js';
 import { isEmptySelector, matchesSelector, selectorKeys } from '../../common/label-selector.js';
 import type { ContainerRecord } from '../containers/registry.js';
 import type { AuditPlan, CommandFilter, ContainerAudit } from './plan.js';
 
 export const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name';
+
+/**
+ * YAML as kubectl reads a manifest: the YAML 1.2 core schema (timestamps stay strings, as the API has them)
+ * with `<<` merge keys, which js-yaml 5 leaves out of its default and would otherwise keep as a literal key.
+ */
+const POLICY_YAML = CORE_SCHEMA.withTags(mergeTag);
 
 export type CompileFilter = (
   spec: ContainerAuditPolicy['spec'],
@@ -30,7 +36,7 @@ export class PolicyFileError extends Error {}
 export function parsePolicyText(text: string, source: string): ContainerAuditPolicy {
   let docs: unknown[];
   try {
-    docs = loadAll(text).filter((d) => d !== null && d !== undefined);
+    docs = loadAll(text, { schema: POLICY_YAML }).filter((d) => d !== null && d !== undefined);
   } catch (error) {
     throw new PolicyFileError(`${source}: not YAML or JSON: ${(error as Error).message}`);
   }

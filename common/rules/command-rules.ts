@@ -292,7 +292,7 @@ function compileShape(shape: SecretShape): CompiledShape {
   source += `(?:${shape.secret})`;
   if (shape.after !== undefined) {
     source += `(${shape.after})`;
-    afterGroup = ++group;
+    afterGroup = group + 1;
   }
   const compiled = compileLinear(source);
   if (!compiled.ok) throw new Error(`built-in shape ${shape.name}: ${compiled.message}`);

@@ -4,7 +4,7 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import yaml from 'js-yaml';
+import { load } from 'js-yaml';
 import { ContainerAuditPolicy } from '../../api/v1alpha1/containerauditpolicy.js';
 import { compileCommandRules } from './command-rules.js';
 
@@ -12,7 +12,7 @@ const dir = join(import.meta.dirname, '..', '..', 'examples');
 
 describe.each(readdirSync(dir).filter((f) => f.endsWith('.yaml')))('examples/%s', (file) => {
   it('is a valid policy whose rules compile', () => {
-    const policy = ContainerAuditPolicy.parse(yaml.load(readFileSync(join(dir, file), 'utf8')));
+    const policy = ContainerAuditPolicy.parse(load(readFileSync(join(dir, file), 'utf8')));
     expect(compileCommandRules(policy.spec)).toMatchObject({ ok: true });
   });
 });
