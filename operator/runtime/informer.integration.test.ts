@@ -244,16 +244,22 @@ describe('Informer against the API server', () => {
     await proxy.cut();
   });
 
-  it('resumes from its resourceVersion, without listing again, when the server ends each watch', async () => {
-    const real = kubeListerWatcher(kc, PODS, { namespace, labelSelector: 'batch=timeouts' });
-    let lists = 0;
+  /** The pods of `labelSelector` in the test's namespace, through a ListerWatcher that counts its lists. */
+  function countingLists(labelSelector: string) {
+    const real = kubeListerWatcher(kc, PODS, { namespace, labelSelector });
+    let count = 0;
     const counting: ListerWatcher<ObjectWithMeta> = {
       ...real,
       list: (options) => {
-        lists++;
+        count++;
         return real.list(options);
       },
     };
+    return { counting, lists: () => count };
+  }
+
+  it('resumes from its resourceVersion, without listing again, when the server ends each watch', async () => {
+    const { counting, lists } = countingLists('batch=timeouts');
     const informer = track(new Informer(counting, { watchTimeoutSeconds: 1, backoff: FAST_BACKOFF }));
     const events = recorder(informer);
     informer.start();
@@ -269,19 +275,11 @@ describe('Informer against the API server', () => {
     }
     await eventually('every pod is added', () => events.length === names.length);
     expect(events).toEqual(names.map((n) => `add ${n}`));
-    expect(lists).toBe(1);
+    expect(lists()).toBe(1);
   });
 
   it('keeps watching through a silence longer than client-node’s 30 s watch timeout, without a relist', async () => {
-    const real = kubeListerWatcher(kc, PODS, { namespace, labelSelector: 'batch=quiet' });
-    let lists = 0;
-    const counting: ListerWatcher<ObjectWithMeta> = {
-      ...real,
-      list: (options) => {
-        lists++;
-        return real.list(options);
-      },
-    };
+    const { counting, lists } = countingLists('batch=quiet');
     const metrics = new Registry();
     const informer = track(
       new Informer(counting, { watchTimeoutSeconds: 300, backoff: FAST_BACKOFF, metrics }),
@@ -296,7 +294,7 @@ describe('Informer against the API server', () => {
       body: { ...pod('q1'), metadata: { name: 'q1', labels: { batch: 'quiet' } } },
     });
     await eventually('the pod is added', () => events.includes('add q1'));
-    expect(lists).toBe(1);
+    expect(lists()).toBe(1);
     const restarts = /container_auditor_informer_restarts_total\{[^}]*\} (\d+)/.exec(metrics.render());
     expect(Number(restarts?.[1] ?? 0)).toBe(0);
   });
