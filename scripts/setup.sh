@@ -56,6 +56,8 @@ if [[ "$(cat node_modules/.lock-hash 2>/dev/null)" != "$lock_hash" ]]; then
   step "Installing npm dependencies (npm ci)"
   # No install scripts run: no dependency needs one (the images test checks the production ones), and the only
   # one that has one, @parcel/watcher under jest, ships a prebuilt binary and would only build from source.
-  npm ci --ignore-scripts --no-audit --no-fund
+  # --prefer-offline: what the npm cache holds is used without asking the registry whether it is stale (the lock
+  # file pins every version and its integrity), so a slow or failing registry costs nothing on a warm machine.
+  npm ci --ignore-scripts --prefer-offline --no-audit --no-fund
   echo "$lock_hash" >node_modules/.lock-hash
 fi
