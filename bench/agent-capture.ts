@@ -291,7 +291,8 @@ function cpuByProcess(agentPid: number): Map<string, { name: string; ms: number 
     if (pid === agentPid) name = 'agent';
     else if (pid === process.pid) name = 'bench';
     else if (name === 'bpftrace' && Number(fields[1]) !== agentPid) name = "bpftrace (not our agent's)";
-    else if (name === 'node') name = 'node (not ours)';
+    // Node.js 22 and later name their main thread, and so the process's comm, MainThread.
+    else if (name === 'node' || name === 'MainThread') name = 'node (not ours)';
     else if (name.startsWith('containerd-shim')) name = 'shim';
     else if (name.startsWith('kworker')) name = 'kworker';
     const ms = ticksToMs(Number(fields[11]) + Number(fields[12]));
