@@ -8,6 +8,7 @@
 #
 # Usage: build.sh [component...]
 #   components: kube-apiserver kubectl etcd kube-controller-manager crictl helm
+#               kubelet kube-scheduler kube-proxy coredns (the real node's, e2e/node/)
 #   default:    kube-apiserver kubectl etcd kube-controller-manager crictl helm
 #
 # Environment:
@@ -57,6 +58,11 @@ helm_module_dir="$script_dir/helm"
 helm_version=$(module_version helm.sh/helm/v4 "$helm_module_dir")
 helm_cache_dir="$cache_root/helm-$helm_version-$(mod_hash "$helm_module_dir")"
 
+# CoreDNS is a module of its own too (coredns/go.mod): its dependencies are its own, not Kubernetes'.
+coredns_module_dir="$script_dir/coredns"
+coredns_version=$(module_version github.com/coredns/coredns "$coredns_module_dir")
+coredns_cache_dir="$cache_root/coredns-$coredns_version-$(mod_hash "$coredns_module_dir")"
+
 # Kubernetes binaries report their version from ldflags (what `make` in the
 # kubernetes repo does); without it they say v0.0.0 and kubectl warns about skew.
 k8s_major=${k8s_version#v}; k8s_major=${k8s_major%%.*}
@@ -76,16 +82,22 @@ k8s_ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
 # empty Go build and module caches, compiling the standard library included.
 # helm (Helm 4, Kubernetes 1.35 client libraries): 5m03s after those, with
 # another build loading the second core.
-declare -A cold_minutes=([kube-apiserver]=9 [kubectl]=1 [etcd]=1 [kube-controller-manager]=2 [crictl]=3 [helm]=5)
+# The real node's, after the control plane's (its packages in the Go build cache): kubelet 45s to 2m14s,
+# kube-scheduler 10s, kube-proxy 13s to 15s; CoreDNS 2m40s to 3m09s, its modules downloaded.
+declare -A cold_minutes=([kube-apiserver]=9 [kubectl]=1 [etcd]=1 [kube-controller-manager]=2 [crictl]=3 [helm]=5
+	[kubelet]=3 [kube-scheduler]=1 [kube-proxy]=1 [coredns]=4)
 
 # Go package, version, ldflags, module and cache directories per component.
 component_pkg() {
 	case $1 in
-	kube-apiserver | kubectl | kube-controller-manager) printf 'k8s.io/kubernetes/cmd/%s\n' "$1" ;;
+	kube-apiserver | kubectl | kube-controller-manager | kubelet | kube-scheduler | kube-proxy)
+		printf 'k8s.io/kubernetes/cmd/%s\n' "$1"
+		;;
 	etcd) printf 'go.etcd.io/etcd/server/v3\n' ;; # the module root is package main
 	crictl) printf 'sigs.k8s.io/cri-tools/cmd/crictl\n' ;;
 	helm) printf 'helm.sh/helm/v4/cmd/helm\n' ;;
-	*) die "unknown component '$1' (known: kube-apiserver kubectl etcd kube-controller-manager crictl helm)" ;;
+	coredns) printf 'github.com/coredns/coredns\n' ;; # the module root is package main
+	*) die "unknown component '$1' (known: kube-apiserver kubectl etcd kube-controller-manager crictl helm kubelet kube-scheduler kube-proxy coredns)" ;;
 	esac
 }
 component_version() {
@@ -93,12 +105,13 @@ component_version() {
 	etcd) echo "$etcd_version" ;;
 	crictl) echo "$crictl_version" ;;
 	helm) echo "$helm_version" ;;
+	coredns) echo "$coredns_version" ;;
 	*) echo "$k8s_version" ;;
 	esac
 }
 component_ldflags() {
 	case $1 in
-	etcd) echo "-s -w" ;;
+	etcd | coredns) echo "-s -w" ;;
 	# What cri-tools' Makefile sets (its version without the v).
 	crictl) echo "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=${crictl_version#v}" ;;
 	# What helm's Makefile sets for a tagged release.
@@ -110,6 +123,7 @@ component_module_dir() {
 	case $1 in
 	crictl) echo "$crictl_module_dir" ;;
 	helm) echo "$helm_module_dir" ;;
+	coredns) echo "$coredns_module_dir" ;;
 	*) echo "$script_dir" ;;
 	esac
 }
@@ -117,6 +131,7 @@ component_cache_dir() {
 	case $1 in
 	crictl) echo "$crictl_cache_dir" ;;
 	helm) echo "$helm_cache_dir" ;;
+	coredns) echo "$coredns_cache_dir" ;;
 	*) echo "$cache_dir" ;;
 	esac
 }
