@@ -373,24 +373,19 @@ interface Scratch {
 /** For an error's explanation: the agent's stderr. */
 let scratch: Scratch | undefined;
 
+type CleanupStep = (what: string, work: () => Promise<unknown> | void) => Promise<void>;
+
 async function cleanup(s: Scratch): Promise<void> {
-  const step = async (what: string, work: () => Promise<unknown> | void): Promise<void> => {
+  const step: CleanupStep = async (what, work) => {
     try {
       await work();
     } catch (err) {
       process.stderr.write(`cleanup: ${what}: ${err instanceof Error ? err.message : String(err)}\n`);
     }
   };
-  for (const d of s.drivers) d.kill(); // what they ran in the containers goes with the containers
-  const agent = s.agent;
-  if (agent && s.agentStopped)
-    await step('continue the agent', () => void process.kill(agent.pid, 'SIGCONT'));
-  if (agent) await step('stop the agent', () => agent.stop());
-  for (const [pid, start] of s.bpftrace)
-    if (isAlive(pid) && startTime(pid) === start) process.kill(pid, 'SIGKILL');
+  await endRun(s, step);
   const containerd = s.containerd;
   if (containerd) {
-    await step('remove the containers', () => containerd.removeAll(NS));
     const image = s.image;
     if (image) await step(`remove ${image}`, () => removeImage(containerd, NS, image));
     await step('stop containerd', () => containerd.stop());
@@ -742,16 +737,24 @@ async function bench(opts: Options): Promise<void> {
   if (opts.runtimes.length > 1) console.log(sideBySide(opts, runs));
 }
 
-/** Between runs: the previous run's agent, typing shells and containers go (the image and containerd stay). */
-async function endRun(s: Scratch): Promise<void> {
-  for (const d of s.drivers) d.kill();
+/**
+ * What a run started goes: its typing shells, its agent (and any bpftrace it left), its containers; the image
+ * and containerd stay for the next run. Between runs a failed step fails the bench; cleanup passes a `step`
+ * that reports it and goes on.
+ */
+async function endRun(s: Scratch, step: CleanupStep = async (_, work) => void (await work())): Promise<void> {
+  for (const d of s.drivers) d.kill(); // what they ran in the containers goes with the containers
   s.drivers = [];
-  await s.agent?.stop();
+  const agent = s.agent;
+  if (agent && s.agentStopped)
+    await step('continue the agent', () => void process.kill(agent.pid, 'SIGCONT'));
+  if (agent) await step('stop the agent', () => agent.stop());
   s.agent = undefined;
   for (const [pid, start] of s.bpftrace)
     if (isAlive(pid) && startTime(pid) === start) process.kill(pid, 'SIGKILL');
   s.bpftrace.clear();
-  await s.containerd?.removeAll(NS);
+  const containerd = s.containerd;
+  if (containerd) await step('remove the containers', () => containerd.removeAll(NS));
 }
 
 interface RunResult {

@@ -123,6 +123,11 @@ describe('the Node.js pins agree', () => {
     expect(script).toContain(`MIN_MAJOR=${major}\n`);
   });
 
+  it("the CLI's own check refuses a Node.js older than that major", () => {
+    const bin = readFileSync(join(REPO_ROOT, 'bin', 'container-auditor.js'), 'utf8');
+    expect(bin).toContain(`const NEEDED_MAJOR = ${major};`);
+  });
+
   it('the Node.js type definitions are of the same major', () => {
     expect(pkg.devDependencies['@types/node']?.split('.')[0]).toBe(String(major));
   });

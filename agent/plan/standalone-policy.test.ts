@@ -75,6 +75,24 @@ describe('the standalone policy plan', () => {
     expect(() => parsePolicyText(text, 'policy.yaml')).toThrow(message);
   });
 
+  it('refuses a file of nested aliases (a billion laughs) with a clear error, without expanding them', () => {
+    // Ten levels of ten aliases each: 10^10 strings if expanded. Aliases stay shared references, and the
+    // schema stops at the first level that is not a list of strings.
+    const levels = ['l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
+    for (let i = 1; i < 10; i++)
+      levels.push(
+        `l${i}: &l${i} [${Array(10)
+          .fill(`*l${i - 1}`)
+          .join(', ')}]`,
+      );
+    const text =
+      `apiVersion: containeraudit.io/v1alpha1\nkind: ContainerAuditPolicy\nmetadata:\n  name: p\n` +
+      `  annotations:\n${levels.map((l) => `    ${l}`).join('\n')}\n` +
+      'spec: {}\n';
+    expect(() => parsePolicyText(text, 'policy.yaml')).toThrow(PolicyFileError);
+    expect(() => parsePolicyText(text, 'policy.yaml')).toThrow(/metadata\.annotations\.l0/);
+  });
+
   it('reads YAML as kubectl does: merge keys merge, timestamps and yes stay strings', () => {
     const text =
       'apiVersion: containeraudit.io/v1alpha1\nkind: ContainerAuditPolicy\nmetadata:\n  name: p\n' +
