@@ -22,12 +22,18 @@ declare -A PACKAGE_OF=(
   [bpftrace]=bpftrace     # the agent's capture engine runs it (node tests use Debian's)
   [script]=bsdutils       # util-linux `script`: node tests type into bash on a pseudo-terminal
   [git]=git
+  [buildah]=buildah       # builds images/*/Dockerfile for the real node (no Docker engine, no registry)
+  [debootstrap]=debootstrap # the Debian base images those Dockerfiles name, made locally (images/README.md)
+  [iptables]=iptables     # the real node: kube-proxy's Services, the bridge CNI's masquerading
+  [conntrack]=conntrack   # the real node: kube-proxy clears stale UDP flows (cluster DNS)
+  [socat]=socat           # the real node: kubectl port-forward through the kubelet
 )
 
 # file -> Debian package, for what is not a command.
 declare -A PACKAGE_OF_FILE=(
   [/usr/include/readline/readline.h]=libreadline-dev # node tests build a shell that takes readline from libreadline.so
   [/bin/bash-static]=bash-static # node tests: a static, stripped bash (no dynamic readline: a coverage gap)
+  [/usr/lib/cni/bridge]=containernetworking-plugins # the real node's pod network (bridge, host-local, loopback, portmap)
   [/usr/include/stdio.h]=libc6-dev # gcc -static (the runc wrapper, the stack's pause): gcc only recommends it
 )
 
