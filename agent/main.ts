@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ProbeServer } from '../common/http/probe-server.js';
 import { createLogger } from '../common/logging.js';
 import { Agent } from './agent.js';
 import { ClusterAgent } from './cluster/cluster-agent.js';
@@ -41,6 +42,8 @@ Cluster:
   --queue-dir DIR      records waiting for the operator (default STATE-DIR/queue)
   --queue-max-bytes N  bound of that queue on disk (default ${DEFAULT_QUEUE_MAX_BYTES}); beyond it records are
                        dropped, counted, and reported as a loss
+  --probe-port N       serve /healthz and /readyz (ready once the operator has answered with a plan) on
+                       this port, plain HTTP, for the kubelet's probes (default: none)
 
 Options:
   --handoff-dir DIR    the runc wrapper's spool (default /run/container-auditor/handoff)
@@ -72,6 +75,7 @@ export async function agentMain(argv: string[]): Promise<number> {
       'operator-ca': { type: 'string' },
       'queue-dir': { type: 'string' },
       'queue-max-bytes': { type: 'string' },
+      'probe-port': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -88,7 +92,7 @@ export async function agentMain(argv: string[]): Promise<number> {
   if (!Number.isInteger(ackWaitMs) || ackWaitMs < 0 || ackWaitMs > 60_000)
     throw new UsageError('--ack-wait-ms must be an integer from 0 to 60000');
   if (values.operator) return clusterMain(values, ackWaitMs);
-  for (const flag of ['token-file', 'operator-ca', 'queue-dir', 'queue-max-bytes'] as const)
+  for (const flag of ['token-file', 'operator-ca', 'queue-dir', 'queue-max-bytes', 'probe-port'] as const)
     if (values[flag] !== undefined) throw new UsageError(`--${flag} is for cluster mode (--operator)`);
   if (!values.policy) throw new UsageError('--standalone needs --policy FILE');
   const node = values.node ?? hostname();
@@ -150,10 +154,14 @@ type AgentFlags = {
   'operator-ca'?: string | undefined;
   'queue-dir'?: string | undefined;
   'queue-max-bytes'?: string | undefined;
+  'probe-port'?: string | undefined;
 };
 
 /** Cluster mode: the plan from the operator, records to it through the on-disk queue. */
 async function clusterMain(values: AgentFlags, ackWaitMs: number): Promise<number> {
+  const probePort = values['probe-port'] === undefined ? undefined : Number(values['probe-port']);
+  if (probePort !== undefined && !(Number.isInteger(probePort) && probePort >= 1 && probePort <= 65535))
+    throw new UsageError(`--probe-port must be a port number (1 to 65535): ${values['probe-port']}`);
   if (values.policy !== undefined) throw new UsageError('--policy is for --standalone');
   if (values.output !== '-')
     throw new UsageError('--output is for --standalone (records go to the operator)');
@@ -204,6 +212,15 @@ async function clusterMain(values: AgentFlags, ackWaitMs: number): Promise<numbe
       ...(values['bundle-root'] ? { bundleRoots: values['bundle-root'] } : {}),
     },
   });
+  const probes =
+    probePort === undefined
+      ? undefined
+      : new ProbeServer({
+          port: probePort,
+          readinessChecks: [() => cluster.planClient.notReadyReason],
+          logger,
+        });
+  await probes?.listen();
   logger.info('Auditing', {
     detail: {
       boot: cluster.sink.boot,
@@ -217,6 +234,7 @@ async function clusterMain(values: AgentFlags, ackWaitMs: number): Promise<numbe
     process.once('SIGTERM', resolve);
   });
   logger.info('Stopping');
+  await probes?.close();
   await cluster.stop();
   logger.info('Stopped', {
     detail: { agent: cluster.agent.stats, reporter: cluster.reporter.stats, queue: cluster.queue.stats },

@@ -13,6 +13,7 @@ export const LogField = {
   error: 'error',
   verb: 'verb',
   count: 'count',
+  port: 'port',
 } as const;
 
 export type Logger = winston.Logger;

@@ -31,7 +31,7 @@ import { kubeStatusWriter } from './policy/status-writer.js';
 import { readPolicy } from './policy/world.js';
 import { type Informer, createInformer } from './runtime/informer.js';
 import { type LeaderElector, createLeaderElector } from './runtime/leader-election.js';
-import { ProbeServer } from './runtime/http.js';
+import { ProbeServer } from '../common/http/probe-server.js';
 import { Registry } from './runtime/metrics.js';
 import { WorkQueue, runWorkers } from './runtime/workqueue.js';
 

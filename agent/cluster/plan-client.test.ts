@@ -188,4 +188,30 @@ describe('the plan client', () => {
     operator.setPlan(plan('v1'));
     await until(() => c.current?.version === 'v1');
   });
+
+  it('is ready once the operator answers with a plan in this run: not on a kept plan, not on a 503', async () => {
+    operator.setPlan(plan('v1'));
+    const first = client();
+    const got = nextPlan(first);
+    first.start();
+    await got;
+    await first.stop();
+
+    // The next run starts with the kept v1, and the operator does not lead yet.
+    operator.override = () => 503;
+    const c = client();
+    await c.loadPersisted();
+    expect(c.notReadyReason).toBe('no plan from the operator yet');
+    c.start();
+    await until(() => c.stats.failures >= 2);
+    expect(c.notReadyReason).toMatch(/^no plan from the operator yet \(last: the operator answered 503/);
+    // It answers with the plan the agent already has ("same"): that is an answer.
+    operator.override = undefined;
+    await until(() => c.notReadyReason === undefined);
+    expect(c.stats.plans).toBe(0);
+    // An outage later does not make it unready: it goes on auditing with the plan it has.
+    await operator.down();
+    await until(() => c.stats.failures >= 3);
+    expect(c.notReadyReason).toBeUndefined();
+  });
 });

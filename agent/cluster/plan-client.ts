@@ -52,6 +52,8 @@ export class PlanClient extends EventEmitter<PlanClientEvents> {
   readonly stats: PlanClientStats = { plans: 0, invalid: 0, failures: 0 };
   readonly errors = new RecentErrors(4);
   private plan: NodePlan | undefined;
+  /** The operator has answered with a valid plan (new or the same) since this client started. */
+  private answered = false;
   private readonly backoff: Backoff;
   private readonly stopping = new AbortController();
   private loop: Promise<void> | undefined;
@@ -63,6 +65,17 @@ export class PlanClient extends EventEmitter<PlanClientEvents> {
 
   get current(): NodePlan | undefined {
     return this.plan;
+  }
+
+  /**
+   * Undefined once the operator has answered with a plan in this run (the agent's readiness); otherwise why
+   * not yet. A kept plan from an earlier run does not count: it may be stale. Later outages do not undo it:
+   * the agent goes on auditing with the plan it has.
+   */
+  get notReadyReason(): string | undefined {
+    if (this.answered) return undefined;
+    const last = this.errors.list().at(-1);
+    return `no plan from the operator yet${last ? ` (last: ${last.message})` : ''}`;
   }
 
   private get file(): string {
@@ -164,6 +177,7 @@ export class PlanClient extends EventEmitter<PlanClientEvents> {
       logger.error('Invalid node plan', { [LogField.reason]: parsed.detail.slice(0, 4096) });
       return 'invalid';
     }
+    this.answered = true;
     if (parsed.plan.version === this.plan?.version) return 'same';
     this.plan = parsed.plan;
     this.stats.plans++;

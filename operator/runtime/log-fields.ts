@@ -10,5 +10,4 @@ export const RuntimeLogField = {
   identity: 'identity',
   holder: 'holder',
   delayMs: 'delayMs',
-  port: 'port',
 } as const;

@@ -4,7 +4,7 @@
  * without a client library. Each metric declares its label names once; every series gives exactly those.
  */
 
-export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+export { METRICS_CONTENT_TYPE } from '../../common/http/probe-server.js';
 
 export type Labels = Readonly<Record<string, string>>;
 

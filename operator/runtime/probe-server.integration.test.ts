@@ -9,7 +9,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { PODS, type ResourceType } from '../../common/kube/resources.js';
 import type { RawObject } from '../../common/kube/objects.js';
 import { testKubeConfig } from '../../e2e/support/cluster.js';
-import { ProbeServer } from './http.js';
+import { ProbeServer } from '../../common/http/probe-server.js';
 import { type Informer, createInformer } from './informer.js';
 import { METRICS_CONTENT_TYPE, Registry } from './metrics.js';
 

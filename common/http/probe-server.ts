@@ -1,17 +1,24 @@
 /**
- * The operator's probe and metrics endpoint: plain HTTP on its own port (default 8081), apart from the
- * agents' HTTPS API, so that kubelet probes and Prometheus need no client certificates or tokens.
+ * A probe and metrics endpoint: plain HTTP on its own port, apart from any authenticated API, so that kubelet
+ * probes and Prometheus need no client certificates or tokens. The operator serves one (default 8081, beside
+ * the agents' HTTPS API), and so does the agent (the chart's readiness probe).
  *
  * - `/healthz`: 200 while the process can answer at all (liveness).
  * - `/readyz`: 200 when every readiness check passes (informers synced); otherwise 503 with one line per
  *   reason, so `kubectl describe pod` shows why.
- * - `/metrics`: the registry in Prometheus text format.
+ * - `/metrics`: the registry in Prometheus text format (404 without one).
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { LogField, type Logger, silentLogger } from '../../common/logging.js';
-import { RuntimeLogField } from './log-fields.js';
-import { METRICS_CONTENT_TYPE, type Registry } from './metrics.js';
+import { LogField, type Logger, silentLogger } from '../logging.js';
+
+/** Prometheus' text exposition format. */
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** What /metrics renders (the operator's metrics Registry). */
+export interface MetricsSource {
+  render(): string;
+}
 
 export const DEFAULT_PROBE_PORT = 8081;
 
@@ -19,7 +26,7 @@ export const DEFAULT_PROBE_PORT = 8081;
 export type ReadinessCheck = () => string | undefined;
 
 export interface ProbeServerOptions {
-  registry: Registry;
+  registry?: MetricsSource;
   readinessChecks?: readonly ReadinessCheck[];
   /** Default 8081; 0 picks a free port (tests). */
   port?: number;
@@ -52,7 +59,7 @@ export class ProbeServer {
       this.server.listen(this.options.port ?? DEFAULT_PROBE_PORT, this.options.host, () => {
         this.server.off('error', onError);
         const port = (this.server.address() as AddressInfo).port;
-        this.logger.info('Serving probes and metrics', { [RuntimeLogField.port]: port });
+        this.logger.info('Serving probes and metrics', { [LogField.port]: port });
         resolve(port);
       });
     });
@@ -87,9 +94,11 @@ export class ProbeServer {
           : this.reply(response, request, 503, TEXT, reasons.map((r) => `${r}\n`).join(''));
       }
       case '/metrics': {
+        const registry = this.options.registry;
+        if (!registry) return this.reply(response, request, 404, TEXT, 'not found\n');
         let text: string;
         try {
-          text = this.options.registry.render();
+          text = registry.render();
         } catch (error) {
           this.logger.error('Rendering metrics failed', { [LogField.error]: String(error) });
           return this.reply(response, request, 500, TEXT, 'metrics unavailable\n');
