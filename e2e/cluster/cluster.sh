@@ -94,99 +94,14 @@ cmd_prefix() {
 
 # ---------------------------------------------------------------- processes
 
-pid_file() { printf '%s/%s.pid\n' "$CLUSTER_DIR" "$1"; }
-
-# Prints the pid of component $1 of THIS cluster if it is running. The pid is
-# only trusted if that process's command line is $1 and mentions CLUSTER_DIR,
-# so a recycled pid or another cluster's process is never touched.
-running_pid() {
-	local name=$1 file pid args
-	file=$(pid_file "$name")
-	[[ -f $file ]] || return 1
-	pid=$(<"$file")
-	[[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-	args=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline") || return 1 # empty for zombies
-	[[ $(head -n1 <<<"$args") == */"$name" ]] || return 1
-	grep -qF -- "$CLUSTER_DIR/" <<<"$args" || return 1
-	printf '%s\n' "$pid"
-}
-
-# True if process $1 exists and is not a zombie.
-alive() {
-	local stat
-	{ stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
-	stat=${stat##*) }
-	[[ ${stat%% *} != Z ]]
-}
-
-# Starts "$@" detached: own session (so it survives the calling shell, a
-# closed terminal, Ctrl-C, or `make` returning), stdin from /dev/null and
-# output appended to CLUSTER_DIR/$name.log, and every other inherited fd
-# closed: no caller's pipe is held open (a test runner reading our output
-# would hang) and the lock on CLUSTER_DIR (fd 8) is not kept by the cluster.
-# The child writes its own pid, which stays valid across the exec.
-start_detached() {
-	local name=$1 file log_file i bg
-	shift
-	file=$(pid_file "$name")
-	log_file="$CLUSTER_DIR/$name.log"
-	rm -f "$file"
-	printf '==== %s: starting %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$log_file"
-	# shellcheck disable=SC2016 # $$/$0/$@ are for the inner sh
-	(
-		cd "$CLUSTER_DIR"
-		for fd in /proc/"$BASHPID"/fd/*; do
-			fd=${fd##*/}
-			if ((fd > 2)); then eval "exec $fd>&-"; fi
-		done
-		exec setsid sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$file" "$@"
-	) \
-		</dev/null >>"$log_file" 2>&1 &
-	bg=$!
-	# Wait until the pid file exists and the exec has happened (before that the
-	# process is still `sh` and running_pid would not recognise it); give up
-	# early if it already died (e.g. bad flags).
-	for ((i = 0; i < 50; i++)); do
-		running_pid "$name" >/dev/null && return 0
-		alive "$bg" || break
-		sleep 0.1
-	done
-	up_failed "$name did not start" "$name"
-}
-
-# TERM, up to ~10 s grace, then KILL.
-stop_component() {
-	local name=$1 pid i
-	if pid=$(running_pid "$name"); then
-		log "Stopping $name (pid $pid)"
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do
-			running_pid "$name" >/dev/null || break
-			sleep 0.1
-		done
-		if running_pid "$name" >/dev/null; then
-			log "$name did not exit within 10s; killing it"
-			kill -KILL "$pid" 2>/dev/null || true
-			for ((i = 0; i < 50; i++)); do
-				running_pid "$name" >/dev/null || break
-				sleep 0.1
-			done
-		fi
-	fi
-	rm -f "$(pid_file "$name")"
-}
+# pid files, start_detached, stop_component, show_log_tail, port_holder
+state_dir=$CLUSTER_DIR
+# shellcheck source=e2e/lib/processes.sh
+. "$script_dir/../lib/processes.sh"
 
 stop_all() {
 	stop_component kube-apiserver # first, so it doesn't spin on a vanished etcd
 	stop_component etcd
-}
-
-show_log_tail() {
-	local f="$CLUSTER_DIR/$1.log"
-	[[ -f $f ]] || return 0
-	printf -- '---- last 30 lines of %s ----\n' "$f" >&2
-	tail -n 30 "$f" >&2
-	printf -- '----\n' >&2
 }
 
 # ---------------------------------------------------------------- health
@@ -206,15 +121,6 @@ apiserver_ready() {
 }
 
 # ---------------------------------------------------------------- ports
-
-# Non-empty if something listens on TCP port $1 (any address).
-port_holder() {
-	if command -v ss >/dev/null 2>&1; then
-		ss -Hltnp "sport = :$1" 2>/dev/null || true
-	elif (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-		echo "(something accepts connections on 127.0.0.1:$1; install iproute2's ss to see what)"
-	fi
-}
 
 check_ports_free() {
 	local var holder bad=0
