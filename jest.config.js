@@ -1,5 +1,6 @@
-// Two tiers, selected with --selectProjects: `unit` (pure logic, no root, no network) and `integration`
-// (against a real kube-apiserver + etcd that e2e/jest/global-setup.mjs starts and stops).
+// Tiers, selected with --selectProjects: `unit` (pure logic, no root, no network), `integration` (against a
+// real kube-apiserver + etcd that e2e/jest/global-setup.mjs starts and stops), `node` (root: real runc,
+// containerd, bpftrace) and `real-node` (root: a whole Kubernetes node, e2e/jest/real-node-setup.mjs).
 const tsJest = [
   'ts-jest',
   { useESM: true, tsconfig: 'tsconfig.json', diagnostics: { ignoreCodes: ['TS151001'] } },
@@ -18,7 +19,12 @@ export default {
     {
       ...common,
       displayName: 'unit',
-      testMatch: ['<rootDir>/**/*.test.ts', '!**/*.integration.test.ts', '!**/*.node.test.ts'],
+      testMatch: [
+        '<rootDir>/**/*.test.ts',
+        '!**/*.integration.test.ts',
+        '!**/*.node.test.ts',
+        '!**/*.real-node.test.ts',
+      ],
     },
     {
       ...common,
@@ -28,5 +34,14 @@ export default {
       globalTeardown: '<rootDir>/e2e/jest/global-teardown.mjs',
     },
     { ...common, displayName: 'node', testMatch: ['<rootDir>/**/*.node.test.ts'] },
+    {
+      // A real one-node Kubernetes (e2e/node/node.sh) with the images built from images/*/Dockerfile and the
+      // chart installed by helm, as users run it.
+      ...common,
+      displayName: 'real-node',
+      testMatch: ['<rootDir>/**/*.real-node.test.ts'],
+      globalSetup: '<rootDir>/e2e/jest/real-node-setup.mjs',
+      globalTeardown: '<rootDir>/e2e/jest/real-node-teardown.mjs',
+    },
   ],
 };

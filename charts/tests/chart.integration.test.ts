@@ -219,7 +219,7 @@ describe('helm template', () => {
     });
   });
 
-  it('the agent mounts from the host only the spool, its state and (read-only) the bundles', async () => {
+  it('the agent mounts from the host only the spool, its state and (read-only) the bundles and snapshots', async () => {
     const pod = podSpec(find(await render(), 'DaemonSet'));
     const hostPaths = Object.fromEntries(
       pod.volumes.filter((v) => v.hostPath).map((v) => [v.name, v.hostPath!.path]),
@@ -228,9 +228,16 @@ describe('helm template', () => {
       handoff: '/run/container-auditor/handoff',
       state: '/var/lib/container-auditor',
       bundles: '/run/containerd/io.containerd.runtime.v2.task',
+      snapshots: '/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs',
     });
     const mounts = pod.containers[0]!.volumeMounts!;
-    expect(mounts.find((m) => m.name === 'bundles')?.readOnly).toBe(true);
+    // The root filesystems containerd mounts after the agent started must reach it (the real-node tier
+    // proves it); the layers are plain directories.
+    expect(mounts.find((m) => m.name === 'bundles')).toMatchObject({ readOnly: true, mountPropagation: 'HostToContainer' });
+    expect(mounts.find((m) => m.name === 'snapshots')).toMatchObject({
+      readOnly: true,
+      mountPath: '/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs',
+    });
     expect(pod.initContainers).toBeUndefined();
   });
 

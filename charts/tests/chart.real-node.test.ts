@@ -1,0 +1,285 @@
+/**
+ * The chart on a real node, installed and used exactly as users do it: `helm install` with the images built
+ * from the Dockerfiles in images/, the runtime handler added to containerd from the snippet the chart publishes,
+ * audited pods scheduled by the scheduler and started by the kubelet, commands typed through
+ * `kubectl exec -it` (the API server, the kubelet, containerd's streaming server). The real-node tier
+ * (e2e/jest/real-node-setup.mjs) brings the node up and imports the images.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CustomObjectsApi } from '@kubernetes/client-node';
+import type { AuditRecord } from '../../api/v1alpha1/auditrecord.js';
+import {
+  createAuditPolicy,
+  kubectl,
+  kubectlOk,
+  listAuditRecords,
+  testKubeConfig,
+} from '../../e2e/support/cluster.js';
+import { runCommand } from '../../e2e/support/command.js';
+import { helmOk } from '../../e2e/support/helm.js';
+import { buildImageArchive } from '../../e2e/support/image.js';
+import { CHART_DIR, KUBECTL, REPO_ROOT } from '../../e2e/support/paths.js';
+import { buildRootfs } from '../../e2e/support/rootfs.js';
+import { CTRL_D, Terminal } from '../../e2e/support/terminal.js';
+import { until } from '../../e2e/support/wait.js';
+
+const NODE_DIR = process.env.CONTAINER_AUDITOR_TEST_NODE_DIR ?? '';
+const NODE_SCRIPT = join(REPO_ROOT, 'e2e', 'node', 'node.sh');
+const RELEASE = 'audit';
+const SYSTEM_NS = 'container-auditor';
+const SHOP = 'shop';
+const POLICY = 'shop-shells';
+const NODE_NAME = 'audit-node';
+/** Two workload images: the same shell in each, in layers of their own (so distinct files on the node). */
+const IMAGE_A = 'container-auditor.local/shell-a:1';
+const IMAGE_B = 'container-auditor.local/shell-b:1';
+const BASH_PROMPT = /bash-[\d.]+# /;
+
+let scratch: string;
+let custom: CustomObjectsApi;
+
+function nodeScript(args: string[]): Promise<void> {
+  return runCommand('bash', [NODE_SCRIPT, ...args], {
+    env: { ...process.env, NODE_DIR },
+    timeoutMs: 300_000,
+  }).then((r) => {
+    if (r.code !== 0) throw new Error(`node.sh ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
+  });
+}
+
+/** The workload images: busybox and the host's bash (dynamic, readline inside), in one layer each. */
+async function importWorkloadImages(): Promise<void> {
+  const root = join(scratch, 'shell-root');
+  buildRootfs(root, { bash: true });
+  const archives = [IMAGE_A, IMAGE_B].map((ref, i) => {
+    // Image B's layer differs by one file: the same bash, another snapshot, another inode.
+    writeFileSync(join(root, 'etc', 'image'), `${ref}\n`);
+    return buildImageArchive(root, join(scratch, `shell-${i}.tar`), { ref, cmd: ['sleep', 'infinity'] }).path;
+  });
+  await nodeScript(['import', ...archives]);
+}
+
+/** A pod of the audited RuntimeClass in SHOP, created now and Ready. */
+async function auditedPod(name: string, image: string): Promise<void> {
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: SHOP },
+    spec: {
+      runtimeClassName: 'container-auditor',
+      terminationGracePeriodSeconds: 1,
+      containers: [{ name: 'app', image, imagePullPolicy: 'Never', command: ['sleep', 'infinity'] }],
+    },
+  };
+  await kubectlOk(['apply', '-f', '-'], JSON.stringify(pod));
+  await kubectlOk(['wait', '-n', SHOP, '--for=condition=Ready', `pod/${name}`, '--timeout=120s']);
+}
+
+/** `kubectl exec -it POD -- bash -i` on a terminal of its own, the lines typed one by one, then Ctrl-D. */
+async function typeInto(pod: string, lines: string[]): Promise<void> {
+  const terminal = Terminal.open([
+    KUBECTL,
+    '--kubeconfig',
+    join(NODE_DIR, 'kubeconfig'),
+    'exec',
+    '-it',
+    '-n',
+    SHOP,
+    pod,
+    '--',
+    'env',
+    'LANG=C.UTF-8',
+    'INPUTRC=/dev/null',
+    'TERM=dumb',
+    'HOME=/root',
+    'bash',
+    '--norc',
+    '--noprofile',
+    '-i',
+  ]);
+  try {
+    await terminal.waitForOutput(BASH_PROMPT, 60_000);
+    for (const [i, line] of lines.entries()) {
+      terminal.type(`${line}\n`);
+      await terminal.waitForOutput(BASH_PROMPT, 20_000, i + 2);
+    }
+    terminal.type(CTRL_D);
+    expect((await terminal.waitForExit(30_000)).code).toBe(0);
+  } finally {
+    terminal.kill();
+  }
+}
+
+interface PolicyStatus {
+  auditedContainers?: number;
+  nodes?: { name: string; planVersion?: string; auditedContainers?: number; probesAttached?: number }[];
+}
+
+async function policyStatus(): Promise<PolicyStatus> {
+  return JSON.parse(
+    (await kubectlOk(['get', 'containerauditpolicy', POLICY, '-o', 'jsonpath={.status}'])) || '{}',
+  ) as PolicyStatus;
+}
+
+/** What the node's agent last reported, once it reports `audited` containers (through the leading operator). */
+async function agentReports(audited: number): Promise<NonNullable<PolicyStatus['nodes']>[number]> {
+  return until(
+    `the agent to report ${audited} audited containers`,
+    async () => {
+      const node = (await policyStatus()).nodes?.find((n) => n.name === NODE_NAME);
+      return node?.planVersion !== undefined && node.auditedContainers === audited ? node : undefined;
+    },
+    90_000,
+  );
+}
+
+/** Warning Events saying a container of the pod was audited late (commands before that may be missing). */
+async function lateAudits(pod: string): Promise<string[]> {
+  const out = await kubectlOk([
+    'get',
+    'events',
+    '-n',
+    SHOP,
+    '--field-selector',
+    `involvedObject.name=${pod},reason=AuditedLate`,
+    '-o',
+    'name',
+  ]);
+  return out.split('\n').filter(Boolean);
+}
+
+async function records(): Promise<AuditRecord[]> {
+  return listAuditRecords(custom, SHOP);
+}
+
+/** Every command recorded in SHOP, with the pod it was recorded for. */
+async function recordedCommands(): Promise<{ pod: string; command: string }[]> {
+  return (await records()).flatMap((r) =>
+    (r.status?.commands ?? []).map((c) => ({ pod: r.spec.pod.name, command: c.command })),
+  );
+}
+
+/** Waits until every line is recorded (or fails with what was), then a little longer for duplicates. */
+async function expectRecordedOnce(expected: { pod: string; command: string }[]): Promise<void> {
+  await until(
+    `the commands ${JSON.stringify(expected)} as AuditRecords`,
+    async () => {
+      const got = await recordedCommands();
+      return expected.every((e) => got.some((g) => g.pod === e.pod && g.command === e.command));
+    },
+    60_000,
+  ).catch(async (error: Error) => {
+    throw new Error(
+      `${error.message}\nrecorded: ${JSON.stringify(await recordedCommands())}\n${await agentLogs()}`,
+    );
+  });
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  const got = await recordedCommands();
+  for (const e of expected) expect(got.filter((g) => g.command === e.command)).toEqual([e]);
+}
+
+async function agentLogs(): Promise<string> {
+  const r = await kubectl([
+    'logs',
+    '-n',
+    SYSTEM_NS,
+    `daemonset/${RELEASE}-container-auditor-agent`,
+    '--tail=60',
+  ]);
+  return `agent log:\n${r.stdout}${r.stderr}`;
+}
+
+beforeAll(async () => {
+  if (!NODE_DIR)
+    throw new Error('CONTAINER_AUDITOR_TEST_NODE_DIR is not set: run this test in the real-node tier');
+  scratch = mkdtempSync(join(tmpdir(), 'ca-real-node-'));
+  custom = testKubeConfig().makeApiClient(CustomObjectsApi);
+
+  // The agent's namespace must allow privileged pods (Pod Security Admission is on in the API server).
+  await kubectlOk(['create', 'namespace', SYSTEM_NS]);
+  await kubectlOk(['label', 'namespace', SYSTEM_NS, 'pod-security.kubernetes.io/enforce=privileged']);
+  // Everything the agent and the wrapper keep on the node, inside the node's directory (the defaults are
+  // the host's /run and /var/lib; containerd's are private to this node).
+  const hostPaths = {
+    handoff: join(NODE_DIR, 'run', 'container-auditor', 'handoff'),
+    state: join(NODE_DIR, 'agent-state'),
+    bundles: join(NODE_DIR, 'run', 'containerd', 'io.containerd.runtime.v2.task'),
+    snapshots: join(NODE_DIR, 'containerd', 'root', 'io.containerd.snapshotter.v1.overlayfs'),
+  };
+  mkdirSync(hostPaths.state, { recursive: true });
+  await helmOk(
+    [
+      'install',
+      RELEASE,
+      CHART_DIR,
+      '--namespace',
+      SYSTEM_NS,
+      '--set',
+      'nodeSetup.installWrapper=true',
+      '--set',
+      `nodeSetup.hostBinDir=${join(NODE_DIR, 'bin')}`,
+      ...Object.entries(hostPaths).flatMap(([k, v]) => ['--set', `agent.hostPaths.${k}=${v}`]),
+      '--set',
+      'image.pullPolicy=Never',
+      '--wait',
+      '--timeout',
+      '5m',
+    ],
+    { kubeconfig: join(NODE_DIR, 'kubeconfig') },
+  );
+  // What the chart's NOTES tell a node's administrator to add to containerd's configuration.
+  const snippet = join(scratch, 'containerd-runtime.toml');
+  writeFileSync(
+    snippet,
+    await kubectlOk([
+      'get',
+      'configmap',
+      '-n',
+      SYSTEM_NS,
+      `${RELEASE}-container-auditor-node-setup`,
+      '-o',
+      'jsonpath={.data.containerd-runtime\\.toml}',
+    ]),
+  );
+  await nodeScript(['runtime-handler', snippet]);
+  await importWorkloadImages();
+  await kubectlOk(['create', 'namespace', SHOP]);
+  await createAuditPolicy(custom, POLICY, {
+    selector: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': SHOP } } },
+  });
+  // Installed: the agent has a plan from the leading operator (reached through the Service's name).
+  await agentReports(0);
+}, 900_000);
+
+afterAll(async () => {
+  if (!NODE_DIR) return;
+  await kubectl(['delete', 'namespace', SHOP, '--wait=false']);
+  await kubectl(['delete', 'containerauditpolicy', POLICY, '--ignore-not-found']);
+  await helmOk(['uninstall', RELEASE, '--namespace', SYSTEM_NS, '--wait', '--timeout', '3m'], {
+    kubeconfig: join(NODE_DIR, 'kubeconfig'),
+  }).catch(() => undefined);
+  rmSync(scratch, { recursive: true, force: true });
+}, 300_000);
+
+describe('the chart on a real node, through helm install and kubectl exec -it', () => {
+  it('audits a pod created after the agent pod is Ready: typed commands are AuditRecords, exact, once each', async () => {
+    await auditedPod('late', IMAGE_A);
+    // Probed before its first command could be typed: the container start waited for the agent.
+    expect(await lateAudits('late')).toEqual([]);
+    const lines = ['echo typed-after-the-agent', 'cd /tmp && pwd', 'printf "%s\\n" "two  spaces"'];
+    await typeInto('late', lines);
+    await expectRecordedOnce(lines.map((command) => ({ pod: 'late', command })));
+  }, 300_000);
+
+  it('two pods of one image and one of another: every command once, in its own pod', async () => {
+    await Promise.all([auditedPod('a1', IMAGE_A), auditedPod('a2', IMAGE_A), auditedPod('b1', IMAGE_B)]);
+    for (const pod of ['a1', 'a2', 'b1']) expect(await lateAudits(pod)).toEqual([]);
+    // Four audited containers (late, a1, a2, b1), two distinct bash files: one probe each.
+    expect((await agentReports(4)).probesAttached).toBe(2);
+    const typed = ['a1', 'a2', 'b1'].map((pod) => ({ pod, command: `echo typed-in-${pod}` }));
+    for (const { pod, command } of typed) await typeInto(pod, [command]);
+    await expectRecordedOnce(typed);
+  }, 300_000);
+});
