@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # Node is older (and removes the link when it is not), so the first `node` on this PATH is the right one.
 export PATH := $(CURDIR)/.cache/node/bin:$(PATH)
 
-.PHONY: setup build crds test test-unit test-integration test-node test-hostile bench lint format cluster-build cluster-up cluster-down demo demo-shell demo-down clean
+.PHONY: setup build crds test test-unit test-integration test-node test-real-node test-hostile bench lint format cluster-build cluster-up cluster-down node-up node-down demo demo-shell demo-down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -33,6 +33,10 @@ test-integration: setup cluster-build
 test-node: build
 	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects node --runInBand
 
+## test-real-node: the real-node tier (root): a one-node Kubernetes (e2e/node/node.sh), the images built from images/*/Dockerfile, the chart installed by helm, commands typed through kubectl exec -it
+test-real-node: build
+	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects real-node --runInBand
+
 ## test-hostile: the hostile-input suite alone (every *.hostile.*.test.ts of every tier: bad probe paths, crafted images, floods, forged and oversized reports, control characters, secrets typed in many shapes); make test runs it too
 test-hostile: build cluster-build
 	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --testPathPatterns '\.hostile\.' --runInBand
@@ -56,7 +60,7 @@ bench: build
 
 lint: setup
 	npx eslint --max-warnings=0 . && npx prettier --check --log-level=warn .
-	shellcheck .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh e2e/demo/*.sh bpf-scripts/*/*.sh
+	shellcheck -x .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh e2e/demo/*.sh e2e/node/*.sh e2e/lib/*.sh images/*.sh bpf-scripts/*/*.sh
 
 format: setup
 	npx eslint --fix . && npx prettier --write --log-level=warn .
@@ -75,6 +79,14 @@ cluster-up: setup
 ## cluster-down: stop it and remove its data
 cluster-down:
 	@bash e2e/cluster/cluster.sh down
+
+## node-up: a real one-node Kubernetes on this machine (root): etcd, kube-apiserver, controller-manager, scheduler, containerd with a bridge CNI, kubelet, kube-proxy, CoreDNS; admin kubeconfig in .cache/k8s-node/kubeconfig (e2e/node/node.sh; NODE_* variables choose ports and ranges)
+node-up: setup
+	@bash e2e/node/node.sh up
+
+## node-down: take it down and undo what it changed on the host (iptables, sysctls, addresses, mounts, cgroups)
+node-down:
+	@bash e2e/node/node.sh down
 
 ## demo: everything on this machine, as root (e2e/demo/): installs and builds what is missing, starts a control plane, containerd with the wrapper, the operator and the agent, applies a policy, runs a pod, types commands into its shell and prints what kubectl shows of them. Everything lives in .cache/demo/
 demo:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: installs what is needed, then runs every tier: static checks, unit tests, the integration
-# tests against a real kube-apiserver + etcd (built from their Go modules on first use, then cached), and the
-# node tests against real runc and containerd (as root).
+# tests against a real kube-apiserver + etcd (built from their Go modules on first use, then cached), the
+# node tests against real runc and containerd (as root), and the real-node tests on a whole one-node
+# Kubernetes with the images built from images/*/Dockerfile (as root).
 # Ends with one line "tests: N passed, N failed" over all tiers, and a non-zero exit if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -37,7 +38,8 @@ echo "Node.js $(node --version) ($(command -v node))"
 run_step "typecheck" npx tsc -p tsconfig.json --noEmit
 run_step "lint" npx eslint --max-warnings=0 .
 run_step "format" npx prettier --check --log-level=warn .
-run_step "shellcheck" shellcheck .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh e2e/demo/*.sh bpf-scripts/*/*.sh
+run_step "shellcheck" shellcheck -x .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh e2e/demo/*.sh e2e/node/*.sh \
+  e2e/lib/*.sh images/*.sh bpf-scripts/*/*.sh
 run_step "build (TypeScript, runc wrapper)" make -s build
 run_step "unit tests" jest unit
 run_step "control-plane binaries" bash e2e/cluster/build.sh
@@ -52,6 +54,8 @@ if [[ $(id -u) -ne 0 ]]; then
   failed_steps+=("node tests (not root)")
 else
   run_step "node tests (real runc, containerd, bpftrace)" jest node --runInBand
+  # Its global set-up brings a one-node Kubernetes up (e2e/node/node.sh) and builds the images with buildah.
+  run_step "real-node tests (kubelet, helm install, kubectl exec -it)" jest real-node --runInBand
 fi
 
 node scripts/test-summary.mjs "$results"/*.json "${#failed_steps[@]}"

@@ -5,10 +5,20 @@
  * `kubectl exec -it` (the API server, the kubelet, containerd's streaming server). The real-node tier
  * (e2e/jest/real-node-setup.mjs) brings the node up and imports the images.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CustomObjectsApi } from '@kubernetes/client-node';
+import { PLAN_FILE } from '../../agent/cluster/plan-client.js';
+import { HEARTBEAT_FILE } from '../../agent/handoff/spool.js';
 import type { AuditRecord } from '../../api/v1alpha1/auditrecord.js';
 import {
   createAuditPolicy,
@@ -249,19 +259,115 @@ beforeAll(async () => {
   await createAuditPolicy(custom, POLICY, {
     selector: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': SHOP } } },
   });
-  // Installed: the agent has a plan from the leading operator (reached through the Service's name).
-  await agentReports(0);
 }, 900_000);
 
 afterAll(async () => {
   if (!NODE_DIR) return;
-  await kubectl(['delete', 'namespace', SHOP, '--wait=false']);
+  await kubectl(['delete', 'namespace', SHOP, '--timeout=120s']);
   await kubectl(['delete', 'containerauditpolicy', POLICY, '--ignore-not-found']);
   await helmOk(['uninstall', RELEASE, '--namespace', SYSTEM_NS, '--wait', '--timeout', '3m'], {
     kubeconfig: join(NODE_DIR, 'kubeconfig'),
   }).catch(() => undefined);
+  await kubectl(['delete', 'namespace', SYSTEM_NS, '--timeout=120s']);
   rmSync(scratch, { recursive: true, force: true });
 }, 300_000);
+
+/** Host pids of the node's processes whose command line has `needle` (the kubelet's containers are ours). */
+function hostProcesses(needle: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        return readFileSync(`/proc/${d}/cmdline`, 'latin1').split('\0').join(' ').includes(needle);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** Fields of /proc/<pid>/status. */
+function procStatus(pid: number): Record<string, string> {
+  return Object.fromEntries(
+    readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
+  );
+}
+
+describe('the chart installed by helm on a real node', () => {
+  it('the operator replicas run as 65532 with no capabilities, Ready by their probes; one holds the Lease; no API refusal', async () => {
+    const pods = JSON.parse(
+      await kubectlOk([
+        'get',
+        'pods',
+        '-n',
+        SYSTEM_NS,
+        '-l',
+        'app.kubernetes.io/component=operator',
+        '-o',
+        'json',
+      ]),
+    ) as {
+      items: { metadata: { name: string }; status: { conditions?: { type: string; status: string }[] } }[];
+    };
+    expect(pods.items).toHaveLength(2);
+    for (const pod of pods.items)
+      expect(pod.status.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    const pids = hostProcesses('/app/bin/container-auditor.js operator');
+    expect(pids).toHaveLength(2);
+    for (const pid of pids) {
+      const status = procStatus(pid);
+      expect(status.Uid!.split(/\s+/)).toEqual(['65532', '65532', '65532', '65532']);
+      expect(status.CapEff).toBe('0000000000000000');
+      expect(status.NoNewPrivs).toBe('1');
+    }
+    const holder = await kubectlOk([
+      'get',
+      'lease',
+      '-n',
+      SYSTEM_NS,
+      `${RELEASE}-container-auditor-operator`,
+      '-o',
+      'jsonpath={.spec.holderIdentity}',
+    ]);
+    expect(pods.items.map((p) => p.metadata.name)).toContain(holder.split('_')[0]);
+    for (const pod of pods.items)
+      expect(await kubectlOk(['logs', '-n', SYSTEM_NS, pod.metadata.name])).not.toMatch(/forbidden/i);
+  }, 120_000);
+
+  it('the agent is root and privileged in the host pid namespace without an API token, Ready once it has its plan', async () => {
+    const pod = JSON.parse(
+      await kubectlOk([
+        'get',
+        'pods',
+        '-n',
+        SYSTEM_NS,
+        '-l',
+        'app.kubernetes.io/component=agent',
+        '-o',
+        'json',
+      ]),
+    ) as {
+      items: {
+        spec: { hostPID?: boolean; volumes: { name: string; projected?: unknown }[] };
+        status: { conditions?: { type: string; status: string }[] };
+      }[];
+    };
+    expect(pod.items).toHaveLength(1);
+    const [agent] = pod.items;
+    expect(agent!.status.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    expect(agent!.spec.hostPID).toBe(true);
+    // Its only token is the projected one for the operator's audience: no kube-api-access volume.
+    expect(agent!.spec.volumes.filter((v) => v.name.startsWith('kube-api-access'))).toEqual([]);
+    const [pid] = hostProcesses('/app/bin/container-auditor.js agent');
+    expect(procStatus(pid!).Uid!.split(/\s+/)[0]).toBe('0');
+    // What it keeps on the node, in the chart's hostPaths: the plan, and the heartbeat the wrapper reads.
+    expect(existsSync(join(NODE_DIR, 'agent-state', PLAN_FILE))).toBe(true);
+    expect(existsSync(join(NODE_DIR, 'run', 'container-auditor', 'handoff', HEARTBEAT_FILE))).toBe(true);
+  }, 120_000);
+});
 
 describe('the chart on a real node, through helm install and kubectl exec -it', () => {
   it('audits a pod created after the agent pod is Ready: typed commands are AuditRecords, exact, once each', async () => {
