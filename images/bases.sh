@@ -104,7 +104,7 @@ make_debian_base() { # key
   if [[ ! -f $rootfs_tar ]]; then
     command -v debootstrap >/dev/null || die "debootstrap is missing (apt-get install debootstrap)"
     work=$(mktemp -d "$images_cache/tmp/debootstrap.XXXXXX")
-    step "debootstrap --variant=minbase $DEBIAN_SUITE from $mirror (snapshot date ${IMAGES_DEBIAN_SNAPSHOT:-$(debian_snapshot)}, recorded only)"
+    step "debootstrap --variant=minbase $DEBIAN_SUITE from $mirror"
     if ! debootstrap --variant=minbase --arch="$(dpkg --print-architecture)" \
       "$DEBIAN_SUITE" "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1; then
       tail -n 20 "$work/debootstrap.log" >&2

@@ -23,6 +23,8 @@
 #   CONTAINER_AUDITOR_CACHE  cache root (default $HOME/.cache/container-auditor); everything goes to its
 #                            images/ directory: buildah's own storage (root and runroot), the bases' root
 #                            filesystem, the archives (archives/<name>-<key>.tar)
+#   IMAGES_DEBIAN_MIRROR     the Debian mirror debootstrap and the images' apt use (default: this machine's,
+#                            from /etc/apt/sources.list.d/debian.sources; else http://deb.debian.org/debian)
 #   REVISION                 the org.opencontainers.image.revision label (--build-arg REVISION); without it
 #                            the Dockerfile's default ("unknown"), so that a new commit of the same content
 #                            builds nothing
