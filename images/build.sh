@@ -154,7 +154,7 @@ umount_under() { # dir
   )
 }
 
-# shellcheck source=images/bases.sh
+# shellcheck source=images/bases.sh disable=SC1091 # checked on its own: shellcheck images/bases.sh
 source "$script_dir/bases.sh"
 
 # ---------------------------------------------------------------- the build context
@@ -347,17 +347,24 @@ build_pause() {
   rm -rf "$work"
 }
 
-# The image as a docker-archive named by its reference; older archives of the same image go (the two
-# newest stay).
+# The image as a docker-archive named by its reference.
 export_image() { # name key
-  local name=$1 archive ref old
-  ref=$(storage_ref "$name")
-  archive=$(archive_of "$name" "$2")
+  local archive ref
+  ref=$(storage_ref "$1")
+  archive=$(archive_of "$1" "$2")
   rm -f "$archive.partial"
   bah push --quiet "${POLICY[@]}" "$ref" "docker-archive:$archive.partial:$ref" >/dev/null
   mv "$archive.partial" "$archive"
+}
+
+# Archives are kept by use: each use touches one, and of each image the three last used stay (checkouts of
+# different content, sharing this cache, each keep theirs).
+KEEP_ARCHIVES=3
+prune_archives() { # name
+  local old
   while read -r old; do rm -f "$old"; done < <(
-    find "$images_cache/archives" -maxdepth 1 -name "$name-*.tar" -printf '%T@ %p\n' | sort -rn | tail -n +3 | cut -d' ' -f2-
+    find "$images_cache/archives" -maxdepth 1 -name "$1-*.tar" -printf '%T@ %p\n' | sort -rn |
+      tail -n +$((KEEP_ARCHIVES + 1)) | cut -d' ' -f2-
   )
 }
 
@@ -371,7 +378,9 @@ build_image() { # name key
 
 link_archive() { # name key
   mkdir -p "$links_dir"
+  touch "$(archive_of "$1" "$2")"
   ln -sfn "$(archive_of "$1" "$2")" "$links_dir/$1.tar"
+  prune_archives "$1"
 }
 
 # Builds what is missing among the named images; leaves KEY[name] set.
@@ -410,7 +419,7 @@ print_archives() { # names...
 }
 
 import() { # --address SOCKET [--namespace NS] [names...]
-  local address='' namespace=k8s.io names=() name out
+  local address='' namespace=k8s.io names=() name out start
   while (($#)); do
     case $1 in
     --address) address=${2:?--address needs a socket path}; shift 2 ;;
@@ -423,10 +432,11 @@ import() { # --address SOCKET [--namespace NS] [names...]
   check_names "${names[@]}"
   build "${names[@]}"
   for name in "${names[@]}"; do
+    start=$(now_us)
     if ! out=$(ctr --address "$address" -n "$namespace" images import "$links_dir/$name.tar" 2>&1); then
       die "ctr images import of $name failed: $out"
     fi
-    step "Imported $(storage_ref "$name") into $address (namespace $namespace)"
+    step "Imported $(storage_ref "$name") into $address (namespace $namespace) in $(seconds_since "$start") s"
   done
 }
 
