@@ -7,7 +7,8 @@
 #
 # Usage:
 #   images/build.sh [operator] [agent] [pause]
-#       builds what changed (default: all three) and prints each archive's path
+#       builds what changed (default: all three) and prints, a line each, tab-separated: the image's name,
+#       <repo>/.cache/images/<name>.tar (a link) and the archive it points to
 #   images/build.sh import --address SOCKET [--namespace NS] [operator] [agent] [pause]
 #       builds what changed, then `ctr --address SOCKET -n NS images import` of each archive (NS: k8s.io);
 #       containerd lists them as docker.io/container-auditor/<name>:<tag>
@@ -28,6 +29,7 @@
 #   REVISION                 the org.opencontainers.image.revision label (--build-arg REVISION); without it
 #                            the Dockerfile's default ("unknown"), so that a new commit of the same content
 #                            builds nothing
+#   NODE_EXTRA_CA_CERTS      when set, the build's npm trusts these authorities too (npm_ca_volume)
 #
 # Every archive is keyed by what makes it: the Dockerfile, its ignore file, the content and modes of every
 # file of the context the build sees, the bases' image ids, the build arguments and flags, and buildah's
@@ -35,7 +37,8 @@
 # links <repo>/.cache/images/<name>.tar name the current ones.
 #
 # The builds run with --isolation chroot (buildah's default, oci, would make a CNI bridge and iptables chains
-# on the host) and --pull=never (nothing is pulled: the bases are local). Root only (buildah's storage,
+# on the host) and --pull=never (nothing is pulled: the bases are local), in a mount namespace of their own
+# (isolate): nothing is left on the host but the cache and the links. Root only (buildah's storage,
 # debootstrap).
 set -euo pipefail
 
@@ -78,7 +81,12 @@ timed() { # label command...
   printf '    done in %s s\n' "$(seconds_since "$start")"
 }
 
-version() { sed -n 's/^  "version": "\(.*\)",$/\1/p' "$repo_dir/package.json" | head -n1; }
+version() {
+  local v
+  v=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$repo_dir/package.json" | head -n1)
+  [[ -n $v ]] || die "no version in package.json"
+  echo "$v"
+}
 image_ref() { # name
   case $1 in
   pause) echo "container-auditor/pause:$PAUSE_TAG" ;;
