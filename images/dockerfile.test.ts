@@ -1,4 +1,11 @@
-/** The Dockerfile reader (dockerfile.ts) and the RUN planner of the emulator (emulate.ts): pure parts. */
+/**
+ * The Dockerfile reader (dockerfile.ts), and images/build.sh's view of the build context, which keys its cache:
+ * the files it lists for an image must be those dockerfile.ts's reading of the image's ignore file leaves in.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../e2e/support/paths.js';
 import {
   DockerfileError,
   evaluate,
@@ -10,7 +17,6 @@ import {
   pinProblem,
   stagesNeeded,
 } from './dockerfile.js';
-import { UnsupportedRunError, debianRelease, planRun } from './emulate.js';
 
 describe('parseDockerfile', () => {
   it('joins continuation lines, dropping comment and empty lines inside them', () => {
@@ -262,46 +268,42 @@ describe('image references', () => {
   });
 });
 
-describe('planRun', () => {
-  const staged = ['/app', '/opt/tool/bin/tool'];
+describe("images/build.sh's build context (what its cache key hashes)", () => {
+  /** Every file under the repository that the ignore file leaves in, walked without shortcuts but .git. */
+  function contextFiles(ignoreFile: string): string[] {
+    const rules = parseDockerignore(readFileSync(ignoreFile, 'utf8'));
+    const files: string[] = [];
+    const walk = (dir: string) => {
+      for (const entry of readdirSync(join(REPO_ROOT, dir), { withFileTypes: true })) {
+        const rel = dir ? `${dir}/${entry.name}` : entry.name;
+        if (rel === '.git') continue;
+        if (entry.isDirectory()) walk(rel);
+        else if (!isIgnored(rules, rel)) files.push(rel);
+      }
+    };
+    walk('');
+    return files.sort();
+  }
 
-  it('splits at && into builds (run here), packages (checked) and system changes (reported)', () => {
-    expect(
-      planRun(
-        'apt-get update && apt-get install -y --no-install-recommends "pkg=${V}" other && rm -rf /var/lib/apt/lists/* && npm ci --omit=dev && ./node_modules/.bin/tsc -p x.json',
-        { V: '1.0-1' },
-        staged,
-      ),
-    ).toEqual([
-      { kind: 'system', command: 'apt-get update' },
-      { kind: 'packages', packages: [{ name: 'pkg', version: '1.0-1' }, { name: 'other' }] },
-      { kind: 'system', command: 'rm -rf /var/lib/apt/lists/*' },
-      { kind: 'exec', argv: ['npm', 'ci', '--omit=dev'] },
-      { kind: 'exec', argv: ['./node_modules/.bin/tsc', '-p', 'x.json'] },
-    ]);
-  });
-
-  it('refuses what it cannot reproduce, or what would change staged files unseen', () => {
-    for (const command of [
-      'curl -o x https://example.com',
-      'npm ci; make',
-      'echo $(id)',
-      'make | tee log',
-      'rm -rf /app/node_modules',
-      'rm -rf /opt/*',
-      'rm -rf dist',
-      'make -C /usr/src',
-      'npm ci && ',
-    ])
-      expect(() => planRun(command, {}, staged)).toThrow(UnsupportedRunError);
-  });
-});
-
-describe('debianRelease', () => {
-  it('reads the release from the tag', () => {
-    expect(debianRelease('node:24.22.3-bookworm-slim')).toBe('bookworm');
-    expect(debianRelease('debian:12.11-slim')).toBe('bookworm');
-    expect(debianRelease('debian:trixie-20250811')).toBe('trixie');
-    expect(debianRelease('node:24.22.3-alpine3.21')).toBeUndefined();
-  });
+  it.each(['operator', 'agent'])(
+    'lists for %s the files its ignore file leaves in, and only those',
+    (name) => {
+      const listed = spawnSync('bash', [join(REPO_ROOT, 'images', 'build.sh'), 'context', name], {
+        encoding: 'utf8',
+        maxBuffer: 16 << 20,
+      });
+      expect(listed.stderr).toBe('');
+      expect(listed.status).toBe(0);
+      const files = listed.stdout.split('\n').filter(Boolean);
+      expect(files).toEqual(contextFiles(join(REPO_ROOT, 'images', name, 'Dockerfile.dockerignore')));
+      // What the Dockerfiles copy is there; tests, node_modules and dist are not.
+      expect(files).toContain('package-lock.json');
+      expect(files).toContain('bin/container-auditor.js');
+      expect(files.some((f) => f.startsWith('operator/'))).toBe(true);
+      expect(files.filter((f) => /\.test\.ts$|^node_modules\/|^dist\/|\/testdata\//.test(f))).toEqual([]);
+      if (name === 'agent') expect(files).toContain('bpf-scripts/exec/bpftrace-tracefs.sh');
+      else
+        expect(files.some((f) => f.startsWith('bpf-scripts/') || f.startsWith('runc-wrapper/'))).toBe(false);
+    },
+  );
 });
