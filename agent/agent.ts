@@ -38,6 +38,7 @@ import { NsPidLookup } from './containers/proc-status.js';
 import { type ContainerRecord, ContainerRegistry } from './containers/registry.js';
 import { HEARTBEAT_FILE, HandoffSpool } from './handoff/spool.js';
 import { WrapperDrops } from './handoff/wrapper-drops.js';
+import { ExecDedup, type ExecSource } from './records/exec-dedup.js';
 import type { AuditPlan, ContainerAudit } from './plan/plan.js';
 import { commandRecord, containerRef, execArgvFields } from './records/build.js';
 import { recordText } from './records/escaped-text.js';
@@ -88,6 +89,8 @@ export interface AgentStats {
   linesCaptured: number;
   commandsRecorded: number;
   execsRecorded: number;
+  /** Exec records not written: the other source's twin of one already recorded (records/exec-dedup.ts). */
+  execTwinsDropped: number;
   /** Lines from processes in no audited container: dropped, never written. */
   linesDropped: number;
   /** Lines and execs of audited containers over their limits (lineLimits, or the kernel's): reported as losses. */
@@ -138,11 +141,14 @@ export class Agent {
     linesCaptured: 0,
     commandsRecorded: 0,
     execsRecorded: 0,
+    execTwinsDropped: 0,
     linesDropped: 0,
     rateLimited: 0,
     losses: 0,
   };
   private readonly spool: HandoffSpool;
+  /** A kubectl exec arrives as a hand-off and as a kernel exec: one record for both. */
+  private readonly execDedup = new ExecDedup();
   private readonly wrapperDrops: WrapperDrops;
   /** When the wrapper's drop counter was last read (at start: the previous agent's last heartbeat). */
   private wrapperDropsCheckedAt: Date | undefined;
@@ -691,7 +697,11 @@ export class Agent {
   private onExec(h: Handoff): void {
     const entry = this.audited.get(h.id);
     const args = h.process?.args ?? [];
-    if (entry?.audit.execs && h.pid !== null) {
+    if (
+      entry?.audit.execs &&
+      h.pid !== null &&
+      this.isFirstOfTwins(entry.container.id, h.pid, Buffer.from(args[0] ?? ''), 'runtime')
+    ) {
       this.options.sink.write({
         kind: 'exec',
         time: new Date(h.time).toISOString(),
@@ -844,6 +854,7 @@ export class Agent {
       this.stats.rateLimited++;
       return;
     }
+    if (!this.isFirstOfTwins(container.id, exec.pid, exec.argv[0] ?? Buffer.alloc(0), 'kernel')) return;
     const path = recordText(exec.filename);
     const nsPid = this.nsPids.of(exec.pid, exec.mntns);
     this.options.sink.write({
@@ -862,6 +873,13 @@ export class Agent {
     this.stats.execsRecorded++;
     const done = performance.now();
     this.limiter.charge(container.id, done - started, done);
+  }
+
+  /** False (and counted) for the other source's view of an exec already recorded. */
+  private isFirstOfTwins(containerId: string, pid: number, firstArg: Buffer, source: ExecSource): boolean {
+    if (this.execDedup.admit(containerId, pid, firstArg.toString('latin1'), source, Date.now())) return true;
+    this.stats.execTwinsDropped++;
+    return false;
   }
 
   /** The drops over the line limits since the last report: one `rate-limited` loss per container. */

@@ -1,7 +1,7 @@
 /**
  * A small Dockerfile reader: enough of the format to read images/<name>/Dockerfile without an engine (the
- * pins images.node.test.ts checks, the image config e2e/support/pod-runner.ts runs) and its .dockerignore (the
- * context images/build.sh hashes, checked in dockerfile.test.ts). Pure: text in, structures out.
+ * pins and the image config images.node.test.ts checks) and its .dockerignore (the context images/build.sh
+ * hashes, checked in dockerfile.test.ts). Pure: text in, structures out.
  *
  *   parseDockerfile   instructions, line continuations and comments as BuildKit reads them, grouped by stage
  *   evaluate          what each stage is after its ARG/ENV scoping: expanded words, ENV, LABELs, USER,

@@ -4,7 +4,7 @@
 # Debian's CNI plugins (a bridge), the kubelet, kube-proxy (iptables) and CoreDNS (a Deployment). What users
 # run `helm install` and `kubectl exec -it` against; the real-node tests and `make demo` use it.
 #
-# Usage: node.sh up|down|status|env|runtime-handler FILE|import ARCHIVE...
+# Usage: node.sh up|down|status|env|runtime-handler FILE|restart COMPONENT|import ARCHIVE...
 #   up        build what is missing (e2e/cluster/build.sh), start every component in the background, wait
 #             until the node is Ready and cluster DNS answers, and write an admin kubeconfig. Does nothing
 #             if the node is already up.
@@ -17,6 +17,9 @@
 #             add a runtime handler to containerd's configuration, as a node's administrator does it from the
 #             snippet the chart's NOTES print (config version 2), and restart containerd; running containers
 #             stay up. The same FILE again changes nothing.
+#   restart COMPONENT
+#             stop one component and start it again with the same settings (containerd: running containers
+#             stay up, as with `systemctl restart containerd`).
 #   import ARCHIVE...
 #             import image archives (docker-archive or OCI) into containerd's k8s.io namespace, where the
 #             kubelet finds them (there is no registry: pods name them with imagePullPolicy IfNotPresent).
@@ -90,7 +93,9 @@ bridge_link=ca-cni0
 cni_network=container-auditor-node
 host_lock=/run/container-auditor-node.lock
 cgroup_root=container-auditor-node
-wrapper_config_dir=/etc/container-auditor
+# Made by the node's parts when missing: the runc wrapper's configuration (the chart's nodeSetup), the
+# kubelet's log links and device-plugin socket (a fixed path), libcni's cache, the CRI's default runc root.
+host_dirs=(/etc/container-auditor /var/log/containers /var/lib/cni /var/lib/kubelet /run/containerd/runc)
 
 pki_dir="$NODE_DIR/pki"
 logs_dir=$NODE_DIR
@@ -109,8 +114,8 @@ kubelet_dir="$NODE_DIR/kubelet"
 cni_dir="$NODE_DIR/cni"
 images_dir="$NODE_DIR/images"
 SHIM_SOCKET_ROOT=/run/containerd # hard-coded in containerd 1.6
-# Images of the node itself, made here (no registry): the sandbox and cluster DNS.
-pause_image=registry.k8s.io/pause:3.10
+# Images of the node itself, made here (no registry): the sandbox (images/build.sh pause) and cluster DNS.
+pause_image=docker.io/container-auditor/pause:3.10
 coredns_image=container-auditor.local/coredns:v1.12.1
 
 log() { printf '%s\n' "$*"; }
@@ -251,8 +256,10 @@ restore_sysctls() {
 setup_host() {
 	mkdir -p "$host_state"
 	save_sysctls
-	if [[ ! -e $host_state/wrapper-config-dir ]]; then
-		if [[ -e $wrapper_config_dir ]]; then echo present; else echo absent; fi >"$host_state/wrapper-config-dir"
+	# Directories of the host the node's parts create when missing: removed on the way down if they were.
+	if [[ ! -e $host_state/absent-dirs ]]; then
+		local dir
+		for dir in "${host_dirs[@]}"; do [[ -e $dir ]] || printf '%s\n' "$dir"; done >"$host_state/absent-dirs"
 	fi
 	# The node's own address, on the loopback interface (this kernel has no dummy links): nothing reaches it
 	# from outside, and it is the same on every machine.
@@ -304,20 +311,23 @@ restore_iptables() {
 }
 
 restore_host() {
-	restore_iptables
-	ip link del "$bridge_link" 2>/dev/null || true
-	ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true
-	restore_sysctls
-	if [[ -f $host_state/wrapper-config-dir && $(<"$host_state/wrapper-config-dir") == absent ]]; then
-		rm -rf "$wrapper_config_dir"
-	fi
-	# The kubelet links every container's log into /var/log/containers; libcni caches results by network.
-	find /var/log/containers -maxdepth 1 -type l -lname "$kubelet_dir/*" -delete 2>/dev/null || true
-	rm -rf "/var/lib/cni/results/$cni_network-"* 2>/dev/null || true
 	# The CRI's runtimes other than runc keep the shim's default runc root (the snippet names no Root).
 	delete_leftover_runc_containers_in /run/containerd/runc/k8s.io
 	unmount_under "$NODE_DIR"
 	remove_cgroups
+	restore_iptables
+	ip link del "$bridge_link" 2>/dev/null || true
+	ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true
+	restore_sysctls
+	# The kubelet links every container's log into /var/log/containers; libcni caches results by network.
+	find /var/log/containers -maxdepth 1 -type l -lname "$kubelet_dir/*" -delete 2>/dev/null || true
+	rm -rf "/var/lib/cni/results/$cni_network-"* 2>/dev/null || true
+	local dir
+	if [[ -f $host_state/absent-dirs ]]; then
+		while read -r dir; do
+			[[ -n $dir ]] && rm -rf "$dir"
+		done <"$host_state/absent-dirs"
+	fi
 }
 
 delete_leftover_runc_containers_in() { # root: only containers whose bundle is this node's
@@ -598,20 +608,17 @@ wait_until() {
 
 # ---------------------------------------------------------------- images of the node
 
-# Single-binary images: the sandbox's pause (static C) and CoreDNS (static Go), cached by content.
+# The sandbox's pause (images/build.sh, cached by content) and CoreDNS, the static Go binary alone.
 node_images() {
-	mkdir -p "$images_dir/pause-rootfs" "$images_dir/coredns-rootfs"
-	if [[ ! -f $images_dir/pause.tar ]]; then
-		gcc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -static -s -o "$images_dir/pause-rootfs/pause" \
-			"$repo_dir/e2e/stack/pause.c" || die "cannot build the pause program (gcc -static: Debian's gcc and libc6-dev)"
-		oci_archive "$images_dir/pause-rootfs" "$pause_image" "$images_dir/pause.tar" '{"Entrypoint":["/pause"]}'
-	fi
+	mkdir -p "$images_dir/coredns-rootfs"
+	bash "$repo_dir/images/build.sh" pause >>"$logs_dir/images.log" 2>&1 ||
+		die "building the pause image failed (see $logs_dir/images.log)"
 	if [[ ! -f $images_dir/coredns.tar ]]; then
 		cp "$bin_dir/coredns" "$images_dir/coredns-rootfs/coredns"
 		oci_archive "$images_dir/coredns-rootfs" "$coredns_image" "$images_dir/coredns.tar" \
 			'{"Entrypoint":["/coredns"]}'
 	fi
-	ctr_import "$images_dir/pause.tar" "$images_dir/coredns.tar"
+	ctr_import "$repo_dir/.cache/images/pause.tar" "$images_dir/coredns.tar"
 }
 
 ctr_import() {
@@ -880,6 +887,23 @@ cmd_runtime_handler() {
 	wait_until containerd cri_ready
 }
 
+cmd_restart() {
+	local name=${1:-}
+	[[ " ${components[*]} " == *" $name "* ]] || die "usage: $0 restart COMPONENT (one of: ${components[*]})"
+	running_pid "$name" >/dev/null || die "$name is not running: '$0 up' first"
+	step "Restarting $name"
+	stop_component "$name"
+	case $name in
+	etcd) start_etcd && wait_until etcd etcd_healthy ;;
+	kube-apiserver) start_apiserver && wait_until kube-apiserver apiserver_ready ;;
+	kube-controller-manager) start_controller_manager ;;
+	kube-scheduler) start_scheduler ;;
+	containerd) start_containerd && wait_until containerd cri_ready ;;
+	kubelet) start_kubelet && wait_until kubelet node_ready ;;
+	kube-proxy) start_proxy ;;
+	esac
+}
+
 cmd_import() {
 	(($#)) || die "usage: $0 import ARCHIVE..."
 	running_pid containerd >/dev/null || die "the node is not up: '$0 up' first"
@@ -893,6 +917,7 @@ status) cmd_status ;;
 env) cmd_env ;;
 runtime-handler) cmd_runtime_handler "${2:-}" ;;
 import) cmd_import "${@:2}" ;;
+restart) cmd_restart "${2:-}" ;;
 *)
 	awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2
 	exit 2
