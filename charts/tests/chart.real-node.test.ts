@@ -108,7 +108,7 @@ function nodeKubectl(args: string[]): string[] {
 }
 
 /** `kubectl exec -it POD -- bash -i` on a terminal of its own, the lines typed one by one, then Ctrl-D. */
-async function typeInto(pod: string, lines: string[], namespace = SHOP): Promise<void> {
+async function typeInto(pod: string, lines: string[], namespace = SHOP, container = 'app'): Promise<void> {
   const terminal = Terminal.open([
     KUBECTL,
     '--kubeconfig',
@@ -118,6 +118,8 @@ async function typeInto(pod: string, lines: string[], namespace = SHOP): Promise
     '-n',
     namespace,
     pod,
+    '-c',
+    container,
     '--',
     'env',
     'LANG=C.UTF-8',
@@ -420,7 +422,7 @@ describe('the chart on a real node, through helm install and kubectl exec -it', 
     for (const { pod, command } of typed) await typeInto(pod, [command]);
     await expectRecordedOnce(typed);
   }, 300_000);
-  it('kubectl exec POD -- program: the program is recorded as a runtime exec, once', async () => {
+  it('kubectl exec POD -- program: one exec record for the program', async () => {
     const marker = `exec-marker-${process.pid}`;
     await kubectlOk(['exec', '-n', SHOP, 'late', '--', '/bin/echo', marker]);
     const found = await until(
@@ -479,6 +481,36 @@ describe('the chart on a real node, through helm install and kubectl exec -it', 
     expect(record?.status?.commands?.[0]?.uid).toBe(1000);
   }, 180_000);
 
+  it('an ephemeral container from kubectl debug is audited like the others', async () => {
+    await kubectlOk([
+      'debug',
+      '-n',
+      SHOP,
+      'late',
+      `--image=${IMAGE_A}`,
+      '--image-pull-policy=Never',
+      '-c',
+      'dbg',
+      '--',
+      'sleep',
+      'infinity',
+    ]);
+    await until(
+      'the ephemeral container to run',
+      async () => {
+        const pod = JSON.parse(await kubectlOk(['get', 'pod', '-n', SHOP, 'late', '-o', 'json'])) as {
+          status: { ephemeralContainerStatuses?: { name: string; state?: { running?: unknown } }[] };
+        };
+        return (pod.status.ephemeralContainerStatuses ?? []).some(
+          (c) => c.name === 'dbg' && c.state?.running,
+        );
+      },
+      120_000,
+    );
+    await typeInto('late', ['echo typed-in-the-debug-container'], SHOP, 'dbg');
+    await expectRecordedOnce([{ pod: 'late', command: 'echo typed-in-the-debug-container' }]);
+  }, 240_000);
+
   it('the agent pod deleted: the DaemonSet brings it back, the running containers stay audited, nothing twice', async () => {
     await kubectlOk(['delete', 'pod', '-n', SYSTEM_NS, '-l', 'app.kubernetes.io/component=agent', '--wait']);
     await kubectlOk([
@@ -491,6 +523,13 @@ describe('the chart on a real node, through helm install and kubectl exec -it', 
     ]);
     await typeInto('late', ['echo after-the-agent-came-back']);
     await expectRecordedOnce([{ pod: 'late', command: 'echo after-the-agent-came-back' }]);
+    // The time it was away is a loss, on the policy that audits the node's containers.
+    await until(
+      'the agent-down loss in the policy status',
+      async () =>
+        (await kubectlOk(['get', 'containerauditpolicy', POLICY, '-o', 'json'])).includes('agent-down'),
+      60_000,
+    );
   }, 300_000);
 
   it('the leading operator pod deleted: the other replica leads, and what is typed meanwhile is recorded once', async () => {
