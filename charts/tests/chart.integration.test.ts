@@ -233,7 +233,10 @@ describe('helm template', () => {
     const mounts = pod.containers[0]!.volumeMounts!;
     // The root filesystems containerd mounts after the agent started must reach it (the real-node tier
     // proves it); the layers are plain directories.
-    expect(mounts.find((m) => m.name === 'bundles')).toMatchObject({ readOnly: true, mountPropagation: 'HostToContainer' });
+    expect(mounts.find((m) => m.name === 'bundles')).toMatchObject({
+      readOnly: true,
+      mountPropagation: 'HostToContainer',
+    });
     expect(mounts.find((m) => m.name === 'snapshots')).toMatchObject({
       readOnly: true,
       mountPath: '/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs',

@@ -98,6 +98,9 @@ cmd_prefix() {
 state_dir=$CLUSTER_DIR
 # shellcheck source=e2e/lib/processes.sh
 . "$script_dir/../lib/processes.sh"
+# make_pki, write_kubeconfig_file
+# shellcheck source=e2e/lib/pki.sh
+. "$script_dir/../lib/pki.sh"
 
 stop_all() {
 	stop_component kube-apiserver # first, so it doesn't spin on a vanished etcd
@@ -140,92 +143,18 @@ check_ports_free() {
 
 # ---------------------------------------------------------------- certificates
 
-# Once per CLUSTER_DIR: a CA, the apiserver serving cert, an admin client cert
-# (O=system:masters, which RBAC always allows) and the service-account token
-# signing key pair. Generated in a temp dir and renamed, so an interrupted run
-# never leaves a half-made pki/.
+# Once per CLUSTER_DIR: a CA, the apiserver serving cert, an admin client cert (O=system:masters, which RBAC
+# always allows) and the service-account token signing key pair (e2e/lib/pki.sh).
 generate_pki() {
 	[[ -f $pki_dir/sa.pub ]] && return 0
-	local tmp="$CLUSTER_DIR/pki.tmp.$$"
-	rm -rf "$tmp"
-	mkdir -m 700 "$tmp"
 	log "Generating certificates in $pki_dir"
-	cat >"$tmp/openssl.cnf" <<-'EOF'
-		# A self-contained config, so the system openssl.cnf defaults don't matter.
-		[req]
-		distinguished_name = dn
-		prompt = no
-		[dn]
-		CN = unused
-		[ca]
-		basicConstraints = critical,CA:TRUE
-		keyUsage = critical,digitalSignature,keyCertSign,cRLSign
-		subjectKeyIdentifier = hash
-		[server]
-		basicConstraints = critical,CA:FALSE
-		keyUsage = critical,digitalSignature,keyEncipherment
-		extendedKeyUsage = serverAuth
-		authorityKeyIdentifier = keyid
-		subjectAltName = IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
-		[client]
-		basicConstraints = critical,CA:FALSE
-		keyUsage = critical,digitalSignature,keyEncipherment
-		extendedKeyUsage = clientAuth
-		authorityKeyIdentifier = keyid
-	EOF
-	if ! (
-		set -e
-		umask 077
-		cd "$tmp"
-		ossl() { openssl "$@" 2>>openssl.log; }
-		ossl req -x509 -config openssl.cnf -extensions ca -newkey rsa:2048 -nodes \
-			-keyout ca.key -out ca.crt -days 3650 -subj "/CN=container-auditor-local-ca"
-		leaf() { # name subject extensions-section
-			ossl req -new -config openssl.cnf -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2"
-			ossl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -CAserial ca.srl \
-				-days 3650 -extfile openssl.cnf -extensions "$3" -out "$1.crt"
-			rm -f "$1.csr"
-		}
-		leaf apiserver "/CN=kube-apiserver" server
-		leaf admin "/O=system:masters/CN=admin" client
-		ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
-		ossl pkey -in sa.key -pubout -out sa.pub
-	); then
-		cat "$tmp/openssl.log" >&2 2>/dev/null || true
-		rm -rf "$tmp"
-		die "certificate generation with openssl failed"
-	fi
-	rm -f "$tmp/openssl.log"
-	rm -rf "$pki_dir"
-	mv "$tmp" "$pki_dir"
+	make_pki "$pki_dir" container-auditor-local-ca \
+		IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local \
+		"apiserver|/CN=kube-apiserver|server" "admin|/O=system:masters/CN=admin|client"
 }
 
 write_kubeconfig() {
-	local tmp="$kubeconfig.tmp.$$"
-	(
-		umask 077
-		cat >"$tmp" <<-EOF
-			apiVersion: v1
-			kind: Config
-			clusters:
-			- name: $context_name
-			  cluster:
-			    server: https://127.0.0.1:$APISERVER_PORT
-			    certificate-authority-data: $(base64 -w0 <"$pki_dir/ca.crt")
-			users:
-			- name: admin
-			  user:
-			    client-certificate-data: $(base64 -w0 <"$pki_dir/admin.crt")
-			    client-key-data: $(base64 -w0 <"$pki_dir/admin.key")
-			contexts:
-			- name: $context_name
-			  context:
-			    cluster: $context_name
-			    user: admin
-			current-context: $context_name
-		EOF
-	)
-	mv "$tmp" "$kubeconfig"
+	write_kubeconfig_file "$kubeconfig" "https://127.0.0.1:$APISERVER_PORT" "$context_name" "$pki_dir" admin
 }
 
 # ---------------------------------------------------------------- commands

@@ -131,6 +131,8 @@ state_dir=$NODE_DIR # the components' pid files and logs (every command line nam
 . "$script_dir/../lib/processes.sh"
 # shellcheck source=e2e/lib/containerd.sh
 . "$script_dir/../lib/containerd.sh"
+# shellcheck source=e2e/lib/pki.sh
+. "$script_dir/../lib/pki.sh"
 
 kubectl() { "$bin_dir/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
@@ -144,92 +146,24 @@ up_failed() {
 
 # ---------------------------------------------------------------- certificates
 
-# One CA for everything; a serving certificate for the API server; client certificates for each identity.
+# One CA for everything; a serving certificate for the API server; a client certificate for each identity.
 generate_pki() {
 	[[ -f $pki_dir/sa.pub ]] && return 0
-	local tmp="$NODE_DIR/pki.tmp.$$"
-	rm -rf "$tmp"
-	mkdir -m 700 "$tmp"
 	step "Generating certificates"
-	cat >"$tmp/openssl.cnf" <<-EOF
-		[req]
-		distinguished_name = dn
-		prompt = no
-		[dn]
-		CN = unused
-		[ca]
-		basicConstraints = critical,CA:TRUE
-		keyUsage = critical,digitalSignature,keyCertSign,cRLSign
-		subjectKeyIdentifier = hash
-		[server]
-		basicConstraints = critical,CA:FALSE
-		keyUsage = critical,digitalSignature,keyEncipherment
-		extendedKeyUsage = serverAuth
-		authorityKeyIdentifier = keyid
-		subjectAltName = IP:127.0.0.1,IP:$NODE_IP,IP:$service_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
-		[client]
-		basicConstraints = critical,CA:FALSE
-		keyUsage = critical,digitalSignature,keyEncipherment
-		extendedKeyUsage = clientAuth
-		authorityKeyIdentifier = keyid
-	EOF
-	if ! (
-		set -e
-		umask 077
-		cd "$tmp"
-		ossl() { openssl "$@" 2>>openssl.log; }
-		ossl req -x509 -config openssl.cnf -extensions ca -newkey rsa:2048 -nodes \
-			-keyout ca.key -out ca.crt -days 3650 -subj "/CN=container-auditor-node-ca"
-		leaf() { # name subject extensions-section
-			ossl req -new -config openssl.cnf -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2"
-			ossl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -CAserial ca.srl \
-				-days 3650 -extfile openssl.cnf -extensions "$3" -out "$1.crt"
-			rm -f "$1.csr"
-		}
-		leaf apiserver "/CN=kube-apiserver" server
-		leaf admin "/O=system:masters/CN=admin" client
-		leaf apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" client
-		leaf front-proxy-client "/CN=front-proxy-client" client
-		leaf kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" client
-		leaf kube-controller-manager "/CN=system:kube-controller-manager" client
-		leaf kube-scheduler "/CN=system:kube-scheduler" client
-		leaf kube-proxy "/CN=system:kube-proxy" client
-		ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
-		ossl pkey -in sa.key -pubout -out sa.pub
-	); then
-		cat "$tmp/openssl.log" >&2 2>/dev/null || true
-		rm -rf "$tmp"
-		die "certificate generation with openssl failed"
-	fi
-	rm -f "$tmp/openssl.log"
-	mv "$tmp" "$pki_dir"
+	make_pki "$pki_dir" container-auditor-node-ca \
+		"IP:127.0.0.1,IP:$NODE_IP,IP:$service_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
+		"apiserver|/CN=kube-apiserver|server" \
+		"admin|/O=system:masters/CN=admin|client" \
+		"apiserver-kubelet-client|/O=system:masters/CN=kube-apiserver-kubelet-client|client" \
+		"front-proxy-client|/CN=front-proxy-client|client" \
+		"kubelet|/O=system:nodes/CN=system:node:$NODE_NAME|client" \
+		"kube-controller-manager|/CN=system:kube-controller-manager|client" \
+		"kube-scheduler|/CN=system:kube-scheduler|client" \
+		"kube-proxy|/CN=system:kube-proxy|client"
 }
 
 write_kubeconfig() { # file identity
-	(
-		umask 077
-		cat >"$1.tmp" <<-EOF
-			apiVersion: v1
-			kind: Config
-			clusters:
-			- name: container-auditor-node
-			  cluster:
-			    server: https://$NODE_IP:$NODE_APISERVER_PORT
-			    certificate-authority-data: $(base64 -w0 <"$pki_dir/ca.crt")
-			users:
-			- name: $2
-			  user:
-			    client-certificate-data: $(base64 -w0 <"$pki_dir/$2.crt")
-			    client-key-data: $(base64 -w0 <"$pki_dir/$2.key")
-			contexts:
-			- name: container-auditor-node
-			  context:
-			    cluster: container-auditor-node
-			    user: $2
-			current-context: container-auditor-node
-		EOF
-	)
-	mv "$1.tmp" "$1"
+	write_kubeconfig_file "$1" "https://$NODE_IP:$NODE_APISERVER_PORT" container-auditor-node "$pki_dir" "$2"
 }
 
 # ---------------------------------------------------------------- host changes, recorded to be undone
