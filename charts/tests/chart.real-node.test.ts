@@ -155,13 +155,19 @@ async function policyStatus(): Promise<PolicyStatus> {
   ) as PolicyStatus;
 }
 
-/** What the node's agent last reported, once it reports `audited` containers (through the leading operator). */
-async function agentReports(audited: number): Promise<NonNullable<PolicyStatus['nodes']>[number]> {
+/**
+ * What the node's agent last reported, once it reports `audited` containers and at least `probes` probes
+ * (through the leading operator; its reports follow its state by a few seconds).
+ */
+async function agentReports(
+  audited: number,
+  probes = 0,
+): Promise<NonNullable<PolicyStatus['nodes']>[number]> {
   return until(
-    `the agent to report ${audited} audited containers`,
+    `the agent to report ${audited} audited containers and ${probes} probes`,
     async () => {
       const node = (await policyStatus()).nodes?.find((n) => n.name === NODE_NAME);
-      return node?.planVersion !== undefined && node.auditedContainers === audited ? node : undefined;
+      return node?.auditedContainers === audited && (node.probesAttached ?? 0) >= probes ? node : undefined;
     },
     90_000,
   );
@@ -417,7 +423,7 @@ describe('the chart on a real node, through helm install and kubectl exec -it', 
     await Promise.all([auditedPod('a1', IMAGE_A), auditedPod('a2', IMAGE_A), auditedPod('b1', IMAGE_B)]);
     for (const pod of ['a1', 'a2', 'b1']) expect(await lateAudits(pod)).toEqual([]);
     // Four audited containers (late, a1, a2, b1), two distinct bash files: one probe each.
-    expect((await agentReports(4)).probesAttached).toBe(2);
+    expect((await agentReports(4, 2)).probesAttached).toBe(2);
     const typed = ['a1', 'a2', 'b1'].map((pod) => ({ pod, command: `echo typed-in-${pod}` }));
     for (const { pod, command } of typed) await typeInto(pod, [command]);
     await expectRecordedOnce(typed);
