@@ -336,22 +336,30 @@ function procStatus(pid: number): Record<string, string> {
   );
 }
 
+interface ReleasePod {
+  metadata: { name: string };
+  spec: { hostPID?: boolean; volumes: { name: string }[] };
+  status: { conditions?: { type: string; status: string }[] };
+}
+
+/** The release's pods of one component (operator, agent), as the API server has them. */
+async function releasePods(component: string): Promise<{ items: ReleasePod[] }> {
+  const out = await kubectlOk([
+    'get',
+    'pods',
+    '-n',
+    SYSTEM_NS,
+    '-l',
+    `app.kubernetes.io/component=${component}`,
+    '-o',
+    'json',
+  ]);
+  return JSON.parse(out) as { items: ReleasePod[] };
+}
+
 describe('the chart installed by helm on a real node', () => {
   it('the operator replicas run as 65532 with no capabilities, Ready by their probes; one holds the Lease; no API refusal', async () => {
-    const pods = JSON.parse(
-      await kubectlOk([
-        'get',
-        'pods',
-        '-n',
-        SYSTEM_NS,
-        '-l',
-        'app.kubernetes.io/component=operator',
-        '-o',
-        'json',
-      ]),
-    ) as {
-      items: { metadata: { name: string }; status: { conditions?: { type: string; status: string }[] } }[];
-    };
+    const pods = await releasePods('operator');
     expect(pods.items).toHaveLength(2);
     for (const pod of pods.items)
       expect(pod.status.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
@@ -378,23 +386,7 @@ describe('the chart installed by helm on a real node', () => {
   }, 120_000);
 
   it('the agent is root and privileged in the host pid namespace without an API token, Ready once it has its plan', async () => {
-    const pod = JSON.parse(
-      await kubectlOk([
-        'get',
-        'pods',
-        '-n',
-        SYSTEM_NS,
-        '-l',
-        'app.kubernetes.io/component=agent',
-        '-o',
-        'json',
-      ]),
-    ) as {
-      items: {
-        spec: { hostPID?: boolean; volumes: { name: string; projected?: unknown }[] };
-        status: { conditions?: { type: string; status: string }[] };
-      }[];
-    };
+    const pod = await releasePods('agent');
     expect(pod.items).toHaveLength(1);
     const [agent] = pod.items;
     expect(agent!.status.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
