@@ -131,6 +131,8 @@ state_dir=$NODE_DIR # the components' pid files and logs (every command line nam
 . "$script_dir/../lib/processes.sh"
 # shellcheck source=e2e/lib/containerd.sh
 . "$script_dir/../lib/containerd.sh"
+# shellcheck source=e2e/lib/image.sh
+. "$script_dir/../lib/image.sh"
 # shellcheck source=e2e/lib/pki.sh
 . "$script_dir/../lib/pki.sh"
 
