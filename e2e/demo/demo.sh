@@ -195,10 +195,10 @@ install_and_build() {
 	fi
 	step "Installing what is missing and building (scripts/setup.sh: Debian packages, npm ci; make build)"
 	make -s -C "$repo_dir" build 9>&-
-	step "Building kubectl and helm from their Go modules (e2e/cluster/build.sh, cached: the first time takes minutes)"
+	step "Building kubectl and helm from their Go modules (e2e/cluster/build.sh, cached: the first time takes about 6 minutes)"
 	# Its progress lines as they come; not the table of paths it ends with.
 	bash e2e/cluster/build.sh kubectl helm 9>&- | sed -u -n '/ -> /!s/^/    /p'
-	step "Building the operator and agent images from images/*/Dockerfile (images/build.sh: buildah, cached by content; the first time takes minutes; log: $logs_dir/images.log)"
+	step "Building the operator and agent images from images/*/Dockerfile (images/build.sh: buildah, cached by content; the first time takes about 3 minutes; log: $logs_dir/images.log)"
 	bash images/build.sh operator agent 9>&- 2>&1 | tee -a "$logs_dir/images.log" | sed -u -n 's/^==> /    /p'
 }
 
@@ -208,8 +208,9 @@ start_node() {
 		node_sh status >/dev/null 2>&1 || die "no node runs in $NODE_DIR (DEMO_NODE_DIR): NODE_DIR=$NODE_DIR $node_script up"
 		return 0
 	fi
-	step "Bringing up the node (e2e/node/node.sh up, NODE_DIR=$NODE_DIR; building its binaries the first time takes 15 to 25 minutes)"
-	if ! node_sh up 2>&1 | tee -a "$logs_dir/node.log" | indent; then
+	step "Bringing up the node (e2e/node/node.sh up, NODE_DIR=$NODE_DIR; building its binaries the first time takes about 20 minutes)"
+	# Its progress lines as they come; not the table of the binaries' paths.
+	if ! node_sh up 2>&1 | tee -a "$logs_dir/node.log" | sed -u '/ -> /d; s/^/    /'; then
 		local other
 		other=$(cat /run/container-auditor-node.lock.dir 2>/dev/null || true)
 		if [[ -n $other && $other != "$NODE_DIR" ]]; then
