@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The node half of the demo: a containerd with its CRI plugin on, driven with
+# The node half of containerd-level tests: a containerd with its CRI plugin on, driven with
 # crictl the way a kubelet drives it, whose `container-auditor` runtime handler
 # (what a RuntimeClass names) runs containers through the runc wrapper, and
 # whose default handler `runc` runs the others. Pods share the node's network
@@ -42,7 +42,7 @@
 #                                             plus busybox's applets; PATH set;
 #                                             runs `sleep infinity`
 #
-# Several stacks can run at once (a demo next to a test) as long as each has
+# Several stacks can run at once (one per test file) as long as each has
 # its own STACK_DIR: the socket, state, runc root, CNI directories and cgroup
 # parent are all derived from it, and `down` only ever stops processes that
 # name this stack's socket. containerd 1.6 puts its shims' sockets in
