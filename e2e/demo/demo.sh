@@ -78,6 +78,7 @@ values_file=$DEMO_DIR/values.yaml
 handler_file=$DEMO_DIR/containerd-runtime.toml
 state_dir=$DEMO_DIR/agent-state
 demo_archive=$images_dir/demo-shell.tar
+installed_images=$DEMO_DIR/images.installed # the archives (content-keyed) the release's pods were started from
 own_node_dir=$DEMO_DIR/cluster
 
 step() { printf "==> [%ss] %s\n" "$SECONDS" "$*"; }
@@ -292,6 +293,7 @@ install_release() {
 		helm get values "$RELEASE" -n "$SYSTEM_NS" 2>/dev/null | grep -qF "state: $state_dir" ||
 			die "release $RELEASE in namespace $SYSTEM_NS was not installed by this demo (DEMO_DIR=$DEMO_DIR): take the other one down first"
 		step "The chart runs already: release $RELEASE in namespace $SYSTEM_NS, revision $(helm status "$RELEASE" -n "$SYSTEM_NS" | sed -n 's/^REVISION: //p')"
+		restart_on_new_images
 		return 0
 	fi
 	if [[ -n $status ]]; then
@@ -303,7 +305,21 @@ install_release() {
 	sed -n '/^[^#]/s/^/    | /p' "$values_file"
 	with_progress helm system_pods helm install "$RELEASE" charts/container-auditor --namespace "$SYSTEM_NS" \
 		-f "$values_file" --wait --timeout 5m
+	archives_in_use >"$installed_images"
 	kubectl get pods -n "$SYSTEM_NS" -o wide 2>&1 | indent
+}
+
+archives_in_use() { readlink -f "${image_archives[@]}"; }
+
+# The images keep their tag when the sources change (images/build.sh makes a new archive, node.sh imports it):
+# pods started from the earlier ones are restarted, as after a `helm upgrade` to new images.
+restart_on_new_images() {
+	[[ -f $installed_images && $(archives_in_use) != "$(<"$installed_images")" ]] || return 0
+	step "The images changed since the operator and the agent started: restarting them (kubectl rollout restart)"
+	quietly kubectl kubectl rollout restart -n "$SYSTEM_NS" "deployment/$RELEASE-operator" "daemonset/$RELEASE-agent"
+	with_progress kubectl system_pods kubectl rollout status -n "$SYSTEM_NS" "deployment/$RELEASE-operator" --timeout=5m
+	with_progress kubectl system_pods kubectl rollout status -n "$SYSTEM_NS" "daemonset/$RELEASE-agent" --timeout=5m
+	archives_in_use >"$installed_images"
 }
 
 # The one step the chart leaves to a node's administrator, as its NOTES print it: containerd's entry for the
