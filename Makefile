@@ -88,7 +88,7 @@ node-up: setup
 node-down:
 	@bash e2e/node/node.sh down
 
-## demo: everything on this machine, as root (e2e/demo/): installs and builds what is missing, starts a control plane, containerd with the wrapper, the operator and the agent, applies a policy, runs a pod, types commands into its shell and prints what kubectl shows of them. Everything lives in .cache/demo/
+## demo: everything on this machine, as root (e2e/demo/): installs and builds what is missing (the images too), brings up a real one-node Kubernetes (e2e/node/node.sh), helm installs the chart, adds the runtime handler as its NOTES say, applies a policy, creates a pod, types commands into its shell through kubectl exec -it and prints what kubectl shows of them. Everything lives in .cache/demo/ (the node's kubeconfig: .cache/demo/cluster/kubeconfig); DEMO_NODE_DIR=<NODE_DIR> runs it on a node that is up already
 demo:
 	@bash e2e/demo/demo.sh up
 
@@ -96,7 +96,7 @@ demo:
 demo-shell:
 	@bash e2e/demo/demo.sh shell
 
-## demo-down: stop everything the demo started and delete .cache/demo/ (idempotent)
+## demo-down: remove everything the demo made: its node (node.sh down restores the host; with DEMO_NODE_DIR only the release, its namespace, the policy and namespace shop) and .cache/demo/ (idempotent)
 demo-down:
 	@bash e2e/demo/demo.sh down
 

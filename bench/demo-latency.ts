@@ -1,36 +1,43 @@
 /**
- * End-to-end latency on the real demo stack (e2e/demo/demo.sh): from a command typed into `bash -i` in the
- * audited pod to the moment its AuditRecord command is visible in the API server, and the API writes it took.
+ * End-to-end latency on the demo (e2e/demo/demo.sh): from a command typed into `bash -i` in the audited pod
+ * to the moment its AuditRecord command is visible in the API server, and the API writes it took.
  *
- * The demo runs in a private directory under /tmp on free ports (as e2e/demo/demo.node.test.ts starts it),
- * so it never meets a user's `make demo`: a control plane, containerd with the runc wrapper, the operator and
- * the agent as processes, the sample policy, Pod shop/web. Lines `: lat-<i>` are typed into one `bash -i`
- * through `crictl exec -it` under script(1), each once bash shows its prompt, at a steady rate. A
+ * The demo runs in a private directory under /tmp (DEMO_DIR), so it never meets a user's `make demo`: a real
+ * one-node Kubernetes (its own, in that directory, unless DEMO_NODE_DIR names a node that is up: one runs on a
+ * machine at a time), the chart installed by helm (the operator's two replicas and the agent as pods of the
+ * images built from images/), the sample policy, Pod shop/web. Lines `: lat-<i>` are typed into one `bash -i`
+ * through `kubectl exec -it` under script(1), each once bash shows its prompt, at a steady rate. A
  * `kubectl get auditrecords -n shop -w` notes the first time each line is seen in an AuditRecord; the latency
  * of a line is that moment minus the moment it was written to the terminal.
  *
- * API writes come from the operator's /metrics (its probe port): `container_auditor_record_writes`
- * (creates + statusWrites + conflicts) and `container_auditor_event_writes` (created + aggregated +
- * summaries), read before and after, scaled to 1,000 commands. The gauges are synced every 2 s, hence the
- * waits around the readings.
+ * On the real node the figures mean more than they did when the demo ran the operator and the agent as local
+ * processes beside a containerd driven by crictl: a typed line now also travels kubectl exec's stream (the API
+ * server, the kubelet, containerd's streaming server) before bash reads it, the agent reaches the operator
+ * through its Service (kube-proxy), and both run in pods with the chart's resources. The "demo up" time
+ * includes bringing the node up and `helm install --wait`. Figures from before that change are not comparable.
  *
- * Root only, after `make build` (and e2e/cluster/build.sh: demo.sh runs with DEMO_BUILD=0). Prints one table on
- * stdout, progress on stderr. `demo.sh down` on the private directory at the end, on Ctrl-C too.
+ * API writes come from the operator replicas' /metrics (their probe port, read through the API server's pod
+ * proxy; this node's bridge network enforces no NetworkPolicy), summed over the replicas:
+ * `container_auditor_record_writes` (creates + statusWrites + conflicts) and `container_auditor_event_writes`
+ * (created + aggregated + summaries), read before and after, scaled to 1,000 commands. The gauges are synced
+ * every 2 s, hence the waits around the readings.
+ *
+ * Root only. demo.sh builds what is missing (make build, helm, the images). Prints one table on stdout,
+ * progress on stderr. `demo.sh down` on the private directory at the end, on Ctrl-C too.
  *
  *   make build && node dist/bench/demo-latency.js [--commands 200] [--rate 5]
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_FLUSH_MS } from '../operator/ingest/records-writer.js';
 import { KUBECTL } from '../e2e/support/paths.js';
-import { DEMO_SCRIPT, privateDemoEnv } from '../e2e/support/private-demo.js';
+import { DEMO_SCRIPT, demoKubeconfig, privateDemoEnv } from '../e2e/support/private-demo.js';
 import { Terminal } from '../e2e/support/terminal.js';
-import { BASH_PROMPT, CRICTL } from '../e2e/stack/stack.js';
 import {
   atCleanup,
   checkpoint,
@@ -53,6 +60,11 @@ const USAGE = `usage: node dist/bench/demo-latency.js [options]   (as root, afte
   --timeout N    seconds to wait for the last line in the API server (default 30)`;
 
 const NS = 'shop';
+/** The demo's release and its namespace (demo.sh). */
+const SYSTEM_NS = 'container-auditor';
+const OPERATOR = 'container-auditor-operator';
+/** bash's prompt as root with no rc file (`bash-5.2# `). */
+const BASH_PROMPT = /bash-[\d.]+# /;
 const RUN = randomBytes(3).toString('hex');
 /** How often the operator copies its counters into the /metrics gauges (operator.ts), with a margin. */
 const METRICS_SYNC_MS = 2_500;
@@ -114,56 +126,89 @@ function demoUp(env: NodeJS.ProcessEnv): Promise<void> {
   });
 }
 
-/** The operator's gauges of one metric, by outcome. */
-async function metric(probePort: string, name: string): Promise<Record<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${probePort}/metrics`)).text();
+function kubectlOk(kubeconfig: string, args: string[]): string {
+  const r = spawnSync(KUBECTL, ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Every operator replica's /metrics, through the API server's pod proxy (to its `probes` port's number). */
+function operatorMetrics(kubeconfig: string): string[] {
+  const pods = kubectlOk(kubeconfig, [
+    'get',
+    'pods',
+    '-n',
+    SYSTEM_NS,
+    '-l',
+    'app.kubernetes.io/component=operator',
+    '-o',
+    'jsonpath={range .items[*]}{.metadata.name}:{.spec.containers[0].ports[?(@.name=="probes")].containerPort}{"\\n"}{end}',
+  ]);
+  return pods
+    .split('\n')
+    .filter(Boolean)
+    .map((pod) =>
+      kubectlOk(kubeconfig, ['get', '--raw', `/api/v1/namespaces/${SYSTEM_NS}/pods/${pod}/proxy/metrics`]),
+    );
+}
+
+/** The operators' gauges of one metric, by outcome, summed over the replicas (only the leader writes). */
+function metric(texts: string[], name: string): Record<string, number> {
   const out: Record<string, number> = {};
   const re = new RegExp(`^${name}\\{outcome="([^"]+)"\\} (\\S+)$`, 'gm');
-  for (const m of text.matchAll(re)) out[m[1]!] = Number(m[2]);
+  for (const text of texts) for (const m of text.matchAll(re)) out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2]);
   return out;
 }
 
-async function writes(
-  probePort: string,
-): Promise<{ records: Record<string, number>; events: Record<string, number> }> {
+function writes(kubeconfig: string): { records: Record<string, number>; events: Record<string, number> } {
+  const texts = operatorMetrics(kubeconfig);
   return {
-    records: await metric(probePort, 'container_auditor_record_writes'),
-    events: await metric(probePort, 'container_auditor_event_writes'),
+    records: metric(texts, 'container_auditor_record_writes'),
+    events: metric(texts, 'container_auditor_event_writes'),
   };
 }
 
 const delta = (after: Record<string, number>, before: Record<string, number>, keys: string[]): number =>
   keys.reduce((sum, k) => sum + (after[k] ?? 0) - (before[k] ?? 0), 0);
 
-/** The operator's --flush-ms from its command line, or the default it runs with. */
-function flushWindow(dir: string): string {
+/** The operator's --flush-ms from its Deployment's arguments (the chart's operator.flushMilliseconds). */
+function flushWindow(kubeconfig: string): string {
   try {
-    const pid = readFileSync(join(dir, 'run', 'operator.pid'), 'utf8').trim();
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    const i = argv.indexOf('--flush-ms');
-    if (i >= 0 && argv[i + 1]) return `${argv[i + 1]} ms (--flush-ms)`;
+    const args = JSON.parse(
+      kubectlOk(kubeconfig, [
+        'get',
+        'deployment',
+        '-n',
+        SYSTEM_NS,
+        OPERATOR,
+        '-o',
+        'jsonpath={.spec.template.spec.containers[0].args}',
+      ]),
+    ) as string[];
+    const flag = args.find((a) => a.startsWith('--flush-ms='));
+    if (flag)
+      return `${flag.slice('--flush-ms='.length)} ms (--flush-ms, the chart's operator.flushMilliseconds)`;
   } catch {
     // gone: say the default
   }
-  return `${DEFAULT_FLUSH_MS} ms (default; demo.sh passes no --flush-ms)`;
+  return `${DEFAULT_FLUSH_MS} ms (default: no --flush-ms)`;
 }
 
 async function bench(options: Options): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('run as root (containerd, runc, bpftrace)');
-  for (const bin of [KUBECTL, CRICTL])
-    if (!existsSync(bin)) throw new Error(`${bin} is missing: run make build and bash e2e/cluster/build.sh`);
+  if (process.getuid?.() !== 0) throw new Error('run as root (a Kubernetes node, bpftrace)');
   const started = nowMs();
   const dir = mkdtempSync(join(tmpdir(), 'ca-demo-bench-'));
   const commandsFile = join(dir, 'warmup.txt');
   const warmup = `: warmup-${RUN}`;
   writeFileSync(commandsFile, `${warmup}\n`);
-  const env = await privateDemoEnv({ dir, node: `demo-bench-${RUN}`, commandsFile });
+  const env = privateDemoEnv({ dir, commandsFile, build: true });
+  const kubeconfig = demoKubeconfig(env);
   const s: Scratch = { dir, env };
   scratch = s;
   atCleanup(() => cleanup(s));
 
   progress(
-    `starting the demo in ${dir} (apiserver :${env.DEMO_APISERVER_PORT}, probes :${env.DEMO_PROBE_PORT})`,
+    `starting the demo in ${dir} (${env.DEMO_NODE_DIR ? `on the node in ${env.DEMO_NODE_DIR}` : 'its own node'})`,
   );
   await demoUp(env);
   rmSync(commandsFile, { force: true });
@@ -176,7 +221,7 @@ async function bench(options: Options): Promise<void> {
   let watchReady = false;
   s.watch = spawn(
     KUBECTL,
-    ['--kubeconfig', join(dir, 'cluster', 'kubeconfig'), 'get', 'auditrecords', '-n', NS, '-w', '-o', 'json'],
+    ['--kubeconfig', kubeconfig, 'get', 'auditrecords', '-n', NS, '-w', '-o', 'json'],
     { env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let object: string[] = [];
@@ -201,23 +246,18 @@ async function bench(options: Options): Promise<void> {
     await sleep(50);
   }
 
-  const probe = env.DEMO_PROBE_PORT!;
   await sleep(METRICS_SYNC_MS);
-  const before = await writes(probe);
+  const before = writes(kubeconfig);
 
-  const containerId = /^CONTAINER_ID=(.+)$/m.exec(readFileSync(join(dir, 'demo.env'), 'utf8'))?.[1];
-  if (!containerId) throw new Error('no CONTAINER_ID in demo.env');
   s.terminal = Terminal.open(
-    [CRICTL, '--config', join(dir, 'stack', 'crictl.yaml'), 'exec', '-it', containerId, 'bash', '-i'],
+    [KUBECTL, '--kubeconfig', kubeconfig, 'exec', '-it', '-n', NS, 'web', '-c', 'app', '--', 'bash', '-i'],
     env,
   );
   const terminal = s.terminal;
   const lines = Array.from({ length: options.commands }, (_, i) => `: lat-${RUN}-${i}`);
   const typedAt = new Map<string, number>();
   const interval = 1000 / options.rate;
-  progress(
-    `typing ${lines.length} lines at ${options.rate}/s into bash -i in ${NS}/web (container ${containerId.slice(0, 12)})`,
-  );
+  progress(`typing ${lines.length} lines at ${options.rate}/s into bash -i in ${NS}/web (kubectl exec -it)`);
   const typingStart = nowMs();
   for (const [i, line] of lines.entries()) {
     checkpoint();
@@ -238,7 +278,7 @@ async function bench(options: Options): Promise<void> {
   }
   const missing = lines.filter((l) => !seen.has(l)).length;
   await sleep(METRICS_SYNC_MS);
-  const after = await writes(probe);
+  const after = writes(kubeconfig);
   terminal.type('exit\n');
   await terminal.waitForExit(10_000).catch(() => terminal.kill());
 
@@ -261,10 +301,10 @@ async function bench(options: Options): Promise<void> {
       'Event writes (created + aggregated + summaries)',
       `${eventWrites} (${per1000(eventWrites)} per 1,000 commands)`,
     ],
-    ["operator's flush window", flushWindow(dir)],
+    ["operator's flush window", flushWindow(kubeconfig)],
   ];
   console.log(
-    `\ndemo-latency: typed into bash -i (crictl exec -it) -> AuditRecord command seen by kubectl -w; ` +
+    `\ndemo-latency: typed into bash -i (kubectl exec -it) -> AuditRecord command seen by kubectl -w; ` +
       `demo up took ${f(upSeconds, 0)} s\n`,
   );
   console.log(table(['measure', 'value'], rows));

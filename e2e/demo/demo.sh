@@ -1,43 +1,38 @@
 #!/usr/bin/env bash
-# container-auditor on one machine, end to end: a local control plane, a
-# containerd whose `container-auditor` runtime handler runs the runc wrapper,
-# the operator and the agent as local processes with real credentials, a policy,
-# a Pod, and commands typed into its shell, all the way to `kubectl get
+# container-auditor on one machine, end to end, the way users run it: a real one-node Kubernetes
+# (e2e/node/node.sh: kubelet, bridge CNI, kube-proxy, CoreDNS), the operator and agent images built from
+# images/*/Dockerfile and imported into the node's containerd, the Helm chart installed with `helm install`,
+# the runtime handler added to containerd as the chart's NOTES print it, a policy, a Pod scheduled by the
+# scheduler, and commands typed into its shell through `kubectl exec -it`, all the way to `kubectl get
 # auditrecords`. As root. Behind `make demo`, `make demo-shell`, `make demo-down`.
 #
 # Usage: demo.sh up|shell|down|status
-#   up      install and build what is missing (scripts/setup.sh, make build,
-#           e2e/cluster/build.sh), start everything, type the commands of
-#           DEMO_COMMANDS into `bash -i` in the demo pod, wait until they are
-#           in the API server and print what a user looks at. Idempotent: what
-#           runs already is kept, and each run types into a new shell session.
-#   shell   bring the demo up if it is not (without typing), then open `bash -i`
-#           in the demo pod on this terminal, with the pod's audit Events
-#           streaming into the same terminal as they are written.
-#   down    stop and remove everything the demo started (agent, operator,
-#           containerd and its pods, etcd and kube-apiserver) and delete
-#           DEMO_DIR. Idempotent.
+#   up      install and build what is missing (scripts/setup.sh, make build, helm, the images), bring the
+#           node up, install the chart, type the lines of DEMO_COMMANDS into `bash -i` in the demo pod
+#           through `kubectl exec -it`, wait until they are AuditRecords and print what a user looks at.
+#           Idempotent: what runs already is kept, and each run types into a new shell session.
+#   shell   bring the demo up if it is not (without typing), then `kubectl exec -it` into `bash -i` in the
+#           demo pod on this terminal, with the pod's audit Events streaming into the same terminal.
+#   down    remove everything: the node (node.sh down, which restores the host) and DEMO_DIR. With a node
+#           of DEMO_NODE_DIR, only what the demo made on it (the release and its namespace, the policy,
+#           namespace shop), never the node. Idempotent.
 #   status  print what runs; exit 0 if everything does.
 #
-# Everything lives in DEMO_DIR: the control plane (cluster/), containerd
-# (stack/), credentials (tls/, operator/, agent/), the agent's state and every
-# log (logs/). Processes are only ever stopped through pid files there whose
-# process's command line names DEMO_DIR.
+# Everything lives in DEMO_DIR: the node (cluster/, node.sh's NODE_DIR: the admin kubeconfig is
+# cluster/kubeconfig), Helm's own directories (helm/), the chart's values for this node (values.yaml), the
+# agent's state on the node (agent-state/), the demo pod's image (images/) and the logs (logs/).
 #
 # Environment (defaults in brackets):
-#   DEMO_DIR              [<repo>/.cache/demo]
-#   DEMO_COMMANDS         a file whose lines are typed into the shell
-#                         [e2e/demo/commands.txt]
-#   DEMO_NODE             this machine's Node name [the host name, lower case]
-#   DEMO_APISERVER_PORT   kube-apiserver on 127.0.0.1 [18443]
-#   DEMO_ETCD_PORT, DEMO_ETCD_PEER_PORT   etcd on 127.0.0.1 [18379, 18380]
-#   DEMO_OPERATOR_PORT    the operator's agent endpoint (HTTPS) [18444]
-#   DEMO_PROBE_PORT       the operator's /healthz, /readyz, /metrics [18081]
-#   DEMO_TIMEOUT          seconds to wait for each stage [60]
-#   DEMO_BUILD            0: skip scripts/setup.sh, make build and build.sh,
-#                         done by the caller already (the node test) [1]
-# The ports differ from `make cluster-up`'s (16443, 12379, 12380) and lie
-# below the kernel's ephemeral range, where the test tier picks its ports.
+#   DEMO_DIR        [<repo>/.cache/demo]
+#   DEMO_NODE_DIR   the NODE_DIR of a node that is up already (e2e/node/node.sh), to run the demo on instead
+#                   of bringing one up (one node runs on a machine at a time); `down` then leaves the node
+#                   up [unset: the demo's own node, in DEMO_DIR/cluster]
+#   DEMO_COMMANDS   a file whose lines are typed into the shell [e2e/demo/commands.txt]
+#   DEMO_TIMEOUT    seconds to wait for each stage [180]
+#   DEMO_BUILD      0: skip scripts/setup.sh, make build, and building helm and the images, done by the
+#                   caller already (the real-node tests) [1]
+# The release (container-auditor), its namespace (container-auditor), the policy (production-shells) and
+# namespace shop have fixed names: one demo per cluster.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,64 +40,50 @@ repo_dir=$(cd "$script_dir/../.." && pwd)
 cd "$repo_dir"
 # The Node.js scripts/setup.sh chose (scripts/node-runtime.sh), also when this script is run without make.
 export PATH="$repo_dir/.cache/node/bin:$PATH"
-# The flags the images' ENTRYPOINT gives node (cli/node-flags.ts; a unit test keeps the two in step).
-node_flags=(--max-semi-space-size=16)
 
-DEMO_DIR=${DEMO_DIR:-$repo_dir/.cache/demo}
-case $DEMO_DIR in
-/*) ;;
-*) DEMO_DIR="$repo_dir/$DEMO_DIR" ;;
-esac
-DEMO_DIR=${DEMO_DIR%/}
+absolute() { # path
+	case $1 in
+	/*) printf '%s\n' "${1%/}" ;;
+	*) printf '%s\n' "$repo_dir/${1%/}" ;;
+	esac
+}
+
+DEMO_DIR=$(absolute "${DEMO_DIR:-$repo_dir/.cache/demo}")
 DEMO_COMMANDS=${DEMO_COMMANDS:-$script_dir/commands.txt}
-DEMO_APISERVER_PORT=${DEMO_APISERVER_PORT:-18443}
-DEMO_ETCD_PORT=${DEMO_ETCD_PORT:-18379}
-DEMO_ETCD_PEER_PORT=${DEMO_ETCD_PEER_PORT:-18380}
-DEMO_OPERATOR_PORT=${DEMO_OPERATOR_PORT:-18444}
-DEMO_PROBE_PORT=${DEMO_PROBE_PORT:-18081}
-DEMO_TIMEOUT=${DEMO_TIMEOUT:-60}
+DEMO_TIMEOUT=${DEMO_TIMEOUT:-180}
 DEMO_BUILD=${DEMO_BUILD:-1}
 
-# The node name: the host name as a DNS label (what a kubelet registers).
-default_node=$(hostname | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9.\n-' '-')
-DEMO_NODE=${DEMO_NODE:-$default_node}
-
-# What the demo creates in the cluster.
+# What the demo makes in the cluster.
+RELEASE=container-auditor
 SYSTEM_NS=container-auditor
-OPERATOR_SA=container-auditor-operator
-AGENT_SA=container-auditor-agent
-AGENT_POD=container-auditor-agent-$DEMO_NODE
 POLICY_FILE=$repo_dir/examples/production-shells.yaml
 POLICY=production-shells
 APP_NS=shop
 APP_POD=web
 APP_CONTAINER=app
 RUNTIME_CLASS=container-auditor
-DEMO_IMAGE=localhost/container-auditor/demo-shell:1
-TOKEN_DURATION=24h
+DEMO_IMAGE=container-auditor.local/demo-shell:1
 
 bin_dir=$repo_dir/.cache/bin
 kubectl_bin=$bin_dir/kubectl
 helm_bin=$bin_dir/helm
-crictl_bin=$bin_dir/crictl
+node_script=$repo_dir/e2e/node/node.sh
+image_archives=("$repo_dir/.cache/images/operator.tar" "$repo_dir/.cache/images/agent.tar")
 marker=$DEMO_DIR/.container-auditor-demo # `down` deletes only a directory that has it
+settings_file=$DEMO_DIR/demo.env         # NODE_DIR=<the node the demo runs on>
 logs_dir=$DEMO_DIR/logs
-run_dir=$DEMO_DIR/run
-tls_dir=$DEMO_DIR/tls
-operator_dir=$DEMO_DIR/operator
-agent_dir=$DEMO_DIR/agent
-state_file=$DEMO_DIR/demo.env # the running pod: POD_UID, POD_ID, CONTAINER_ID
-
-# The two scripts the demo stands on, pointed into DEMO_DIR.
-export CLUSTER_DIR=$DEMO_DIR/cluster
-export APISERVER_PORT=$DEMO_APISERVER_PORT ETCD_PORT=$DEMO_ETCD_PORT ETCD_PEER_PORT=$DEMO_ETCD_PEER_PORT
-export STACK_DIR=$DEMO_DIR/stack
-export KUBECONFIG=$CLUSTER_DIR/kubeconfig
-crictl_config=$STACK_DIR/crictl.yaml
-handoff_dir=$STACK_DIR/handoff
+helm_dir=$DEMO_DIR/helm
+images_dir=$DEMO_DIR/images
+values_file=$DEMO_DIR/values.yaml
+handler_file=$DEMO_DIR/containerd-runtime.toml
+state_dir=$DEMO_DIR/agent-state
+demo_archive=$images_dir/demo-shell.tar
+installed_images=$DEMO_DIR/images.installed # the archives (content-keyed) the release's pods were started from
+own_node_dir=$DEMO_DIR/cluster
 
 step() { printf "==> [%ss] %s\n" "$SECONDS" "$*"; }
 log() { printf '    %s\n' "$*"; }
+indent() { sed -u 's/^/    /'; }
 err() { printf 'demo.sh: error: %s\n' "$*" >&2; }
 die() {
 	err "$*"
@@ -112,17 +93,46 @@ die() {
 case $DEMO_DIR in
 "" | / | "$HOME" | "$repo_dir" | "$repo_dir/.cache" | /tmp | /run) die "refusing to use DEMO_DIR=$DEMO_DIR" ;;
 esac
-for v in DEMO_APISERVER_PORT DEMO_ETCD_PORT DEMO_ETCD_PEER_PORT DEMO_OPERATOR_PORT DEMO_PROBE_PORT DEMO_TIMEOUT; do
-	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
-done
-[[ $DEMO_NODE =~ ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ ]] || die "DEMO_NODE must be a DNS name, got '$DEMO_NODE'"
+[[ $DEMO_TIMEOUT =~ ^[0-9]+$ ]] || die "DEMO_TIMEOUT must be a number, got '$DEMO_TIMEOUT'"
+
+# The node the demo runs on: the one it was brought up on (demo.env), else DEMO_NODE_DIR, else its own.
+NODE_DIR=$own_node_dir
+[[ -z ${DEMO_NODE_DIR:-} ]] || NODE_DIR=$(absolute "$DEMO_NODE_DIR")
+recorded_node_dir=""
+if [[ -f $settings_file ]]; then
+	recorded_node_dir=$(sed -n 's/^NODE_DIR=//p' "$settings_file")
+	NODE_DIR=${recorded_node_dir:-$NODE_DIR}
+fi
+own_node() { [[ $NODE_DIR == "$own_node_dir" ]]; }
+export KUBECONFIG=$NODE_DIR/kubeconfig
+
+# shellcheck source=e2e/lib/image.sh
+. "$script_dir/../lib/image.sh"
 
 kubectl() { "$kubectl_bin" --kubeconfig "$KUBECONFIG" "$@"; }
-crictl() { "$crictl_bin" --config "$crictl_config" "$@"; }
+helm() {
+	HELM_CACHE_HOME=$helm_dir/cache HELM_CONFIG_HOME=$helm_dir/config HELM_DATA_HOME=$helm_dir/data \
+		"$helm_bin" --kubeconfig "$KUBECONFIG" "$@"
+}
+# node.sh on the demo's node; fd 9 (our lock) closed, so nothing it leaves running holds it.
+node_sh() { NODE_DIR=$NODE_DIR bash "$node_script" "$@" 9>&-; }
 
-# Runs a helper script with its output in logs/NAME.log; on failure shows the
-# log's end. fd 9 (our lock) is closed for it, so nothing it leaves running
-# holds the lock.
+# Waits until `$2...` succeeds, for at most DEMO_TIMEOUT seconds, saying so every 15 s; dies saying what it
+# waited for ($1) otherwise.
+wait_until() { # what command...
+	local what=$1 t0=$SECONDS next=$((SECONDS + 15))
+	shift
+	until "$@"; do
+		((SECONDS - t0 < DEMO_TIMEOUT)) || die "timed out after ${DEMO_TIMEOUT}s waiting for $what (DEMO_TIMEOUT)"
+		if ((SECONDS >= next)); then
+			log "... still waiting for $what ($((SECONDS - t0))s)"
+			next=$((SECONDS + 15))
+		fi
+		sleep 0.5
+	done
+}
+
+# Runs a command with its output in logs/NAME.log; on failure shows the log's end and dies.
 quietly() { # name command...
 	local name=$1
 	shift
@@ -133,109 +143,28 @@ quietly() { # name command...
 	fi
 }
 
-# Waits until `$2...` succeeds, for at most DEMO_TIMEOUT seconds; dies saying
-# what it waited for ($1) otherwise.
-wait_until() { # what command...
-	local what=$1 deadline=$((SECONDS + DEMO_TIMEOUT))
-	shift
-	until "$@"; do
-		((SECONDS < deadline)) || die "timed out after ${DEMO_TIMEOUT}s waiting for $what (DEMO_TIMEOUT)"
-		sleep 0.2
-	done
-}
-
-# ---------------------------------------------------------------- processes
-
-pid_file() { printf '%s/%s.pid\n' "$run_dir" "$1"; }
-
-# The pid of the demo's process $1 if it runs: the pid file's process counts
-# only if its command line names DEMO_DIR (a recycled pid is never touched).
-running_pid() {
-	local file pid
-	file=$(pid_file "$1")
-	[[ -f $file ]] || return 1
-	pid=$(<"$file")
-	[[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-	tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$DEMO_DIR/" || return 1
-	printf '%s\n' "$pid"
-}
-
-# Starts "$@" as process $1, detached: its own session (it outlives this
-# script and make), stdin from /dev/null, output appended to logs/NAME.log,
-# no inherited fd but 0-2 (no caller's pipe or lock kept open).
-start_detached() { # name command...
-	local name=$1 file log_file i bg
-	shift
-	file=$(pid_file "$name")
-	log_file=$logs_dir/$name.log
-	rm -f "$file"
-	# shellcheck disable=SC2016 # $$/$0/$@ are for the inner sh
-	(
-		for fd in /proc/"$BASHPID"/fd/*; do
-			fd=${fd##*/}
-			if ((fd > 2)); then eval "exec $fd>&-"; fi
-		done
-		exec setsid sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$file" "$@"
-	) </dev/null >>"$log_file" 2>&1 &
-	bg=$!
-	for ((i = 0; i < 50; i++)); do
-		running_pid "$name" >/dev/null && return 0
-		kill -0 "$bg" 2>/dev/null || break
-		sleep 0.1
-	done
-	show_log "$name"
-	die "$name did not start"
-}
-
-# SIGTERM, up to 10 s to finish (the agent sends what it has queued), then SIGKILL.
-stop_process() {
-	local name=$1 pid i
-	if pid=$(running_pid "$name"); then
-		log "Stopping the $name (pid $pid)"
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do
-			running_pid "$name" >/dev/null || break
-			sleep 0.1
-		done
-		if running_pid "$name" >/dev/null; then
-			log "The $name did not exit within 10s; killing it"
-			kill -KILL "$pid" 2>/dev/null || true
+# Runs a command like quietly, in the background, printing every 15 s how long it has taken and what
+# `$2` (a command; may be empty) says about it meanwhile.
+with_progress() { # name progress-command command...
+	local name=$1 progress=$2 pid t0=$SECONDS next=$((SECONDS + 15)) rc=0
+	shift 2
+	quietly "$name" "$@" &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
+		if ((SECONDS >= next)); then
+			log "... $((SECONDS - t0))s${progress:+: $($progress 2>/dev/null || true)}"
+			next=$((SECONDS + 15))
 		fi
-	fi
-	rm -f "$(pid_file "$name")"
-}
-
-show_log() {
-	local f=$logs_dir/$1.log
-	[[ -f $f ]] || return 0
-	printf -- '---- last 30 lines of %s ----\n' "$f" >&2
-	tail -n 30 "$f" >&2
-	printf -- '----\n' >&2
-}
-
-# Who holds TCP port $1 on this machine (empty when it is free).
-port_holder() { ss -Htlnp "sport = :$1" 2>/dev/null || true; }
-
-check_port_free() { # port what
-	local holder
-	holder=$(port_holder "$1")
-	[[ -z $holder ]] || die "port $1 ($2) is already in use: $holder
-Stop what holds it, or move the demo, e.g. ${2##*, }=$(($1 + 10000)) make demo (make demo-down first if it is half up)"
+		sleep 0.5
+	done
+	wait "$pid" || rc=$?
+	((rc == 0)) || exit "$rc"
 }
 
 # ---------------------------------------------------------------- stages
 
 require_root() {
-	[[ $(id -u) -eq 0 ]] || die "the demo needs root (containerd, runc, bpftrace): run it as root, e.g. sudo make demo"
-}
-
-install_and_build() {
-	[[ $DEMO_BUILD != 0 ]] || return 0
-	step "Installing what is missing and building (scripts/setup.sh: Debian packages, npm ci; make build)"
-	make -s -C "$repo_dir" build 9>&-
-	step "Building kube-apiserver, kubectl, etcd, crictl and helm from their Go modules (cached: the first time takes 15 to 20 minutes)"
-	# Its progress lines as they come; not the table of paths it ends with.
-	bash e2e/cluster/build.sh kube-apiserver kubectl etcd crictl helm 9>&- | sed -u -n '/ -> /!s/^/    /p'
+	[[ $(id -u) -eq 0 ]] || die "the demo needs root (a Kubernetes node: containerd, the kubelet, kube-proxy; bpftrace): run it as root, e.g. sudo make demo"
 }
 
 lock_demo_dir() {
@@ -246,246 +175,217 @@ lock_demo_dir() {
 	}
 }
 
-# Before anything starts: the ports of what does not run yet must be free.
-check_ports() {
-	if [[ ! -d $CLUSTER_DIR ]]; then
-		check_port_free "$APISERVER_PORT" "kube-apiserver, DEMO_APISERVER_PORT"
-		check_port_free "$ETCD_PORT" "etcd, DEMO_ETCD_PORT"
-		check_port_free "$ETCD_PEER_PORT" "etcd's peer port, DEMO_ETCD_PEER_PORT"
+# The directory, once: a demo stays on the node it was brought up on.
+claim_demo_dir() {
+	if [[ -n $recorded_node_dir && -n ${DEMO_NODE_DIR:-} && $(absolute "$DEMO_NODE_DIR") != "$recorded_node_dir" ]]; then
+		die "the demo in $DEMO_DIR runs on the node in $recorded_node_dir, not DEMO_NODE_DIR=$DEMO_NODE_DIR: take it down first (demo.sh down)"
 	fi
-	if ! running_pid operator >/dev/null; then
-		check_port_free "$DEMO_OPERATOR_PORT" "the operator's agent endpoint, DEMO_OPERATOR_PORT"
-		check_port_free "$DEMO_PROBE_PORT" "the operator's probes, DEMO_PROBE_PORT"
-	fi
+	mkdir -p "$DEMO_DIR" "$logs_dir"
+	lock_demo_dir
+	touch "$marker"
+	[[ -f $settings_file ]] || printf 'NODE_DIR=%s\n' "$NODE_DIR" >"$settings_file"
 }
 
-start_cluster() {
-	step "Starting the control plane: etcd and kube-apiserver on https://127.0.0.1:$APISERVER_PORT (logs: $CLUSTER_DIR)"
-	quietly cluster bash e2e/cluster/cluster.sh up
-	step "Installing the CRDs (charts/container-auditor/crds/)"
-	quietly kubectl kubectl apply --server-side -f charts/container-auditor/crds/
-	quietly kubectl kubectl wait --for=condition=Established --timeout="${DEMO_TIMEOUT}s" -f charts/container-auditor/crds/
-}
-
-start_stack() {
-	step "Starting containerd with its CRI; runtime handler container-auditor runs the runc wrapper (logs: $STACK_DIR)"
-	quietly stack bash e2e/stack/stack.sh up
-}
-
-apply_objects() {
-	step "Creating the ServiceAccounts, the operator's RBAC, RuntimeClass $RUNTIME_CLASS and the AuditRecords' protection, from the Helm chart (charts/container-auditor/)"
-	# The chart's own objects, not a copy: the demo's operator runs with exactly the RBAC a helm install grants.
-	# Its workloads are left out: here the operator and the agent are local processes.
-	quietly kubectl kubectl apply -f - <<-EOF
-		apiVersion: v1
-		kind: Namespace
-		metadata: {name: $SYSTEM_NS}
-	EOF
-	"$helm_bin" template container-auditor charts/container-auditor --namespace "$SYSTEM_NS" \
-		--set runtimeClass.name="$RUNTIME_CLASS" \
-		--show-only templates/serviceaccounts.yaml --show-only templates/operator-rbac.yaml \
-		--show-only templates/view-rbac.yaml --show-only templates/runtimeclass.yaml \
-		--show-only templates/record-protection.yaml >"$logs_dir/chart-objects.yaml" ||
-		die "helm template failed"
-	quietly kubectl kubectl apply -f "$logs_dir/chart-objects.yaml"
-	step "Registering this machine as Node $DEMO_NODE, with the agent's Pod $SYSTEM_NS/$AGENT_POD on it"
-	# No kubelet: the Node is only an object, and Pods on it stay Pending.
-	quietly kubectl kubectl apply -f - <<-EOF
-		apiVersion: v1
-		kind: Node
-		metadata:
-		  name: $DEMO_NODE
-		  labels: {kubernetes.io/hostname: $DEMO_NODE, kubernetes.io/os: linux}
-		---
-		apiVersion: v1
-		kind: Pod
-		metadata:
-		  name: $AGENT_POD
-		  namespace: $SYSTEM_NS
-		  labels: {app.kubernetes.io/name: container-auditor-agent}
-		spec:
-		  nodeName: $DEMO_NODE
-		  serviceAccountName: $AGENT_SA
-		  containers:
-		    - name: agent
-		      image: container-auditor:dev
-	EOF
-}
-
-# The operator's serving certificate, signed by a CA of the demo's own (the
-# agent trusts that CA only). Made once per DEMO_DIR.
-make_tls() {
-	[[ -f $tls_dir/tls.crt ]] && return 0
-	local tmp=$tls_dir.tmp
-	rm -rf "$tmp"
-	mkdir -p "$tmp"
-	chmod 700 "$tmp"
-	(
-		cd "$tmp"
-		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-			-subj '/CN=container-auditor demo CA' -keyout ca.key -out ca.crt
-		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-			-subj '/CN=container-auditor-operator' -keyout tls.key -out tls.csr
-		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >ext.cnf
-		openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
-			-extfile ext.cnf -out tls.crt
-		rm -f tls.csr ext.cnf ca.srl
-	) >>"$logs_dir/openssl.log" 2>&1 || die "openssl failed (see $logs_dir/openssl.log)"
-	mv "$tmp" "$tls_dir"
-}
-
-# ServiceAccount tokens from the API server's TokenRequest: the operator's own
-# (in its kubeconfig), and the agent's with the agent audience, bound to the
-# agent's Pod (so to this Node), as the kubelet would project it. Renewed by
-# every `up`; they last TOKEN_DURATION.
-issue_credentials() {
-	local audience agent_uid token
-	step "Issuing credentials: ServiceAccount tokens (TokenRequest), the operator's TLS certificate (openssl)"
-	make_tls
-	audience=$(node --input-type=module -e \
-		"import { AGENT_TOKEN_AUDIENCE } from '$repo_dir/dist/api/agentapi/v1.js'; console.log(AGENT_TOKEN_AUDIENCE)")
-	agent_uid=$(kubectl get pod -n "$SYSTEM_NS" "$AGENT_POD" -o jsonpath='{.metadata.uid}')
-	mkdir -p "$operator_dir" "$agent_dir"
-	chmod 700 "$operator_dir" "$agent_dir"
-
-	token=$(kubectl create token "$OPERATOR_SA" -n "$SYSTEM_NS" --duration="$TOKEN_DURATION")
-	local kc=$operator_dir/kubeconfig.tmp
-	rm -f "$kc"
-	{
-		"$kubectl_bin" config --kubeconfig "$kc" set-cluster demo --server="https://127.0.0.1:$APISERVER_PORT" \
-			--certificate-authority="$CLUSTER_DIR/pki/ca.crt" --embed-certs
-		"$kubectl_bin" config --kubeconfig "$kc" set-credentials "$OPERATOR_SA" --token="$token"
-		"$kubectl_bin" config --kubeconfig "$kc" set-context demo --cluster=demo --user="$OPERATOR_SA"
-		"$kubectl_bin" config --kubeconfig "$kc" use-context demo
-	} >/dev/null
-	mv "$kc" "$operator_dir/kubeconfig"
-
-	token=$(kubectl create token "$AGENT_SA" -n "$SYSTEM_NS" --audience="$audience" --duration="$TOKEN_DURATION" \
-		--bound-object-kind=Pod --bound-object-name="$AGENT_POD" --bound-object-uid="$agent_uid")
-	(umask 077 && printf '%s\n' "$token" >"$agent_dir/token.tmp")
-	mv "$agent_dir/token.tmp" "$agent_dir/token"
-	log "operator: $SYSTEM_NS/$OPERATOR_SA (kubeconfig $operator_dir/kubeconfig)"
-	log "agent:    $SYSTEM_NS/$AGENT_SA, audience $audience, bound to Pod $AGENT_POD on Node $DEMO_NODE"
-}
-
-operator_ready() { curl -fsS -o /dev/null "http://127.0.0.1:$DEMO_PROBE_PORT/readyz" 2>/dev/null; }
-
-# The agents' endpoint answers a plan for this node to the agent's token: TLS,
-# TokenReview, the node binding, and leadership all work.
-operator_serves_agent() {
-	curl -fsS -o /dev/null --max-time 5 --cacert "$tls_dir/ca.crt" \
-		-H "Authorization: Bearer $(<"$agent_dir/token")" \
-		"https://127.0.0.1:$DEMO_OPERATOR_PORT/v1/plan?node=$DEMO_NODE&version=" 2>/dev/null
-}
-
-alive_or_die() { # name
-	running_pid "$1" >/dev/null && return 0
-	show_log "$1"
-	die "the $1 exited"
-}
-
-operator_up() { alive_or_die operator && operator_serves_agent; }
-agent_up() { alive_or_die agent && grep -q '"message":"Auditing"' "$logs_dir/agent.log"; }
-
-start_operator() {
-	local pid
-	# Its token (in its kubeconfig, read once) lasts TOKEN_DURATION: an operator
-	# started more than half of that ago is restarted with the one just issued.
-	if pid=$(running_pid operator) && (($(ps -o etimes= -p "$pid") > 12 * 3600)); then
-		step "Restarting the operator with a new token"
-		stop_process operator
-	fi
-	if running_pid operator >/dev/null; then
-		step "The operator runs already (pid $(running_pid operator))"
+install_and_build() {
+	if [[ $DEMO_BUILD == 0 ]]; then
+		local f
+		for f in "$kubectl_bin" "$helm_bin" "${image_archives[@]}"; do
+			[[ -e $f ]] || die "$f is missing (DEMO_BUILD=0): build it first, or run without DEMO_BUILD=0"
+		done
 		return 0
 	fi
-	step "Starting the operator: agents' endpoint https://127.0.0.1:$DEMO_OPERATOR_PORT, probes :$DEMO_PROBE_PORT (log: $logs_dir/operator.log)"
-	start_detached operator node "${node_flags[@]}" "$repo_dir/bin/container-auditor.js" operator \
-		--kubeconfig "$operator_dir/kubeconfig" \
-		--tls-cert "$tls_dir/tls.crt" --tls-key "$tls_dir/tls.key" \
-		--host 127.0.0.1 --port "$DEMO_OPERATOR_PORT" --probe-port "$DEMO_PROBE_PORT" \
-		--agent-service-account "$SYSTEM_NS/$AGENT_SA" --lease-namespace "$SYSTEM_NS" \
-		--runtime-class "$RUNTIME_CLASS"
-	wait_until "the operator to lead and serve agents" operator_up
+	step "Installing what is missing and building (scripts/setup.sh: Debian packages, npm ci; make build)"
+	make -s -C "$repo_dir" build 9>&-
+	step "Building kubectl and helm from their Go modules (e2e/cluster/build.sh, cached: the first time takes about 6 minutes)"
+	# Its progress lines as they come; not the table of paths it ends with.
+	bash e2e/cluster/build.sh kubectl helm 9>&- | sed -u -n '/ -> /!s/^/    /p'
+	step "Building the operator and agent images from images/*/Dockerfile (images/build.sh: buildah, cached by content; the first time takes about 3 minutes; log: $logs_dir/images.log)"
+	bash images/build.sh operator agent 9>&- 2>&1 | tee -a "$logs_dir/images.log" | sed -u -n 's/^==> /    /p'
 }
 
-start_agent() {
-	if running_pid agent >/dev/null; then
-		step "The agent runs already (pid $(running_pid agent))"
+start_node() {
+	if ! own_node; then
+		step "Using the node in $NODE_DIR (DEMO_NODE_DIR): it stays up after demo.sh down"
+		node_sh status >/dev/null 2>&1 || die "no node runs in $NODE_DIR (DEMO_NODE_DIR): NODE_DIR=$NODE_DIR $node_script up"
 		return 0
 	fi
-	step "Starting the agent on Node $DEMO_NODE: hand-offs from $handoff_dir, bpftrace on readline (log: $logs_dir/agent.log)"
-	start_detached agent node "${node_flags[@]}" "$repo_dir/bin/container-auditor.js" agent \
-		--node "$DEMO_NODE" --operator "https://127.0.0.1:$DEMO_OPERATOR_PORT" \
-		--token-file "$agent_dir/token" --operator-ca "$tls_dir/ca.crt" \
-		--handoff-dir "$handoff_dir" --state-dir "$agent_dir/state" \
-		--bundle-root "$STACK_DIR/containerd/state"
-	wait_until "the agent to start" agent_up
+	step "Bringing up the node (e2e/node/node.sh up, NODE_DIR=$NODE_DIR; building its binaries the first time takes about 20 minutes)"
+	# Its progress lines as they come; not the table of the binaries' paths.
+	if ! node_sh up 2>&1 | tee -a "$logs_dir/node.log" | sed -u '/ -> /d; s/^/    /'; then
+		local other
+		other=$(cat /run/container-auditor-node.lock.dir 2>/dev/null || true)
+		if [[ -n $other && $other != "$NODE_DIR" ]]; then
+			err "one node runs on a machine at a time, and one runs from $other: wait until it is down (a test run's node goes when the run ends), or run the demo on it: DEMO_NODE_DIR=$other make demo"
+		fi
+		die "node.sh up failed (its log: $logs_dir/node.log and $NODE_DIR/*.log)"
+	fi
 }
+
+# The demo pod's image: the host's bash and busybox (e2e/lib/image.sh), made once per DEMO_DIR.
+build_demo_image() {
+	[[ -f $demo_archive ]] && return 0
+	step "Building the demo pod's image $DEMO_IMAGE: the host's bash and busybox, one layer"
+	mkdir -p "$images_dir"
+	shell_image_archive "$images_dir/demo-shell-rootfs" "$DEMO_IMAGE" "$demo_archive"
+	rm -rf "$images_dir/demo-shell-rootfs"
+}
+
+import_images() {
+	step "Importing the images into the node's containerd (node.sh import; there is no registry: image.pullPolicy=Never)"
+	node_sh import "${image_archives[@]}" "$demo_archive" 2>&1 | indent
+}
+
+namespace_phase() { kubectl get namespace "$1" -o jsonpath='{.status.phase}' 2>/dev/null || true; }
+namespace_gone() { [[ -z $(namespace_phase "$1") ]]; }
+namespace_not_terminating() { [[ $(namespace_phase "$1") != Terminating ]]; }
+
+ensure_namespace() { # name label=value...
+	local name=$1
+	shift
+	if [[ $(namespace_phase "$name") == Terminating ]]; then
+		log "Namespace $name is being deleted; waiting until it is gone"
+		wait_until "namespace $name to be deleted" namespace_not_terminating "$name"
+	fi
+	namespace_gone "$name" && quietly kubectl kubectl create namespace "$name"
+	quietly kubectl kubectl label --overwrite namespace "$name" "$@"
+}
+
+# The values for this node: the runc wrapper installed by the agents into the node's bin directory, the
+# node's containerd paths, the agent's state in DEMO_DIR, and the imported images.
+write_values() {
+	cat >"$values_file.tmp" <<-EOF
+		# The chart's values for the demo's node (written by e2e/demo/demo.sh). The paths are the node's:
+		# e2e/node/node.sh keeps containerd and its state in NODE_DIR rather than in /run and /var/lib.
+		image:
+		  pullPolicy: Never # imported into the node's containerd, not pulled
+		nodeSetup:
+		  installWrapper: true
+		  hostBinDir: $NODE_DIR/bin
+		agent:
+		  hostPaths:
+		    handoff: $NODE_DIR/run/container-auditor/handoff
+		    state: $state_dir
+		    bundles: $NODE_DIR/run/containerd/io.containerd.runtime.v2.task
+		    snapshots: $NODE_DIR/containerd/root/io.containerd.snapshotter.v1.overlayfs
+	EOF
+	mv "$values_file.tmp" "$values_file"
+}
+
+# The release's pods and their states, on one line.
+system_pods() {
+	kubectl get pods -n "$SYSTEM_NS" --no-headers -o custom-columns=NAME:.metadata.name,STATUS:.status.phase,READY:.status.containerStatuses[*].ready |
+		awk '{ printf "%s%s %s ready=%s", sep, $1, $2, $3; sep = ", " }'
+}
+
+release_status() { helm status "$RELEASE" -n "$SYSTEM_NS" 2>/dev/null | sed -n 's/^STATUS: //p' || true; }
+
+install_release() {
+	# The RuntimeClass is cluster-scoped: one release of the chart per cluster.
+	local owner status
+	owner=$(kubectl get runtimeclass "$RUNTIME_CLASS" -o \
+		jsonpath='{.metadata.annotations.meta\.helm\.sh/release-name} {.metadata.annotations.meta\.helm\.sh/release-namespace}' 2>/dev/null || true)
+	if [[ -n ${owner// /} && $owner != "$RELEASE $SYSTEM_NS" ]]; then
+		die "RuntimeClass $RUNTIME_CLASS belongs to Helm release ${owner% *} in namespace ${owner#* } (one release per cluster): helm uninstall ${owner% *} -n ${owner#* } first"
+	fi
+	write_values
+	status=$(release_status)
+	if [[ $status == deployed ]]; then
+		helm get values "$RELEASE" -n "$SYSTEM_NS" 2>/dev/null | grep -qF "state: $state_dir" ||
+			die "release $RELEASE in namespace $SYSTEM_NS was not installed by this demo (DEMO_DIR=$DEMO_DIR): take the other one down first"
+		step "The chart runs already: release $RELEASE in namespace $SYSTEM_NS, revision $(helm status "$RELEASE" -n "$SYSTEM_NS" | sed -n 's/^REVISION: //p')"
+		restart_on_new_images
+		return 0
+	fi
+	if [[ -n $status ]]; then
+		log "Release $RELEASE is '$status': uninstalling it first"
+		quietly helm helm uninstall "$RELEASE" -n "$SYSTEM_NS" --wait --timeout 3m
+	fi
+	ensure_namespace "$SYSTEM_NS" pod-security.kubernetes.io/enforce=privileged
+	step "Installing the chart: helm install $RELEASE charts/container-auditor -n $SYSTEM_NS -f ${values_file#"$repo_dir/"} --wait (two operator replicas, the agent DaemonSet; about a minute)"
+	sed -n '/^[^#]/s/^/    | /p' "$values_file"
+	with_progress helm system_pods helm install "$RELEASE" charts/container-auditor --namespace "$SYSTEM_NS" \
+		-f "$values_file" --wait --timeout 5m
+	archives_in_use >"$installed_images"
+	kubectl get pods -n "$SYSTEM_NS" -o wide 2>&1 | indent
+}
+
+archives_in_use() { readlink -f "${image_archives[@]}"; }
+
+# The images keep their tag when the sources change (images/build.sh makes a new archive, node.sh imports it):
+# pods started from the earlier ones are restarted, as after a `helm upgrade` to new images.
+restart_on_new_images() {
+	[[ -f $installed_images && $(archives_in_use) != "$(<"$installed_images")" ]] || return 0
+	step "The images changed since the operator and the agent started: restarting them (kubectl rollout restart)"
+	quietly kubectl kubectl rollout restart -n "$SYSTEM_NS" "deployment/$RELEASE-operator" "daemonset/$RELEASE-agent"
+	with_progress kubectl system_pods kubectl rollout status -n "$SYSTEM_NS" "deployment/$RELEASE-operator" --timeout=5m
+	with_progress kubectl system_pods kubectl rollout status -n "$SYSTEM_NS" "daemonset/$RELEASE-agent" --timeout=5m
+	archives_in_use >"$installed_images"
+}
+
+# The one step the chart leaves to a node's administrator, as its NOTES print it: containerd's entry for the
+# runtime handler, from the ConfigMap <release>-node-setup.
+add_runtime_handler() {
+	step "Adding the runtime handler to the node's containerd, as the chart's NOTES say (ConfigMap $RELEASE-node-setup, key containerd-runtime.toml; node.sh runtime-handler)"
+	kubectl get configmap -n "$SYSTEM_NS" "$RELEASE-node-setup" -o jsonpath='{.data.containerd-runtime\.toml}' >"$handler_file" ||
+		die "no ConfigMap $RELEASE-node-setup in namespace $SYSTEM_NS"
+	sed 's/^/    | /' "$handler_file"
+	node_sh runtime-handler "$handler_file" 2>&1 | indent
+}
+
+pod_field() { kubectl get pod -n "$APP_NS" "$APP_POD" -o jsonpath="$1" 2>/dev/null || true; }
+pod_ready() { [[ $(pod_field '{.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
+pod_gone() { [[ -z $(pod_field '{.metadata.uid}') ]]; }
 
 apply_policy_and_pod() {
 	step "Applying the policy ${POLICY_FILE#"$repo_dir/"} (namespaces labelled environment=production)"
 	quietly kubectl kubectl apply -f "$POLICY_FILE"
-	step "Creating namespace $APP_NS (environment=production) and Pod $APP_NS/$APP_POD (runtimeClassName $RUNTIME_CLASS, nodeName $DEMO_NODE)"
-	quietly kubectl kubectl apply -f - <<-EOF
-		apiVersion: v1
-		kind: Namespace
-		metadata:
-		  name: $APP_NS
-		  labels: {environment: production}
-		---
-		apiVersion: v1
-		kind: Pod
-		metadata:
-		  name: $APP_POD
-		  namespace: $APP_NS
-		  labels: {app: $APP_POD}
-		spec:
-		  nodeName: $DEMO_NODE
-		  runtimeClassName: $RUNTIME_CLASS
-		  containers:
-		    - name: $APP_CONTAINER
-		      image: $DEMO_IMAGE
-		      command: [sleep, infinity]
-	EOF
-}
-
-# The plan the agent applies (it keeps it in its state directory) names the pod.
-agent_plans_pod() { grep -qF -- "\"podUid\":\"$1\"" "$agent_dir/state/plan.json" 2>/dev/null; }
-
-container_running() { # container id
-	[[ $(crictl inspect -o go-template --template '{{.status.state}}' "$1" 2>/dev/null) == CONTAINER_RUNNING ]]
-}
-
-# Starts the pod's container through the CRI, as the kubelet would once the
-# Pod is scheduled here, unless it runs already for this very Pod object.
-run_pod() {
-	local uid=$1 POD_UID="" POD_ID="" CONTAINER_ID="" out
-	# shellcheck disable=SC1090 # written by this script
-	[[ -f $state_file ]] && source "$state_file"
-	if [[ $POD_UID == "$uid" && -n $CONTAINER_ID ]] && container_running "$CONTAINER_ID"; then
-		step "The pod's container runs already (container $CONTAINER_ID)"
-		return 0
+	ensure_namespace "$APP_NS" environment=production
+	if [[ -n $(pod_field '{.metadata.uid}') && -z $(pod_field '{.metadata.deletionTimestamp}') &&
+		$(pod_field '{.status.phase}') =~ ^(Pending|Running)$ ]]; then
+		step "Pod $APP_NS/$APP_POD exists already (uid $(pod_field '{.metadata.uid}'))"
+	else
+		if ! pod_gone; then
+			log "Pod $APP_NS/$APP_POD is $(pod_field '{.status.phase}'); replacing it"
+			quietly kubectl kubectl delete pod -n "$APP_NS" "$APP_POD" --wait --timeout="${DEMO_TIMEOUT}s"
+		fi
+		step "Creating Pod $APP_NS/$APP_POD (runtimeClassName $RUNTIME_CLASS, image $DEMO_IMAGE); the scheduler puts it on the node"
+		quietly kubectl kubectl apply -f - <<-EOF
+			apiVersion: v1
+			kind: Pod
+			metadata:
+			  name: $APP_POD
+			  namespace: $APP_NS
+			  labels: {app: $APP_POD}
+			spec:
+			  runtimeClassName: $RUNTIME_CLASS
+			  terminationGracePeriodSeconds: 1
+			  containers:
+			    - name: $APP_CONTAINER
+			      image: $DEMO_IMAGE
+			      imagePullPolicy: Never
+			      command: [sleep, infinity]
+		EOF
 	fi
-	if [[ -n $POD_ID ]]; then # an earlier Pod object's, or gone with an earlier containerd
-		bash e2e/stack/stack.sh rm-pod "$POD_ID" >>"$logs_dir/stack.log" 2>&1 9>&- || true
-	fi
-	step "Starting the pod's container through containerd's CRI with handler $RUNTIME_CLASS (stack.sh run-pod, uid $uid)"
-	out=$(bash e2e/stack/stack.sh run-pod --name "$APP_POD" --namespace "$APP_NS" --uid "$uid" \
-		--container "$APP_CONTAINER" --runtime "$RUNTIME_CLASS" --image "$DEMO_IMAGE" -- sleep infinity 9>&-) ||
-		die "stack.sh run-pod failed"
-	POD_ID=$(sed -n 's/^POD_ID=//p' <<<"$out")
-	CONTAINER_ID=$(sed -n 's/^CONTAINER_ID=//p' <<<"$out")
-	printf 'POD_UID=%s\nPOD_ID=%s\nCONTAINER_ID=%s\n' "$uid" "$POD_ID" "$CONTAINER_ID" >"$state_file"
-	log "pod sandbox $POD_ID, container $CONTAINER_ID"
+	wait_until "Pod $APP_NS/$APP_POD to be Ready (kubectl describe pod -n $APP_NS $APP_POD)" pod_ready
 }
 
-container_id() {
-	local CONTAINER_ID=""
-	# shellcheck disable=SC1090 # written by this script
-	[[ -f $state_file ]] && source "$state_file"
-	printf '%s\n' "$CONTAINER_ID"
+# Everything but the typing; sets pod_uid, the Pod object's uid.
+pod_uid=""
+bring_up() {
+	require_root
+	claim_demo_dir
+	install_and_build
+	start_node
+	build_demo_image
+	import_images
+	install_release
+	add_runtime_handler
+	apply_policy_and_pod
+	pod_uid=$(pod_field '{.metadata.uid}')
+	log "Pod $APP_NS/$APP_POD runs on node $(pod_field '{.spec.nodeName}') (uid $pod_uid)"
 }
+
+# ---------------------------------------------------------------- typing
 
 # The commands recorded for the demo pod so far, one per line.
 recorded_commands() {
@@ -505,26 +405,27 @@ wait_prompt() {
 	until (($(prompts "$transcript") >= prompt_n)); do
 		if ! kill -0 "$pty_pid" 2>/dev/null || ((SECONDS >= deadline)); then
 			kill "$pty_pid" 2>/dev/null || true
-			die "bash in the container did not show its prompt (transcript: $transcript)"
+			die "bash in the pod did not show its prompt (transcript: $transcript)"
 		fi
 		sleep 0.05
 	done
 }
 
-# Types each line of $2 into a new `bash -i` in container $1, through `crictl
-# exec -it` on a pseudo-terminal that script(1) provides, waiting for bash's
-# prompt before each line as a person would, then `exit`. What the terminal
-# shows is copied to stdout and to $3.
-type_commands() { # container-id commands-file transcript
-	local cid=$1 file=$2 fifo keys line tail_pid
-	transcript=$3
+# The command line that opens `bash -i` in the demo pod on a terminal, as a user types it.
+exec_command() { printf '%q ' "$kubectl_bin" --kubeconfig "$KUBECONFIG" exec -it -n "$APP_NS" "$APP_POD" -c "$APP_CONTAINER" -- bash -i; }
+
+# Types each line of $1 into a new `bash -i` in the demo pod, through `kubectl exec -it` on a
+# pseudo-terminal that script(1) provides, waiting for bash's prompt before each line as a person would,
+# then `exit`. What the terminal shows is copied to stdout and to $2.
+type_commands() { # commands-file transcript
+	local file=$1 fifo keys line tail_pid
+	transcript=$2
 	prompt_n=0
-	fifo=$run_dir/keys.$$
+	fifo=$DEMO_DIR/keys.$$
 	rm -f "$fifo"
 	mkfifo -m 600 "$fifo"
 	: >"$transcript"
-	script -qfec "$(printf '%q ' "$crictl_bin" --config "$crictl_config" exec -it "$cid" bash -i)" /dev/null \
-		<"$fifo" >"$transcript" 2>&1 9>&- &
+	script -qfec "$(exec_command)" /dev/null <"$fifo" >"$transcript" 2>&1 9>&- &
 	pty_pid=$!
 	exec {keys}>"$fifo"
 	rm -f "$fifo"
@@ -550,7 +451,8 @@ show() { # command...: print it as a user would type it, then run it
 print_results() {
 	printf '\n'
 	step "What a user looks at (export KUBECONFIG=$KUBECONFIG; kubectl is $kubectl_bin)"
-	show kubectl get auditrecords -A
+	show kubectl get pods -n "$SYSTEM_NS" -o wide
+	show kubectl get auditrecords -n "$APP_NS"
 	# Each session's commands, as typed (but for what redaction replaced), with the alert that matched.
 	local commands='{range .items[*]}{range .status.commands[*]}{.time}{"  "}{.command}{"  "}{.alert.name}{"\n"}{end}{end}'
 	printf "\n$ kubectl get auditrecords -n %s -o jsonpath='%s'\n" "$APP_NS" "$commands"
@@ -565,36 +467,23 @@ print_next_steps() {
 	log "make demo-shell      # a shell in $APP_NS/$APP_POD, audited, with its Events streaming beside it"
 	log "export KUBECONFIG=$KUBECONFIG PATH=$bin_dir:\$PATH"
 	log "kubectl get auditrecords -A -w"
-	log "logs: $logs_dir (operator.log, agent.log), $CLUSTER_DIR, $STACK_DIR/containerd"
-	log "make demo-down       # stops and removes everything"
-}
-
-# Everything but the typing; sets pod_uid, the Pod object's uid.
-pod_uid=""
-bring_up() {
-	require_root
-	install_and_build
-	mkdir -p "$DEMO_DIR"
-	lock_demo_dir
-	touch "$marker"
-	mkdir -p "$logs_dir" "$run_dir"
-	check_ports
-	start_cluster
-	start_stack
-	apply_objects
-	issue_credentials
-	start_operator
-	start_agent
-	apply_policy_and_pod
-	pod_uid=$(kubectl get pod -n "$APP_NS" "$APP_POD" -o jsonpath='{.metadata.uid}')
-	step "Waiting for the operator's plan for Node $DEMO_NODE to name Pod $APP_NS/$APP_POD at the agent"
-	wait_until "the agent's plan to name pod $APP_NS/$APP_POD ($pod_uid); see $logs_dir/operator.log and agent.log" \
-		agent_plans_pod "$pod_uid"
-	run_pod "$pod_uid"
+	log "kubectl logs -n $SYSTEM_NS daemonset/$RELEASE-agent    # or deployment/$RELEASE-operator"
+	if own_node; then
+		log "logs of the node: $NODE_DIR/*.log; of the demo: $logs_dir"
+		log "make demo-down       # removes everything (the node too) and restores the host"
+	else
+		log "make demo-down       # with DEMO_DIR=$DEMO_DIR: removes what the demo made; the node stays up"
+	fi
 }
 
 expected_count=0
 commands_visible() { (($(recorded_count "$pod_uid") >= expected_count)); }
+# The policy's status counts commands every 2 s or so (the operator writes it at most that often).
+policy_counted() {
+	local n
+	n=$(kubectl get auditpolicy "$POLICY" -o jsonpath='{.status.commandsRecorded}' 2>/dev/null || true)
+	((${n:-0} >= expected_count))
+}
 
 cmd_up() {
 	local start=$SECONDS lines typed_at
@@ -602,21 +491,24 @@ cmd_up() {
 	bring_up
 	lines=$(grep -c . "$DEMO_COMMANDS" || true)
 	expected_count=$(($(recorded_count "$pod_uid") + lines + 1)) # and `exit`
-	step "Typing $lines commands from ${DEMO_COMMANDS#"$repo_dir/"} into bash -i in $APP_NS/$APP_POD (crictl exec -it, on a pty)"
-	type_commands "$(container_id)" "$DEMO_COMMANDS" "$logs_dir/typed-$(date +%Y%m%dT%H%M%S).log"
+	step "Typing $lines commands from ${DEMO_COMMANDS#"$repo_dir/"} into bash -i in $APP_NS/$APP_POD (kubectl exec -it, on a pty)"
+	type_commands "$DEMO_COMMANDS" "$logs_dir/typed-$(date +%Y%m%dT%H%M%S).log"
 	typed_at=$(date +%s%3N)
 	step "Waiting until the $((lines + 1)) commands (with exit) are AuditRecords in the API server"
-	wait_until "the commands in AuditRecords; see $logs_dir/agent.log and operator.log" commands_visible
+	wait_until "the commands in AuditRecords; see kubectl logs -n $SYSTEM_NS daemonset/$RELEASE-agent" commands_visible
 	log "all there $(($(date +%s%3N) - typed_at)) ms after the shell ended"
+	local deadline=$((SECONDS + 10))
+	until policy_counted || ((SECONDS >= deadline)); do sleep 0.5; done
 	print_results
 	print_next_steps
 	printf '\n'
 	step "Done in $((SECONDS - start))s"
 }
 
-# Prints each audit Event line (REASON MESSAGE) over the line of bash's prompt:
-# crictl puts the terminal in raw mode, so lines end with \r\n there. (Readline
-# does not know: Ctrl-L redraws its prompt and line.)
+# ---------------------------------------------------------------- shell, status, down
+
+# Prints each audit Event line (REASON MESSAGE) over the line of bash's prompt: kubectl puts the terminal in
+# raw mode, so lines end with \r\n there. (Readline does not know: Ctrl-L redraws its prompt and line.)
 relay_events() {
 	local line
 	while IFS= read -r line; do printf '\r\033[K[audit] %s\r\n' "$line"; done
@@ -624,52 +516,74 @@ relay_events() {
 
 watcher_pid=""
 cmd_shell() {
-	local cid
-	[[ -t 0 && -t 1 ]] || die "demo-shell needs a terminal (it runs crictl exec -it)"
+	[[ -t 0 && -t 1 ]] || die "demo-shell needs a terminal (it runs kubectl exec -it)"
 	if ! cmd_status >/dev/null 2>&1; then
 		bring_up
-	else
-		# Tokens last TOKEN_DURATION: renewed here too, for a demo left running.
-		require_root
-		lock_demo_dir
-		issue_credentials >/dev/null
-		start_operator >/dev/null
 	fi
 	exec 9>&- # no lock held while you type
-	cid=$(container_id)
-	step "Audited shell in $APP_NS/$APP_POD (container $cid): bash -i through crictl exec -it, as kubectl exec -it would"
+	step "Audited shell in $APP_NS/$APP_POD: bash -i through kubectl exec -it"
 	log "Each command you type shows up as '[audit] ...': an Event on the Pod, written by the operator"
 	log "from the agent's report (kubectl get events -w); Ctrl-L redraws the prompt. exit or Ctrl-D leaves."
 	kubectl get events -n "$APP_NS" --field-selector "involvedObject.name=$APP_POD" --watch-only \
 		-o custom-columns='REASON:.reason,MESSAGE:.message' --no-headers 2>/dev/null > >(relay_events) &
 	watcher_pid=$!
 	trap 'kill "$watcher_pid" 2>/dev/null || true' EXIT
-	crictl exec -it "$cid" bash -i || true
+	kubectl exec -it -n "$APP_NS" "$APP_POD" -c "$APP_CONTAINER" -- bash -i || true
+}
+
+workloads_ready() {
+	local want ready
+	want=$(kubectl get deployment -n "$SYSTEM_NS" "$RELEASE-operator" -o jsonpath='{.spec.replicas}' 2>/dev/null) || return 1
+	ready=$(kubectl get deployment -n "$SYSTEM_NS" "$RELEASE-operator" -o jsonpath='{.status.readyReplicas}' 2>/dev/null) || return 1
+	[[ -n $want && $want == "$ready" ]] || return 1
+	want=$(kubectl get daemonset -n "$SYSTEM_NS" "$RELEASE-agent" -o jsonpath='{.status.desiredNumberScheduled}' 2>/dev/null) || return 1
+	ready=$(kubectl get daemonset -n "$SYSTEM_NS" "$RELEASE-agent" -o jsonpath='{.status.numberReady}' 2>/dev/null) || return 1
+	[[ -n $want && $want != 0 && $want == "$ready" ]]
 }
 
 cmd_status() {
-	local ok=0 pid
-	if bash e2e/cluster/cluster.sh status >/dev/null 2>&1; then log "control plane: running (https://127.0.0.1:$APISERVER_PORT)"; else
-		log "control plane: not running"
+	local ok=0
+	if [[ ! -f $marker ]]; then
+		log "not running (no demo in $DEMO_DIR)"
+		return 1
+	fi
+	if node_sh status >/dev/null 2>&1; then
+		log "node: running (NODE_DIR=$NODE_DIR$(own_node || printf ', DEMO_NODE_DIR'))"
+	else
+		log "node: not running (NODE_DIR=$NODE_DIR)"
+		return 1
+	fi
+	if [[ $(release_status) == deployed ]] && workloads_ready; then
+		log "chart: release $RELEASE deployed in namespace $SYSTEM_NS, operator and agent Ready"
+	else
+		log "chart: release $RELEASE not deployed, or its pods not Ready (kubectl get pods -n $SYSTEM_NS)"
 		ok=1
 	fi
-	if bash e2e/stack/stack.sh status >/dev/null 2>&1; then log "containerd: running ($STACK_DIR)"; else
-		log "containerd: not running"
-		ok=1
-	fi
-	for p in operator agent; do
-		if pid=$(running_pid "$p"); then log "$p: running (pid $pid)"; else
-			log "$p: not running"
-			ok=1
-		fi
-	done
-	local cid
-	cid=$(container_id 2>/dev/null || true)
-	if [[ -n $cid ]] && [[ -f $crictl_config ]] && container_running "$cid"; then log "pod $APP_NS/$APP_POD: running (container $cid)"; else
-		log "pod $APP_NS/$APP_POD: not running"
+	if pod_ready; then log "pod $APP_NS/$APP_POD: Ready (uid $(pod_field '{.metadata.uid}'))"; else
+		log "pod $APP_NS/$APP_POD: not Ready"
 		ok=1
 	fi
 	return "$ok"
+}
+
+# What the demo made on a node that is not its own, deleted; the node stays as it was.
+remove_from_node() {
+	if ! node_sh status >/dev/null 2>&1; then
+		log "The node in $NODE_DIR is not running: nothing to remove from it"
+		return 0
+	fi
+	step "Removing what the demo made on the node in $NODE_DIR (the node stays up)"
+	log "namespace $APP_NS (its pods and AuditRecords), policy $POLICY"
+	quietly kubectl kubectl delete namespace "$APP_NS" --ignore-not-found --wait --timeout="${DEMO_TIMEOUT}s"
+	quietly kubectl kubectl delete containerauditpolicy "$POLICY" --ignore-not-found
+	if [[ -n $(release_status) ]]; then
+		log "helm uninstall $RELEASE -n $SYSTEM_NS"
+		quietly helm helm uninstall "$RELEASE" -n "$SYSTEM_NS" --wait --timeout 3m
+	fi
+	log "namespace $SYSTEM_NS"
+	quietly kubectl kubectl delete namespace "$SYSTEM_NS" --ignore-not-found --wait --timeout="${DEMO_TIMEOUT}s"
+	wait_until "namespace $SYSTEM_NS to be gone" namespace_gone "$SYSTEM_NS"
+	wait_until "namespace $APP_NS to be gone" namespace_gone "$APP_NS"
 }
 
 cmd_down() {
@@ -681,16 +595,11 @@ cmd_down() {
 	require_root
 	lock_demo_dir
 	mkdir -p "$logs_dir"
-	step "Stopping the demo in $DEMO_DIR"
-	if [[ -d $STACK_DIR ]]; then
-		log "Stopping containerd, its pods and shims"
-		bash e2e/stack/stack.sh down 9>&- 2>&1 | sed 's/^/    /' || err "stack.sh down failed; going on"
-	fi
-	stop_process agent
-	stop_process operator
-	if [[ -d $CLUSTER_DIR ]]; then
-		log "Stopping the control plane"
-		bash e2e/cluster/cluster.sh down 9>&- 2>&1 | sed 's/^/    /' || err "cluster.sh down failed; going on"
+	if own_node; then
+		step "Taking the demo's node down (node.sh down: every pod, every component; the host restored)"
+		node_sh down 2>&1 | indent || die "node.sh down failed; $DEMO_DIR is kept"
+	else
+		remove_from_node
 	fi
 	rm -rf --one-file-system "$DEMO_DIR"
 	step "Removed $DEMO_DIR"

@@ -1,7 +1,7 @@
-# A private containerd's leftovers, found and removed (its shims, runc containers, mounts, cgroups), and
-# deterministic single-layer OCI image archives: sourced by e2e/stack/stack.sh and e2e/node/node.sh. The
-# sourcing script sets `socket` (containerd's), `containerd_dir` (its root and state are root/ and state/ in
-# it), `runc_root`, `cgroup_root`, SHIM_SOCKET_ROOT, and defines log.
+# A private containerd's leftovers, found and removed (its shims, runc containers, mounts, cgroups): sourced by
+# e2e/stack/stack.sh and e2e/node/node.sh. The sourcing script sets `socket` (containerd's), `containerd_dir`
+# (its root and state are root/ and state/ in it), `runc_root`, `cgroup_root`, SHIM_SOCKET_ROOT, and defines
+# log.
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # those variables are the sourcing script's
 
@@ -116,37 +116,4 @@ remove_cgroups() {
 			break
 		}
 	}' /proc/self/mountinfo)
-}
-
-# An OCI image archive (oci-layout, index.json, blobs/sha256/) whose single
-# layer is the whole of a directory, like e2e/support/image.ts, deterministic:
-# same files, same digests. Args: rootfs ref archive image-config-json.
-oci_archive() {
-	local rootfs=$1 ref=$2 archive=$3 image_config=$4 work arch diff_id
-	local layer_digest layer_size config config_digest manifest manifest_digest
-	work=$(mktemp -d "$(dirname "$archive")/.oci-XXXXXX")
-	mkdir -p "$work/blobs/sha256"
-	arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
-	tar --format=gnu --sort=name --numeric-owner --owner=0 --group=0 --mtime=@0 \
-		-C "$rootfs" -cf "$work/layer.tar" .
-	diff_id=$(sha256sum <"$work/layer.tar" | cut -d' ' -f1)
-	gzip -n -6 "$work/layer.tar"
-	layer_digest=$(sha256sum <"$work/layer.tar.gz" | cut -d' ' -f1)
-	layer_size=$(stat -c %s "$work/layer.tar.gz")
-	mv "$work/layer.tar.gz" "$work/blobs/sha256/$layer_digest"
-	config=$(printf '{"created":"1970-01-01T00:00:00Z","architecture":"%s","os":"linux","config":%s,"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"e2e/stack/stack.sh"}]}' \
-		"$arch" "$image_config" "$diff_id")
-	config_digest=$(printf '%s' "$config" | sha256sum | cut -d' ' -f1)
-	printf '%s' "$config" >"$work/blobs/sha256/$config_digest"
-	manifest=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%d}]}' \
-		"$config_digest" "${#config}" "$layer_digest" "$layer_size")
-	manifest_digest=$(printf '%s' "$manifest" | sha256sum | cut -d' ' -f1)
-	printf '%s' "$manifest" >"$work/blobs/sha256/$manifest_digest"
-	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"platform":{"architecture":"%s","os":"linux"},"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}' \
-		"$manifest_digest" "${#manifest}" "$arch" "$ref" >"$work/index.json"
-	printf '{"imageLayoutVersion":"1.0.0"}' >"$work/oci-layout"
-	tar --format=gnu --sort=name --numeric-owner --owner=0 --group=0 --mtime=@0 \
-		-C "$work" -cf "$archive.partial" oci-layout index.json blobs
-	mv "$archive.partial" "$archive"
-	rm -rf "$work"
 }

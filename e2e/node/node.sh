@@ -23,6 +23,8 @@
 #   import ARCHIVE...
 #             import image archives (docker-archive or OCI) into containerd's k8s.io namespace, where the
 #             kubelet finds them (there is no registry: pods name them with imagePullPolicy IfNotPresent).
+#             An archive imported before (the same path and content checksum) whose images are all still
+#             there is not imported again.
 #
 # Environment (defaults in brackets):
 #   NODE_DIR              everything of the node; `down` deletes it [<repo>/.cache/k8s-node]
@@ -113,6 +115,7 @@ runc_root="$run_dir/runc"
 kubelet_dir="$NODE_DIR/kubelet"
 cni_dir="$NODE_DIR/cni"
 images_dir="$NODE_DIR/images"
+imported_list="$images_dir/imported" # what ctr_import imported: "<path> <crc> <size>\t<image names>"
 SHIM_SOCKET_ROOT=/run/containerd # hard-coded in containerd 1.6
 # Images of the node itself, made here (no registry): the sandbox (images/build.sh pause) and cluster DNS.
 pause_image=docker.io/container-auditor/pause:3.10
@@ -131,6 +134,8 @@ state_dir=$NODE_DIR # the components' pid files and logs (every command line nam
 . "$script_dir/../lib/processes.sh"
 # shellcheck source=e2e/lib/containerd.sh
 . "$script_dir/../lib/containerd.sh"
+# shellcheck source=e2e/lib/image.sh
+. "$script_dir/../lib/image.sh"
 # shellcheck source=e2e/lib/pki.sh
 . "$script_dir/../lib/pki.sh"
 
@@ -555,12 +560,37 @@ node_images() {
 	ctr_import "$repo_dir/.cache/images/pause.tar" "$images_dir/coredns.tar"
 }
 
+# Imports each archive, unless the same file (its path, and cksum's CRC and size of its content: a tenth of a
+# second for 600 MB, where an import takes seconds) was imported into this node before and every image it
+# brought is still there. Not the modification time: images/build.sh touches the archives it keeps.
 ctr_import() {
-	local archive
+	local archive key names out
+	mkdir -p "$images_dir"
 	for archive in "$@"; do
 		[[ -f $archive ]] || die "no image archive at $archive"
-		ctr --address "$socket" -n k8s.io images import "$archive" >>"$logs_dir/images.log" 2>&1 ||
+		key="$(readlink -f "$archive") $(cksum <"$archive")"
+		names=$(awk -F '\t' -v key="$key" '$1 == key { names = $2 } END { print names }' "$imported_list" 2>/dev/null || true)
+		if [[ -n $names ]] && images_present "$names"; then
+			log "$archive: imported already ($names)"
+			continue
+		fi
+		log "Importing $archive"
+		if ! out=$(ctr --address "$socket" -n k8s.io images import "$archive" 2>&1); then
+			printf '%s\n' "$out" >>"$logs_dir/images.log"
 			die "importing $archive failed (see $logs_dir/images.log)"
+		fi
+		printf '%s\n' "$out" >>"$logs_dir/images.log"
+		# ctr says `unpacking <name> (sha256:...)...done` for each image.
+		names=$(sed -n 's/^unpacking \([^ ]*\) (sha256:.*/\1/p' <<<"$out" | tr '\n' ' ')
+		[[ -z $names ]] || printf '%s\t%s\n' "$key" "${names% }" >>"$imported_list"
+	done
+}
+
+images_present() { # "name..."
+	local have name
+	have=$(ctr --address "$socket" -n k8s.io images ls -q 2>/dev/null) || return 1
+	for name in $1; do
+		grep -qxF -- "$name" <<<"$have" || return 1
 	done
 }
 

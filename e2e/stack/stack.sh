@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The node half of the demo: a containerd with its CRI plugin on, driven with
+# The node half of containerd-level tests: a containerd with its CRI plugin on, driven with
 # crictl the way a kubelet drives it, whose `container-auditor` runtime handler
 # (what a RuntimeClass names) runs containers through the runc wrapper, and
 # whose default handler `runc` runs the others. Pods share the node's network
@@ -42,7 +42,7 @@
 #                                             plus busybox's applets; PATH set;
 #                                             runs `sleep infinity`
 #
-# Several stacks can run at once (a demo next to a test) as long as each has
+# Several stacks can run at once (one per test file) as long as each has
 # its own STACK_DIR: the socket, state, runc root, CNI directories and cgroup
 # parent are all derived from it, and `down` only ever stops processes that
 # name this stack's socket. containerd 1.6 puts its shims' sockets in
@@ -191,9 +191,12 @@ stop_containerd() {
 }
 
 # shim_pids, children_of, kill_shims, shim_sockets, delete_leftover_runc_containers, mounts_under,
-# unmount_under, remove_cgroups, oci_archive
+# unmount_under, remove_cgroups
 # shellcheck source=e2e/lib/containerd.sh
 . "$script_dir/../lib/containerd.sh"
+# oci_archive, shell_image_archive
+# shellcheck source=e2e/lib/image.sh
+. "$script_dir/../lib/image.sh"
 
 # ---------------------------------------------------------------- images
 
@@ -208,30 +211,9 @@ build_pause_image() {
 		"{\"Env\":[\"$IMAGE_PATH_ENV\"],\"Entrypoint\":[\"/pause\"]}"
 }
 
-# The host's bash with the libraries it loads (ldd), busybox's applets for the
-# rest, /etc/passwd and /etc/group for root. bash must stay a dynamic binary
-# that exports readline (Debian's does): that is what the agent probes.
+# The host's bash and busybox (e2e/lib/image.sh).
 build_demo_image() {
-	local root="$images_dir/demo-shell-rootfs" applets lib bash
-	[[ -x /bin/busybox ]] || die "/bin/busybox is missing: install Debian's busybox-static"
-	bash=$(readlink -f /bin/bash)
-	rm -rf "$root"
-	mkdir -p "$root"/{bin,etc,root,proc,sys,dev,run,var/tmp,usr/bin,usr/sbin,sbin}
-	install -d -m 1777 "$root/tmp"
-	cp /bin/busybox "$root/bin/busybox"
-	# One symlink per applet; perl (Debian's perl-base is essential) makes the
-	# few hundred in one process, where a loop of ln would take seconds.
-	mapfile -t applets < <(/bin/busybox --list | grep -vx -e busybox -e bash)
-	(cd "$root/bin" && perl -e 'for (@ARGV) { symlink("busybox", $_) or die "$_: $!\n" }' "${applets[@]}")
-	cp "$bash" "$root/bin/bash"
-	while read -r lib; do
-		mkdir -p "$root$(dirname "$lib")"
-		cp -L "$lib" "$root$lib"
-	done < <(ldd "$bash" | grep -o '/[^ ]* (0x' | sed 's/ (0x$//')
-	printf 'root:x:0:0:root:/root:/bin/bash\n' >"$root/etc/passwd"
-	printf 'root:x:0:\n' >"$root/etc/group"
-	oci_archive "$root" "$DEMO_IMAGE" "$images_dir/demo-shell.oci.tar" \
-		"{\"Env\":[\"$IMAGE_PATH_ENV\"],\"Cmd\":[\"/bin/sleep\",\"infinity\"],\"WorkingDir\":\"/root\"}"
+	shell_image_archive "$images_dir/demo-shell-rootfs" "$DEMO_IMAGE" "$images_dir/demo-shell.oci.tar"
 }
 
 import_image() { # archive ref

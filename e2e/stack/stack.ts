@@ -1,5 +1,5 @@
 /**
- * The node stack (stack.sh) from TypeScript, for tests and the demo: a containerd with its CRI plugin on,
+ * The node stack (stack.sh) from TypeScript, for tests: a containerd with its CRI plugin on,
  * driven through crictl as a kubelet would drive it, whose `container-auditor` runtime handler runs the runc
  * wrapper. stack.sh does the work (images, config, containerd, pods, cleanup); this module starts it in a
  * directory of its own, runs pods, reads what the wrapper handed off and opens interactive shells.
