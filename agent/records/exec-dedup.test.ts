@@ -42,4 +42,16 @@ describe('one exec record per program start', () => {
     expect(dedup.admit('c1', 40, long, 'runtime', 0)).toBe(true);
     expect(dedup.admit('c1', 40, `${long.slice(0, 256)}cut-elsewhere`, 'kernel', 1)).toBe(false);
   });
+
+  it('holds one claim per exec of the last ttl, however many a container makes (a fork-and-exec flood)', () => {
+    const dedup = new ExecDedup(1_000);
+    for (let i = 0; i < 200_000; i++)
+      dedup.admit('flood', 1000 + (i % 50_000), '/bin/true', 'kernel', i / 10);
+    // 10 execs per ms, a 1 s ttl: the last 10,000 are held, no more.
+    expect(dedup.size).toBeLessThanOrEqual(10_010);
+    expect(dedup.size).toBeGreaterThanOrEqual(9_990);
+    // A twin of a recent one is still found; one of an expired one is recorded.
+    expect(dedup.admit('flood', 1000 + (199_999 % 50_000), '/bin/true', 'runtime', 19_999.95)).toBe(false);
+    expect(dedup.admit('flood', 1000, '/bin/true', 'runtime', 19_999.95)).toBe(true);
+  });
 });

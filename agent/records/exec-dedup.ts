@@ -5,20 +5,30 @@
  *
  * Each record claims a key (container, pid, first argument); a record whose key an earlier record of the
  * other source holds is that record's twin: it is dropped and cancels the claim, so a later program of the
- * same pid (a shell that execs) is recorded again. Claims expire after `ttlMs`. Pure: time comes in.
+ * same pid (a shell that execs) is recorded again. Claims expire after `ttlMs`, oldest first from a queue in
+ * the order they were made: an exec costs the agent's loop a map lookup, not a scan of every claim (a
+ * container may exec as fast as its rate limit lets it). Pure: time comes in.
  */
 export type ExecSource = 'kernel' | 'runtime';
 
 interface Claim {
+  key: string;
   source: ExecSource;
   expires: number;
+  /** Cancelled by its twin: skipped when the queue reaches it. */
+  done: boolean;
 }
 
 /** Longest first argument that takes part in the key: both sources see at least this much of it. */
 const KEY_ARG_CHARS = 256;
 
 export class ExecDedup {
+  /** Live claims by key (oldest first). */
   private readonly claims = new Map<string, Claim[]>();
+  /** Every claim in the order made, so in expiry order (time only goes forward here). */
+  private readonly queue: Claim[] = [];
+  private head = 0;
+  private live = 0;
 
   constructor(private readonly ttlMs = 10_000) {}
 
@@ -29,27 +39,40 @@ export class ExecDedup {
     const claims = this.claims.get(key) ?? [];
     const twin = claims.findIndex((c) => c.source !== source);
     if (twin >= 0) {
-      claims.splice(twin, 1);
-      if (claims.length === 0) this.claims.delete(key);
+      this.drop(claims, twin);
       return false;
     }
-    claims.push({ source, expires: now + this.ttlMs });
+    const claim: Claim = { key, source, expires: now + this.ttlMs, done: false };
+    claims.push(claim);
     this.claims.set(key, claims);
+    this.queue.push(claim);
+    this.live++;
     return true;
   }
 
-  /** Claims held (for tests and memory bounds: one per recent exec). */
+  /** Claims held (for tests and memory bounds: one per exec of the last `ttlMs`). */
   get size(): number {
-    let n = 0;
-    for (const claims of this.claims.values()) n += claims.length;
-    return n;
+    return this.live;
+  }
+
+  private drop(claims: Claim[], index: number): void {
+    const [claim] = claims.splice(index, 1);
+    claim!.done = true;
+    this.live--;
+    if (claims.length === 0) this.claims.delete(claim!.key);
   }
 
   private expire(now: number): void {
-    for (const [key, claims] of this.claims) {
-      const live = claims.filter((c) => c.expires > now);
-      if (live.length === 0) this.claims.delete(key);
-      else if (live.length !== claims.length) this.claims.set(key, live);
+    while (this.head < this.queue.length && this.queue[this.head]!.expires <= now) {
+      const claim = this.queue[this.head++]!;
+      if (claim.done) continue;
+      const claims = this.claims.get(claim.key)!;
+      this.drop(claims, claims.indexOf(claim));
+    }
+    // Compact now and then: the queue's head part is spent.
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
     }
   }
 }

@@ -27,23 +27,20 @@ import {
   listAuditRecords,
   testKubeConfig,
 } from '../../e2e/support/cluster.js';
-import { runCommand } from '../../e2e/support/command.js';
 import { helmOk } from '../../e2e/support/helm.js';
 import { buildImageArchive } from '../../e2e/support/image.js';
-import { CHART_DIR, KUBECTL, REPO_ROOT } from '../../e2e/support/paths.js';
+import { CHART_DIR, KUBECTL } from '../../e2e/support/paths.js';
 import { buildRootfs } from '../../e2e/support/rootfs.js';
 import { CTRL_D, Terminal } from '../../e2e/support/terminal.js';
 import { until } from '../../e2e/support/wait.js';
+import { NODE_NAME, SYSTEM_NS, TEST_NODE_DIR, nodeScript } from '../../e2e/support/real-node.js';
 
-const NODE_DIR = process.env.CONTAINER_AUDITOR_TEST_NODE_DIR ?? '';
-const NODE_SCRIPT = join(REPO_ROOT, 'e2e', 'node', 'node.sh');
+const NODE_DIR = TEST_NODE_DIR;
 const RELEASE = 'audit';
-const SYSTEM_NS = 'container-auditor';
 const SHOP = 'shop';
 /** A namespace that enforces the `restricted` Pod Security Standard. */
 const VAULT = 'vault';
 const POLICY = 'shop-shells';
-const NODE_NAME = 'audit-node';
 /** Two workload images: the same shell in each, in layers of their own (so distinct files on the node). */
 const IMAGE_A = 'container-auditor.local/shell-a:1';
 const IMAGE_B = 'container-auditor.local/shell-b:1';
@@ -52,13 +49,9 @@ const BASH_PROMPT = /bash-[\d.]+[#$] /;
 let scratch: string;
 let custom: CustomObjectsApi;
 
-function nodeScript(args: string[]): Promise<void> {
-  return runCommand('bash', [NODE_SCRIPT, ...args], {
-    env: { ...process.env, NODE_DIR },
-    timeoutMs: 300_000,
-  }).then((r) => {
-    if (r.code !== 0) throw new Error(`node.sh ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
-  });
+async function nodeScriptOk(args: string[]): Promise<void> {
+  const r = await nodeScript(args);
+  if (r.code !== 0) throw new Error(`node.sh ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
 }
 
 /** The workload images: busybox and the host's bash (dynamic, readline inside), in one layer each. */
@@ -70,7 +63,7 @@ async function importWorkloadImages(): Promise<void> {
     writeFileSync(join(root, 'etc', 'image'), `${ref}\n`);
     return buildImageArchive(root, join(scratch, `shell-${i}.tar`), { ref, cmd: ['sleep', 'infinity'] }).path;
   });
-  await nodeScript(['import', ...archives]);
+  await nodeScriptOk(['import', ...archives]);
 }
 
 /** A pod of the audited RuntimeClass, created now and Ready; `container` adds to its one container `app`. */
@@ -286,7 +279,7 @@ beforeAll(async () => {
       'jsonpath={.data.containerd-runtime\\.toml}',
     ]),
   );
-  await nodeScript(['runtime-handler', snippet]);
+  await nodeScriptOk(['runtime-handler', snippet]);
   await importWorkloadImages();
   await kubectlOk(['create', 'namespace', SHOP]);
   await kubectlOk(['create', 'namespace', VAULT]);
@@ -342,6 +335,20 @@ interface ReleasePod {
   status: { conditions?: { type: string; status: string }[] };
 }
 
+/** The operator pod holding the Lease (its identity is `<pod>_<boot>_<random>`), '' when none does. */
+async function leaderPod(): Promise<string> {
+  const identity = await kubectlOk([
+    'get',
+    'lease',
+    '-n',
+    SYSTEM_NS,
+    `${RELEASE}-container-auditor-operator`,
+    '-o',
+    'jsonpath={.spec.holderIdentity}',
+  ]);
+  return identity.split('_')[0] ?? '';
+}
+
 /** The release's pods of one component (operator, agent), as the API server has them. */
 async function releasePods(component: string): Promise<{ items: ReleasePod[] }> {
   const out = await kubectlOk([
@@ -371,16 +378,7 @@ describe('the chart installed by helm on a real node', () => {
       expect(status.CapEff).toBe('0000000000000000');
       expect(status.NoNewPrivs).toBe('1');
     }
-    const holder = await kubectlOk([
-      'get',
-      'lease',
-      '-n',
-      SYSTEM_NS,
-      `${RELEASE}-container-auditor-operator`,
-      '-o',
-      'jsonpath={.spec.holderIdentity}',
-    ]);
-    expect(pods.items.map((p) => p.metadata.name)).toContain(holder.split('_')[0]);
+    expect(pods.items.map((p) => p.metadata.name)).toContain(await leaderPod());
     for (const pod of pods.items)
       expect(await kubectlOk(['logs', '-n', SYSTEM_NS, pod.metadata.name])).not.toMatch(/forbidden/i);
   }, 120_000);
@@ -531,22 +529,13 @@ describe('the chart on a real node, through helm install and kubectl exec -it', 
   }, 300_000);
 
   it('the leading operator pod deleted: the other replica leads, and what is typed meanwhile is recorded once', async () => {
-    const lease = [
-      'get',
-      'lease',
-      '-n',
-      SYSTEM_NS,
-      `${RELEASE}-container-auditor-operator`,
-      '-o',
-      'jsonpath={.spec.holderIdentity}',
-    ];
-    const leader = (await kubectlOk(lease)).split('_')[0]!;
+    const leader = await leaderPod();
     await kubectlOk(['delete', 'pod', '-n', SYSTEM_NS, leader, '--wait=false']);
     await typeInto('a1', ['echo while-the-leader-changed']);
     await until(
       'another replica to lead',
       async () => {
-        const holder = (await kubectlOk(lease)).split('_')[0];
+        const holder = await leaderPod();
         return holder !== '' && holder !== leader;
       },
       120_000,
@@ -555,7 +544,7 @@ describe('the chart on a real node, through helm install and kubectl exec -it', 
   }, 300_000);
 
   it('containerd restarted: the running containers stay audited', async () => {
-    await nodeScript(['restart', 'containerd']);
+    await nodeScriptOk(['restart', 'containerd']);
     await typeInto('b1', ['echo after-containerd-restarted']);
     await expectRecordedOnce([{ pod: 'b1', command: 'echo after-containerd-restarted' }]);
   }, 300_000);

@@ -30,21 +30,21 @@ import {
   type CoreV1Event,
   type V1Pod,
 } from '@kubernetes/client-node';
-import { GROUP, POLICY_PLURAL, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
+import { GROUP, POLICY_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
 import { runCommand, type CommandResult } from '../support/command.js';
 import { helm } from '../support/helm.js';
-import { KUBECTL, REPO_ROOT } from '../support/paths.js';
+import { KUBECTL } from '../support/paths.js';
 import { DEMO_SCRIPT, privateDemoEnv } from '../support/private-demo.js';
 import { Terminal } from '../support/terminal.js';
 import { until } from '../support/wait.js';
+import { listAuditRecords } from '../support/cluster.js';
+import { NODE_NAME, SYSTEM_NS, TEST_NODE_DIR, nodeScript } from '../support/real-node.js';
 
-const NODE_DIR = process.env.CONTAINER_AUDITOR_TEST_NODE_DIR ?? '';
+const NODE_DIR = TEST_NODE_DIR;
 const KUBECONFIG = join(NODE_DIR, 'kubeconfig');
-const NODE_SCRIPT = join(REPO_ROOT, 'e2e', 'node', 'node.sh');
 const RUN = randomBytes(3).toString('hex');
-const NODE = 'audit-node';
+const NODE = NODE_NAME;
 const NS = 'shop';
-const SYSTEM_NS = 'container-auditor';
 const RELEASE = 'container-auditor';
 const POLICY = 'production-shells';
 const DEMO_IMAGE = 'container-auditor.local/demo-shell:1';
@@ -110,14 +110,8 @@ async function demoPod(): Promise<{ uid: string; containerId: string }> {
   return { uid: pod.metadata!.uid!, containerId: id.replace(/^containerd:\/\//, '') };
 }
 
-async function records(namespace = NS): Promise<AuditRecord[]> {
-  const list = (await custom.listNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: RECORD_PLURAL,
-    namespace,
-  })) as { items: AuditRecord[] };
-  return list.items;
+function records(namespace = NS): Promise<AuditRecord[]> {
+  return listAuditRecords(custom, namespace);
 }
 
 async function events(pod: string, namespace = NS): Promise<CoreV1Event[]> {
@@ -412,10 +406,7 @@ describe('make demo on the real node, end to end', () => {
       expect((await helm(['status', RELEASE, '-n', SYSTEM_NS], { kubeconfig: KUBECONFIG })).code).not.toBe(0);
       expect((await kubectlOk(['get', 'runtimeclass', '-o', 'name'])).trim()).toBe('');
       expect((await kubectlOk(['get', 'containerauditpolicies', '-o', 'name'])).trim()).toBe('');
-      const node = await runCommand('bash', [NODE_SCRIPT, 'status'], {
-        env: { ...process.env, NODE_DIR },
-        timeoutMs: 60_000,
-      });
+      const node = await nodeScript(['status'], 60_000);
       expect(node.code).toBe(0);
       const again = await demo(['down']);
       expect(again.code).toBe(0);
