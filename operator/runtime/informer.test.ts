@@ -3,7 +3,7 @@
  * failures), on a fake clock: which events reach the handlers, when it lists again, and how long it waits.
  */
 import { KubeError } from '../../common/kube/errors.js';
-import { FakeClock, settle } from './fake-clock.js';
+import { FakeClock, settle } from '../../test-support/fake-clock.js';
 import { Informer, type InformerHandler } from './informer.js';
 import type { ListPage, ListerWatcher, WatchEvent, WatchEventType, WatchStream } from './list-watch.js';
 import { WatchAbortedError } from './list-watch.js';

@@ -24,7 +24,7 @@ import { type ObjectWithMeta, keyOf, objectKey } from '../../common/kube/objects
 import type { ResourceType } from '../../common/kube/resources.js';
 import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import { type BackoffPolicy, backoffDelay } from './backoff.js';
-import { type Clock, type Timer, realClock, sleep } from './clock.js';
+import { type Clock, type Timer, realClock, sleep } from '../../common/clock.js';
 import {
   type ListWatchOptions,
   type ListerWatcher,

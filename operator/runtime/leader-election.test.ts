@@ -4,7 +4,7 @@
  * leader-election.integration.test.ts; here time is exact, so the safety margins can be checked too.
  */
 import { KubeError } from '../../common/kube/errors.js';
-import { FakeClock, settle } from './fake-clock.js';
+import { FakeClock, settle } from '../../test-support/fake-clock.js';
 import { LeaderElector } from './leader-election.js';
 import type { LeaseLock, LeaseRecord, LeaseSnapshot } from './lease-lock.js';
 

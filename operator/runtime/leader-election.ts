@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { describeError } from '../../common/kube/errors.js';
 import { LogField, type Logger, silentLogger } from '../../common/logging.js';
-import { type Clock, realClock, sleep } from './clock.js';
+import { type Clock, realClock, sleep } from '../../common/clock.js';
 import { KubeLeaseLock, type LeaseLock, type LeaseRecord, type LeaseSnapshot } from './lease-lock.js';
 import { RuntimeLogField } from './log-fields.js';
 import type { Gauge, Registry } from './metrics.js';

@@ -4,7 +4,7 @@
  * optionally, for all items together, a token bucket that caps the retry rate, so that a mass failure (the
  * API server down) does not turn into a retry storm when it comes back.
  */
-import type { Clock } from './clock.js';
+import type { Clock } from '../../common/clock.js';
 
 export interface RateLimiter {
   /** The delay before `key`'s next try; counts a failure. */

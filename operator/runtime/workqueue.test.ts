@@ -1,4 +1,4 @@
-import { FakeClock, settle } from './fake-clock.js';
+import { FakeClock, settle } from '../../test-support/fake-clock.js';
 import { Registry } from './metrics.js';
 import { ItemExponentialRateLimiter, MaxOfRateLimiter, TokenBucketRateLimiter } from './rate-limiter.js';
 import { TerminalError, WorkQueue, runWorkers } from './workqueue.js';

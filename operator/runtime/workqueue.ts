@@ -15,7 +15,7 @@ import type { Logger } from '../../common/logging.js';
 import { LogField } from '../../common/logging.js';
 import { describeError } from '../../common/kube/errors.js';
 import { RuntimeLogField } from './log-fields.js';
-import { type Clock, type Timer, realClock } from './clock.js';
+import { type Clock, type Timer, realClock } from '../../common/clock.js';
 import type { Counter, Gauge, Registry } from './metrics.js';
 import { ItemExponentialRateLimiter, type RateLimiter } from './rate-limiter.js';
 

@@ -1,6 +1,6 @@
 /**
  * Time as a dependency: the work queue, the informers and leader election take a `Clock`, so their tests run
- * on a `FakeClock` (fake-clock.ts) that moves only when told, without real timers.
+ * on a `FakeClock` (test-support/fake-clock.ts) that moves only when told, without real timers.
  */
 export interface Timer {
   cancel(): void;

@@ -2,7 +2,7 @@
  * A clock for tests: time stands still until `advance` moves it, firing the timers that fall due in order.
  * Not used in production code.
  */
-import type { Clock, Timer } from './clock.js';
+import type { Clock, Timer } from '../common/clock.js';
 
 interface Scheduled {
   at: number;
