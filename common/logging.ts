@@ -1,6 +1,7 @@
 /**
- * Structured logs: winston, JSON, one line per event. Field names are constants so that every component
- * spells them the same way and log queries keep working.
+ * Structured logs: winston, JSON, one line per event. Field names are constants, and this is the one set of
+ * them (agent and operator alike), so that every component spells them the same way and log queries keep
+ * working.
  */
 import winston from 'winston';
 
@@ -8,12 +9,29 @@ export const LogField = {
   component: 'component',
   containerId: 'containerId',
   file: 'file',
+  path: 'path',
+  port: 'port',
   reason: 'reason',
   detail: 'detail',
   error: 'error',
   verb: 'verb',
   count: 'count',
-  port: 'port',
+  status: 'status',
+  delayMs: 'delayMs',
+  // Kubernetes objects: what a line is about.
+  node: 'node',
+  namespace: 'namespace',
+  name: 'name',
+  pod: 'pod',
+  policy: 'policy',
+  nodes: 'nodes',
+  resource: 'resource',
+  // The operator's runtime: work queue and leader election.
+  queue: 'queue',
+  key: 'key',
+  lease: 'lease',
+  identity: 'identity',
+  holder: 'holder',
 } as const;
 
 export type Logger = winston.Logger;

@@ -3,7 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadKubeConfig } from '../common/kube/config.js';
-import { createLogger } from '../common/logging.js';
+import { LogField, createLogger } from '../common/logging.js';
 import { Operator } from './operator.js';
 
 export const OPERATOR_USAGE = `Usage:
@@ -105,7 +105,7 @@ export async function operatorMain(argv: string[]): Promise<number> {
     ...(values['runtime-class'] ? { runtimeClass: values['runtime-class'] } : {}),
     ...(flushMs !== undefined ? { flushMs } : {}),
   });
-  logger.info('Starting', { detail: { kubeconfig: loaded.from, source: loaded.source } });
+  logger.info('Starting', { [LogField.detail]: { kubeconfig: loaded.from, source: loaded.source } });
   const stopped = new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

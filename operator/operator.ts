@@ -8,8 +8,7 @@
  *   POST /v1/reports ──> ReportIngestor (leader) ──> AuditRecords, Events, ReportLedger ──> reconciler
  */
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '../common/logging.js';
-import { LogField } from '../common/logging.js';
+import { LogField, type Logger } from '../common/logging.js';
 import { CONTAINER_AUDIT_POLICIES, NAMESPACES, PODS } from '../common/kube/resources.js';
 import { AgentAuthenticator } from './ingest/auth.js';
 import { EventsWriter } from './ingest/events-writer.js';

@@ -26,11 +26,9 @@
 import { createHash } from 'node:crypto';
 import type { V1TokenReviewStatus } from '@kubernetes/client-node';
 import { AGENT_TOKEN_AUDIENCE } from '../../api/agentapi/v1.js';
-import type { Logger } from '../../common/logging.js';
-import { silentLogger } from '../../common/logging.js';
+import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import { Counters } from './counters.js';
 import type { PodReader, TokenReviewer } from './kube-clients.js';
-import { Field } from './log-fields.js';
 import { describeError } from './outcome.js';
 import { KeyedTokenBuckets, type RateLimit } from './rate-limit.js';
 
@@ -285,7 +283,7 @@ export class AgentAuthenticator {
         this.audience,
       );
     } catch (e) {
-      this.log.warn('TokenReview failed', { [Field.error]: describeError(e) });
+      this.log.warn('TokenReview failed', { [LogField.error]: describeError(e) });
       return refusal('review-failed', 'the token could not be reviewed; retry');
     }
     if (!judged.ok) return judged;
@@ -297,7 +295,7 @@ export class AgentAuthenticator {
     try {
       pod = await this.options.pods.get(this.options.serviceAccount.namespace, judged.pod);
     } catch (e) {
-      this.log.warn('Reading the Pod of an agent token failed', { [Field.error]: describeError(e) });
+      this.log.warn('Reading the Pod of an agent token failed', { [LogField.error]: describeError(e) });
       return refusal('review-failed', 'the pod of the token could not be read; retry');
     }
     if (!pod || pod.uid !== judged.podUid)

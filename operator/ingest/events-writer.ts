@@ -14,8 +14,7 @@
  *
  * Records of one pod are handled in order (one chain per pod); pods proceed in parallel.
  */
-import type { Logger } from '../../common/logging.js';
-import { silentLogger } from '../../common/logging.js';
+import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import { realTimers, type Timers } from './batcher.js';
 import { Counters } from './counters.js';
 import {
@@ -32,7 +31,6 @@ import {
   type PodRef,
 } from './events.js';
 import type { EventSink } from './kube-clients.js';
-import { Field } from './log-fields.js';
 import { describeError, lost, writeFailure, type WriteOutcome } from './outcome.js';
 import { DEFAULT_EVENT_RATE, KeyedTokenBuckets, type RateLimit } from './rate-limit.js';
 
@@ -197,10 +195,10 @@ export class EventsWriter {
     const failure = writeFailure(err);
     this.counters.inc(failure.permanent ? 'lost' : 'failed');
     this.log.error(failure.permanent ? 'Event not written: lost' : 'Event write failed', {
-      [Field.namespace]: e.namespace,
-      [Field.pod]: e.pod,
-      ...(failure.permanent ? { [Field.reason]: failure.reason } : {}),
-      [Field.error]: describeError(err),
+      [LogField.namespace]: e.namespace,
+      [LogField.pod]: e.pod,
+      ...(failure.permanent ? { [LogField.reason]: failure.reason } : {}),
+      [LogField.error]: describeError(err),
     });
     return failure.permanent ? lost(failure.reason) : 'failed';
   }
@@ -273,10 +271,10 @@ export class EventsWriter {
           return;
         } catch (err) {
           const context = {
-            [Field.namespace]: fold.namespace,
-            [Field.pod]: fold.pod,
-            [Field.count]: fold.count,
-            [Field.error]: describeError(err),
+            [LogField.namespace]: fold.namespace,
+            [LogField.pod]: fold.pod,
+            [LogField.count]: fold.count,
+            [LogField.error]: describeError(err),
           };
           if (attempt >= SUMMARY_ATTEMPTS) {
             this.counters.inc('summariesFailed');

@@ -26,13 +26,11 @@
  */
 import type { PlanRules, Rejection, RejectionReason, Report, ReportResponse } from '../../api/agentapi/v1.js';
 import type { CommandRecord, CoverageRecord, ExecRecord, LossRecord } from '../../api/records/v1.js';
-import type { Logger } from '../../common/logging.js';
-import { silentLogger } from '../../common/logging.js';
+import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import { excerpt } from '../../common/text/escape.js';
 import type { PolicyProblem, ReportLedger } from '../ledger.js';
 import { Counters } from './counters.js';
 import { commandEventOf, coverageEventOf, type CommandEvent, type CoverageEvent } from './events.js';
-import { Field } from './log-fields.js';
 import { isLost, type WriteOutcome } from './outcome.js';
 import type { PlanSource } from './plan-source.js';
 import type { ContainerTarget, Loss } from './records-writer.js';
@@ -328,13 +326,13 @@ export class ReportIngestor {
       const pod = excerpt(r.pod?.name ?? '?', NAME_EXCERPT);
       const container = excerpt(r.container ?? r.containerId.slice(0, 12), NAME_EXCERPT);
       const fields = {
-        [Field.node]: node,
-        [Field.reason]: reason,
-        [Field.count]: seqs.length,
-        [Field.namespace]: namespace,
-        [Field.pod]: pod,
-        [Field.policy]: excerpt(r.policy ?? '', NAME_EXCERPT),
-        [Field.detail]: { container, boot: r.boot.slice(0, 8), seqs: seqs.slice(0, 10) },
+        [LogField.node]: node,
+        [LogField.reason]: reason,
+        [LogField.count]: seqs.length,
+        [LogField.namespace]: namespace,
+        [LogField.pod]: pod,
+        [LogField.policy]: excerpt(r.policy ?? '', NAME_EXCERPT),
+        [LogField.detail]: { container, boot: r.boot.slice(0, 8), seqs: seqs.slice(0, 10) },
       };
       if (refused) {
         this.log.warn('Records refused: outside the node’s plan, nothing written', fields);
@@ -352,8 +350,8 @@ export class ReportIngestor {
     this.counters.inc('unattributed');
     if (!this.noted.add(JSON.stringify([r.node, r.boot, r.seq]))) return;
     this.log.warn('Record without pod identity', {
-      [Field.node]: r.node,
-      [Field.containerId]: excerpt(r.containerId, NAME_EXCERPT),
+      [LogField.node]: r.node,
+      [LogField.containerId]: excerpt(r.containerId, NAME_EXCERPT),
     });
     if (r.policy) this.options.ledger.recordProblem(r.policy, { kind: 'unattributed', node: r.node });
   }
@@ -392,9 +390,9 @@ export class ReportIngestor {
     if (r.count !== undefined) this.counters.inc('lostCommands', r.count);
     const problem = lossProblem(r);
     this.log.warn('Agent reported a loss', {
-      [Field.node]: r.node,
-      [Field.reason]: r.reason,
-      [Field.count]: r.count,
+      [LogField.node]: r.node,
+      [LogField.reason]: r.reason,
+      [LogField.count]: r.count,
     });
     for (const policy of policies) this.options.ledger.recordProblem(policy, problem);
     return 'accepted';

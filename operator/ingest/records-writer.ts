@@ -23,13 +23,11 @@
  * heard of for `idleMs` is forgotten and read back from the API server when it is heard of again, as it is
  * after a restart or a change of leader.
  */
-import type { Logger } from '../../common/logging.js';
-import { silentLogger } from '../../common/logging.js';
+import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import type { AuditRecord, AuditRecordStatus, RecordedCommand } from '../../api/v1alpha1/index.js';
 import { KeyedBatcher, realTimers, type Timers } from './batcher.js';
 import { Counters } from './counters.js';
 import type { AuditRecordStore } from './kube-clients.js';
-import { Field } from './log-fields.js';
 import { storedBytes } from '../../api/stored-size.js';
 import { excerpt } from '../../common/text/escape.js';
 import {
@@ -216,10 +214,10 @@ export class RecordsWriter {
         this.logLoss(s, failure.reason, left, e);
       } else
         this.log.error('AuditRecord write failed', {
-          [Field.namespace]: s.id.namespace,
-          [Field.pod]: s.id.pod,
-          [Field.name]: nameOf(s.id, s.part, s.disambiguate),
-          [Field.error]: excerpt(describeError(e), ERROR_EXCERPT),
+          [LogField.namespace]: s.id.namespace,
+          [LogField.pod]: s.id.pod,
+          [LogField.name]: nameOf(s.id, s.part, s.disambiguate),
+          [LogField.error]: excerpt(describeError(e), ERROR_EXCERPT),
         });
     }
     const result = outcomes.map((o) => o ?? 'failed');
@@ -230,12 +228,12 @@ export class RecordsWriter {
   /** A permanent loss, logged with the API server's reason (escaped and cut: it may quote what was sent). */
   private logLoss(s: Session, reason: string, count: number, error: unknown): void {
     this.log.error('AuditRecord not written: commands lost', {
-      [Field.namespace]: s.id.namespace,
-      [Field.pod]: s.id.pod,
-      [Field.name]: nameOf(s.id, s.part, s.disambiguate),
-      [Field.reason]: reason,
-      [Field.count]: count,
-      [Field.error]: excerpt(describeError(error), ERROR_EXCERPT),
+      [LogField.namespace]: s.id.namespace,
+      [LogField.pod]: s.id.pod,
+      [LogField.name]: nameOf(s.id, s.part, s.disambiguate),
+      [LogField.reason]: reason,
+      [LogField.count]: count,
+      [LogField.error]: excerpt(describeError(error), ERROR_EXCERPT),
     });
   }
 
@@ -382,8 +380,8 @@ export class RecordsWriter {
     if (s.disambiguate) throw new Error(`AuditRecord ${s.id.namespace}/${name} belongs to another session`);
     this.counters.inc('nameTaken');
     this.log.warn('AuditRecord name taken by another session; using a hashed name', {
-      [Field.namespace]: s.id.namespace,
-      [Field.name]: name,
+      [LogField.namespace]: s.id.namespace,
+      [LogField.name]: name,
     });
     s.disambiguate = true;
     s.part = 1;

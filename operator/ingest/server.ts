@@ -39,13 +39,11 @@ import {
   Report,
   type ErrorResponse,
 } from '../../api/agentapi/v1.js';
-import type { Logger } from '../../common/logging.js';
-import { silentLogger } from '../../common/logging.js';
+import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import { excerpt } from '../../common/text/escape.js';
 import type { AgentAuthenticator, AgentIdentity } from './auth.js';
 import { Counters } from './counters.js';
 import { IngestFailure, type ReportIngestor } from './ingestor.js';
-import { Field } from './log-fields.js';
 import type { PlanSource } from './plan-source.js';
 
 export interface TlsFiles {
@@ -196,7 +194,7 @@ export class IngestServer {
         handler,
       );
       this.server.on('tlsClientError', (e: Error) =>
-        this.log.debug('TLS handshake failed', { [Field.error]: excerpt(e.message, MAX_LOGGED_ERROR) }),
+        this.log.debug('TLS handshake failed', { [LogField.error]: excerpt(e.message, MAX_LOGGED_ERROR) }),
       );
       const every = options.tlsReloadMs ?? 60_000;
       if (every > 0) {
@@ -217,7 +215,7 @@ export class IngestServer {
     this.server.on('clientError', (e: Error & { code?: string }, socket) => {
       const timedOut = e.code === 'ERR_HTTP_REQUEST_TIMEOUT';
       this.counters.inc(timedOut ? '408 timeout' : '400 bad-http');
-      this.log.debug('Bad HTTP request', { [Field.error]: excerpt(e.message, MAX_LOGGED_ERROR) });
+      this.log.debug('Bad HTTP request', { [LogField.error]: excerpt(e.message, MAX_LOGGED_ERROR) });
       if (socket.writable)
         socket.end(
           timedOut
@@ -255,7 +253,7 @@ export class IngestServer {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
         this.server.off('error', reject);
-        this.server.on('error', (e) => this.log.error('Agent endpoint error', { [Field.error]: e.message }));
+        this.server.on('error', (e) => this.log.error('Agent endpoint error', { [LogField.error]: e.message }));
         resolve(this.server.address() as AddressInfo);
       });
     });
@@ -286,11 +284,11 @@ export class IngestServer {
       const stamp = this.stampOf(tls);
       if (stamp === this.tlsStamp) return;
       this.server.setSecureContext(this.readTls(tls));
-      this.log.info('Reloaded the serving certificate', { [Field.file]: tls.certFile });
+      this.log.info('Reloaded the serving certificate', { [LogField.file]: tls.certFile });
     } catch (e) {
       this.log.error('Reloading the serving certificate failed', {
-        [Field.file]: tls.certFile,
-        [Field.error]: e instanceof Error ? e.message : String(e),
+        [LogField.file]: tls.certFile,
+        [LogField.error]: e instanceof Error ? e.message : String(e),
       });
     }
   }
@@ -415,8 +413,8 @@ export class IngestServer {
     const body: ErrorResponse = { error, detail };
     this.send(res, status, body, error);
     if (status >= 500)
-      this.log.warn('Agent request failed', { [Field.status]: status, [Field.reason]: error });
-    else this.log.debug('Agent request refused', { [Field.status]: status, [Field.reason]: error });
+      this.log.warn('Agent request failed', { [LogField.status]: status, [LogField.reason]: error });
+    else this.log.debug('Agent request refused', { [LogField.status]: status, [LogField.reason]: error });
   }
 
   private send(res: ServerResponse, status: number, body: unknown, label: string): void {
@@ -435,7 +433,7 @@ export class IngestServer {
   private crashed(res: ServerResponse, e: unknown): void {
     this.log.error('Agent request handler failed', {
       // A client's bytes may be quoted in an error: an escaped excerpt at most.
-      [Field.error]: excerpt(e instanceof Error ? `${e.name}: ${e.message}` : String(e), MAX_LOGGED_ERROR),
+      [LogField.error]: excerpt(e instanceof Error ? `${e.name}: ${e.message}` : String(e), MAX_LOGGED_ERROR),
     });
     try {
       if (!res.headersSent && !res.destroyed) {

@@ -26,9 +26,6 @@ import { desiredStatus } from './status.js';
 import type { StatusWriter } from './status-writer.js';
 import { type PolicyObject, readPolicy, readWorld, type WorldSources } from './world.js';
 
-/** Log field names of this module (common/logging.ts has the shared ones). */
-export const PolicyLogField = { policy: 'policy', nodes: 'nodes' } as const;
-
 export interface ReconcilerOptions {
   sources: WorldSources;
   ledger: Pick<ReportLedger, 'takeActivity' | 'restoreActivity' | 'nodeReport'>;
@@ -97,7 +94,7 @@ export class PolicyReconciler {
       this.told.delete(name);
       return;
     }
-    const log = this.log.child({ [PolicyLogField.policy]: name });
+    const log = this.log.child({ [LogField.policy]: name });
     const now = this.now();
     const { previous, resourceVersion } = this.current(policy);
 
@@ -146,7 +143,7 @@ export class PolicyReconciler {
         if (activity !== undefined) ledger.restoreActivity(name, activity);
         throw error;
       }
-      log.debug('ContainerAuditPolicy status written', { [PolicyLogField.nodes]: selection.nodes.length });
+      log.debug('ContainerAuditPolicy status written', { [LogField.nodes]: selection.nodes.length });
     }
     this.losses.set(name, losses);
 

@@ -32,7 +32,6 @@ import {
   type WatchStream,
   kubeListerWatcher,
 } from './list-watch.js';
-import { RuntimeLogField } from './log-fields.js';
 import type { Counter, Gauge, Registry } from './metrics.js';
 
 export interface InformerHandler<T> {
@@ -211,15 +210,15 @@ export class Informer<T extends ObjectWithMeta> {
         lastWasGone = gone;
         if (immediate) {
           this.logger.info('Informer resourceVersion expired, listing again', {
-            [RuntimeLogField.resource]: this.description,
+            [LogField.resource]: this.description,
           });
           continue;
         }
         const delay = backoffDelay(this.backoff, failures++, this.random);
         this.lastError = describeError(error);
         this.logger.warn('Informer list or watch failed, listing again after a backoff', {
-          [RuntimeLogField.resource]: this.description,
-          [RuntimeLogField.delayMs]: delay,
+          [LogField.resource]: this.description,
+          [LogField.delayMs]: delay,
           [LogField.error]: this.lastError,
         });
         await sleep(this.clock, delay, this.stopping.signal);
@@ -245,7 +244,7 @@ export class Informer<T extends ObjectWithMeta> {
       this.isSynced = true;
       this.syncedGauge?.labels({ resource: this.description }).set(1);
       this.logger.info('Informer synced', {
-        [RuntimeLogField.resource]: this.description,
+        [LogField.resource]: this.description,
         [LogField.count]: this.store.size,
       });
       this.resolveSynced();
@@ -337,7 +336,7 @@ export class Informer<T extends ObjectWithMeta> {
       run();
     } catch (error) {
       this.logger.error('Informer handler failed', {
-        [RuntimeLogField.resource]: this.description,
+        [LogField.resource]: this.description,
         [LogField.verb]: what,
         [LogField.error]: describeError(error),
       });

@@ -17,7 +17,6 @@ import { describeError } from '../../common/kube/errors.js';
 import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import { type Clock, realClock, sleep } from '../../common/clock.js';
 import { KubeLeaseLock, type LeaseLock, type LeaseRecord, type LeaseSnapshot } from './lease-lock.js';
-import { RuntimeLogField } from './log-fields.js';
 import type { Gauge, Registry } from './metrics.js';
 
 export interface LeaderElectionOptions {
@@ -91,8 +90,8 @@ export class LeaderElector {
     this.clock = options.clock ?? realClock;
     this.random = options.random ?? Math.random;
     this.logger = (options.logger ?? silentLogger()).child({
-      [RuntimeLogField.lease]: this.lock.description,
-      [RuntimeLogField.identity]: this.identity,
+      [LogField.lease]: this.lock.description,
+      [LogField.identity]: this.identity,
     });
     this.leaderGauge = options.metrics?.gauge(
       'container_auditor_leader',
@@ -242,7 +241,7 @@ export class LeaderElector {
     const holder = snapshot.record.holderIdentity;
     if (holder !== previousHolder) {
       if (holder !== this.identity)
-        this.logger.info('New leader observed', { [RuntimeLogField.holder]: holder });
+        this.logger.info('New leader observed', { [LogField.holder]: holder });
       this.notify('onNewLeader', () => this.options.onNewLeader?.(holder));
     }
   }

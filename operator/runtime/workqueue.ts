@@ -11,10 +11,8 @@
  * - `shutdown` refuses new keys, drops the held-back ones, hands out what is queued and resolves once the
  *   queue is empty and nothing is being processed.
  */
-import type { Logger } from '../../common/logging.js';
-import { LogField } from '../../common/logging.js';
+import { LogField, type Logger } from '../../common/logging.js';
 import { describeError } from '../../common/kube/errors.js';
-import { RuntimeLogField } from './log-fields.js';
 import { type Clock, type Timer, realClock } from '../../common/clock.js';
 import type { Counter, Gauge, Registry } from './metrics.js';
 import { ItemExponentialRateLimiter, type RateLimiter } from './rate-limiter.js';
@@ -216,14 +214,14 @@ export async function runWorkers(
         if (error instanceof TerminalError) {
           queue.forget(key);
           logger?.error('Work item failed for good, not retrying', {
-            [RuntimeLogField.queue]: queue.name,
-            [RuntimeLogField.key]: key,
+            [LogField.queue]: queue.name,
+            [LogField.key]: key,
             [LogField.error]: error.message,
           });
         } else {
           logger?.warn('Work item failed, retrying with backoff', {
-            [RuntimeLogField.queue]: queue.name,
-            [RuntimeLogField.key]: key,
+            [LogField.queue]: queue.name,
+            [LogField.key]: key,
             [LogField.count]: queue.numRequeues(key) + 1,
             [LogField.error]: describeError(error),
           });
