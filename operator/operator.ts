@@ -7,23 +7,19 @@
  *             └─> work queue ──> PolicyReconciler (leader) ──> policy status, InvalidPolicy Events
  *   POST /v1/reports ──> ReportIngestor (leader) ──> AuditRecords, Events, ReportLedger ──> reconciler
  */
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { LogField, type Logger } from '../common/logging.js';
+import { type EventSink, KubeEventSink } from '../common/kube/event-sink.js';
 import { CONTAINER_AUDIT_POLICIES, NAMESPACES, PODS } from '../common/kube/resources.js';
 import { AgentAuthenticator } from './ingest/auth.js';
 import { EventsWriter } from './ingest/events-writer.js';
 import { ReportIngestor } from './ingest/ingestor.js';
-import {
-  KubeAuditRecordStore,
-  KubeEventSink,
-  KubePodReader,
-  KubeTokenReviewer,
-} from './ingest/kube-clients.js';
+import { KubeAuditRecordStore, KubePodReader, KubeTokenReviewer } from './ingest/kube-clients.js';
 import { RecordsWriter } from './ingest/records-writer.js';
 import { podDirectoryOf } from './ingest/scope.js';
 import { type EndpointLimits, IngestServer } from './ingest/server.js';
 import { ReportLedger } from './ledger.js';
-import { kubeEventSink } from './policy/events.js';
+import { policyEvents } from './policy/events.js';
 import { PlanStore } from './policy/plan-store.js';
 import { PolicyReconciler, policyKeys, recomputePlans } from './policy/reconciler.js';
 import { kubeStatusWriter } from './policy/status-writer.js';
@@ -83,6 +79,8 @@ export class Operator {
   private readonly authenticator: AgentAuthenticator;
   private readonly ingestor: ReportIngestor;
   private readonly events: EventsWriter;
+  /** The one Event sink: ingestion's Events on Pods and the reconciler's on policies. */
+  private readonly eventSink: EventSink;
   private queue: WorkQueue | undefined;
   private planTimer: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -99,7 +97,8 @@ export class Operator {
       logger,
       ...(options.flushMs !== undefined ? { flushMs: options.flushMs } : {}),
     });
-    this.events = new EventsWriter({ sink: new KubeEventSink(kc), logger });
+    this.eventSink = new KubeEventSink(kc);
+    this.events = new EventsWriter({ sink: this.eventSink, logger });
     const ingestor = (this.ingestor = new ReportIngestor({
       records: this.records,
       events: this.events,
@@ -193,7 +192,7 @@ export class Operator {
       sources: this.sources,
       ledger: this.ledger,
       status: kubeStatusWriter(kc.makeApiClient(CustomObjectsApi)),
-      events: kubeEventSink(kc.makeApiClient(CoreV1Api)),
+      events: policyEvents(this.eventSink),
       logger,
       ...(this.options.runtimeClass ? { runtimeClass: this.options.runtimeClass } : {}),
     });

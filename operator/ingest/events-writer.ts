@@ -30,7 +30,7 @@ import {
   type Fold,
   type PodRef,
 } from './events.js';
-import type { EventSink } from './kube-clients.js';
+import type { EventSink } from '../../common/kube/event-sink.js';
 import { describeError, lost, writeFailure, type WriteOutcome } from './outcome.js';
 import { DEFAULT_EVENT_RATE, KeyedTokenBuckets, type RateLimit } from './rate-limit.js';
 

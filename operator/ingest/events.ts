@@ -22,13 +22,13 @@ import type { CoreV1Event } from '@kubernetes/client-node';
 import type { Alert, CommandRecord, CoverageRecord, ExecRecord } from '../../api/records/v1.js';
 import { SEVERITIES } from '../../api/v1alpha1/index.js';
 import { ELLIPSIS, excerpt } from '../../common/text/escape.js';
+import { EVENT_COMPONENT } from '../../common/kube/identity.js';
 import { displayText } from './sessions.js';
 import { eventName } from './naming.js';
 import type { RateLimit } from './rate-limit.js';
 
 /** Kubernetes takes more, but an Event's note should stay under 1 KiB (STYLE.md). */
 export const MAX_MESSAGE_BYTES = 1024;
-export const EVENT_COMPONENT = 'container-auditor';
 
 export const REASONS = {
   shell: 'ShellCommand',

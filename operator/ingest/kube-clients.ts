@@ -1,21 +1,17 @@
 /**
- * The thin shell between ingestion and the API server: the few calls the authenticator and the writers make,
- * behind small interfaces so their logic is tested without a cluster and their I/O against a real one.
+ * The thin shell between ingestion and the API server: the few calls the authenticator and the records writer
+ * make (Events go through common/kube/event-sink.ts), behind small interfaces so their logic is tested without a cluster and their I/O against a real one.
  */
 import {
   AuthenticationV1Api,
   CoreV1Api,
   CustomObjectsApi,
-  PatchStrategy,
-  setHeaderOptions,
-  type CoreV1Event,
   type KubeConfig,
   type V1TokenReviewStatus,
 } from '@kubernetes/client-node';
 import { AuditRecord, GROUP, RECORD_PLURAL, VERSION } from '../../api/v1alpha1/index.js';
-import { isAlreadyExists, isNotFound } from './outcome.js';
-
-export const FIELD_MANAGER = 'container-auditor';
+import { isNotFound } from '../../common/kube/errors.js';
+import { FIELD_MANAGER } from '../../common/kube/identity.js';
 
 export interface TokenReviewer {
   review(token: string, audiences: readonly string[]): Promise<V1TokenReviewStatus>;
@@ -41,13 +37,6 @@ export interface AuditRecordStore {
   create(record: AuditRecord): Promise<AuditRecord>;
   /** PUT of the status subresource: metadata.resourceVersion makes it conditional (409 Conflict). */
   replaceStatus(record: AuditRecord): Promise<AuditRecord>;
-}
-
-export interface EventSink {
-  /** 'exists' when an Event of that name is there already (a duplicate). */
-  create(event: CoreV1Event): Promise<'created' | 'exists'>;
-  /** Sets count and lastTimestamp of an existing Event; false when it is gone. */
-  bump(namespace: string, name: string, count: number, lastTimestamp: Date): Promise<boolean>;
 }
 
 export class KubeTokenReviewer implements TokenReviewer {
@@ -126,35 +115,5 @@ export class KubeAuditRecordStore implements AuditRecordStore {
       fieldManager: FIELD_MANAGER,
     });
     return AuditRecord.parse(replaced);
-  }
-}
-
-export class KubeEventSink implements EventSink {
-  private readonly api: CoreV1Api;
-  constructor(kc: KubeConfig) {
-    this.api = kc.makeApiClient(CoreV1Api);
-  }
-
-  async create(event: CoreV1Event): Promise<'created' | 'exists'> {
-    try {
-      await this.api.createNamespacedEvent({ namespace: event.metadata.namespace ?? '', body: event });
-      return 'created';
-    } catch (e) {
-      if (isAlreadyExists(e)) return 'exists';
-      throw e;
-    }
-  }
-
-  async bump(namespace: string, name: string, count: number, lastTimestamp: Date): Promise<boolean> {
-    try {
-      await this.api.patchNamespacedEvent(
-        { namespace, name, body: { count, lastTimestamp: lastTimestamp.toISOString() } },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      );
-      return true;
-    } catch (e) {
-      if (isNotFound(e)) return false;
-      throw e;
-    }
   }
 }

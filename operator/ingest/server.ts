@@ -253,7 +253,9 @@ export class IngestServer {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
         this.server.off('error', reject);
-        this.server.on('error', (e) => this.log.error('Agent endpoint error', { [LogField.error]: e.message }));
+        this.server.on('error', (e) =>
+          this.log.error('Agent endpoint error', { [LogField.error]: e.message }),
+        );
         resolve(this.server.address() as AddressInfo);
       });
     });

@@ -7,11 +7,11 @@
  * twice (a retry, a restarted or second operator replica) is an AlreadyExists, not a second Event.
  */
 import { createHash } from 'node:crypto';
-import type { CoreV1Api, CoreV1Event } from '@kubernetes/client-node';
-import { isAlreadyExists } from '../../common/kube/errors.js';
+import type { CoreV1Event } from '@kubernetes/client-node';
+import type { EventSink } from '../../common/kube/event-sink.js';
+import { EVENT_COMPONENT } from '../../common/kube/identity.js';
 import { POLICY_KIND } from '../../api/v1alpha1/containerauditpolicy.js';
 import { API_VERSION } from '../../api/v1alpha1/meta.js';
-import { FIELD_MANAGER } from './status-writer.js';
 
 export const EVENT_NAMESPACE = 'default';
 export const INVALID_POLICY_REASON = 'InvalidPolicy';
@@ -24,7 +24,8 @@ export interface PolicyRef {
   generation?: number;
 }
 
-export interface PolicyEventSink {
+/** What the reconciler tells about policies, written through the operator's one EventSink. */
+export interface PolicyEvents {
   /** A Warning Event saying why the policy is invalid; resolves when written or already there. */
   invalidPolicy(policy: PolicyRef, message: string): Promise<void>;
 }
@@ -53,37 +54,41 @@ export function policyEventName(policy: PolicyRef, reason: string, message: stri
   return `${policy.name.slice(0, 200)}.${hash}`;
 }
 
-export interface KubeEventSinkOptions {
+export interface PolicyEventsOptions {
   /** reportingInstance: which replica told it (the pod name). */
   instance?: string;
   now?: () => Date;
 }
 
-export function kubeEventSink(core: CoreV1Api, options: KubeEventSinkOptions = {}): PolicyEventSink {
+/** The InvalidPolicy Warning Event: named after the judgement, in EVENT_NAMESPACE. */
+export function invalidPolicyEvent(
+  policy: PolicyRef,
+  message: string,
+  time: Date,
+  instance?: string,
+): CoreV1Event {
+  const note = cutToBytes(message, MAX_NOTE_BYTES);
+  return {
+    metadata: { name: policyEventName(policy, INVALID_POLICY_REASON, note), namespace: EVENT_NAMESPACE },
+    involvedObject: { apiVersion: API_VERSION, kind: POLICY_KIND, name: policy.name, uid: policy.uid },
+    type: 'Warning',
+    reason: INVALID_POLICY_REASON,
+    message: note,
+    source: { component: EVENT_COMPONENT },
+    reportingComponent: EVENT_COMPONENT,
+    ...(instance !== undefined ? { reportingInstance: instance } : {}),
+    firstTimestamp: time,
+    lastTimestamp: time,
+    count: 1,
+  };
+}
+
+export function policyEvents(sink: EventSink, options: PolicyEventsOptions = {}): PolicyEvents {
   const now = options.now ?? (() => new Date());
   return {
     async invalidPolicy(policy, message) {
-      const note = cutToBytes(message, MAX_NOTE_BYTES);
-      const time = now();
-      const body: CoreV1Event = {
-        metadata: { name: policyEventName(policy, INVALID_POLICY_REASON, note), namespace: EVENT_NAMESPACE },
-        involvedObject: { apiVersion: API_VERSION, kind: POLICY_KIND, name: policy.name, uid: policy.uid },
-        type: 'Warning',
-        reason: INVALID_POLICY_REASON,
-        message: note,
-        source: { component: FIELD_MANAGER },
-        reportingComponent: FIELD_MANAGER,
-        ...(options.instance !== undefined ? { reportingInstance: options.instance } : {}),
-        firstTimestamp: time,
-        lastTimestamp: time,
-        count: 1,
-      };
-      try {
-        await core.createNamespacedEvent({ namespace: EVENT_NAMESPACE, body });
-      } catch (error) {
-        if (isAlreadyExists(error)) return;
-        throw error;
-      }
+      // 'exists': the same judgement told before (a retry, another replica).
+      await sink.create(invalidPolicyEvent(policy, message, now(), options.instance));
     },
   };
 }

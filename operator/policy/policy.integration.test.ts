@@ -18,7 +18,8 @@ import type { ContainerAuditPolicyStatus } from '../../api/v1alpha1/containeraud
 import { GROUP, POLICY_KIND, POLICY_PLURAL, VERSION, API_VERSION } from '../../api/v1alpha1/index.js';
 import { createAuditPolicy, installCrds, kubectlOk, testKubeConfig } from '../../e2e/support/cluster.js';
 import { ReportLedger } from '../ledger.js';
-import { EVENT_NAMESPACE, INVALID_POLICY_REASON, kubeEventSink } from './events.js';
+import { KubeEventSink } from '../../common/kube/event-sink.js';
+import { EVENT_NAMESPACE, INVALID_POLICY_REASON, policyEvents } from './events.js';
 import { PlanStore } from './plan-store.js';
 import { PolicyReconciler, recomputePlans } from './reconciler.js';
 import { kubeStatusWriter, type StatusWriter } from './status-writer.js';
@@ -81,7 +82,7 @@ const reconciler = new PolicyReconciler({
   sources,
   ledger,
   status: writer,
-  events: kubeEventSink(core),
+  events: policyEvents(new KubeEventSink(kc)),
   runtimeClass: RUNTIME_CLASS,
   // Agents report through the ledger here; a node without a report counts at once.
   reportGraceMs: 0,
@@ -261,7 +262,7 @@ describe('policy status', () => {
       },
       ledger,
       status: kubeStatusWriter(custom),
-      events: kubeEventSink(core),
+      events: policyEvents(new KubeEventSink(kc)),
       runtimeClass: RUNTIME_CLASS,
     });
     await sources.refresh();
@@ -316,7 +317,7 @@ describe('an invalid policy', () => {
       sources,
       ledger,
       status: kubeStatusWriter(custom),
-      events: kubeEventSink(core),
+      events: policyEvents(new KubeEventSink(kc)),
     });
     await second.reconcile(name);
     expect(await invalidEvents()).toHaveLength(1);

@@ -5,7 +5,7 @@ import type { Informer } from '../runtime/informer.js';
 import type { WorkHandler } from '../runtime/workqueue.js';
 import type { ContainerAuditPolicyStatus } from '../../api/v1alpha1/containerauditpolicy.js';
 import { ReportLedger } from '../ledger.js';
-import type { PolicyEventSink, PolicyRef } from './events.js';
+import type { PolicyEvents, PolicyRef } from './events.js';
 import { PlanStore } from './plan-store.js';
 import { PolicyReconciler, policyKeys, recomputePlans, type ReconcilerOptions } from './reconciler.js';
 import type { StatusWriter, StoredStatus } from './status-writer.js';
@@ -33,7 +33,7 @@ class FakeWriter implements StatusWriter {
   }
 }
 
-class FakeEvents implements PolicyEventSink {
+class FakeEvents implements PolicyEvents {
   told: { policy: PolicyRef; message: string }[] = [];
   fail = false;
 

@@ -18,7 +18,7 @@ import { classifyError, describeError } from '../../common/kube/errors.js';
 import { LogField, silentLogger } from '../../common/logging.js';
 import type { PolicyActivity, PolicyProblem, ReportLedger } from '../ledger.js';
 import { ConditionType, findCondition } from './conditions.js';
-import type { PolicyEventSink } from './events.js';
+import type { PolicyEvents } from './events.js';
 import { canonicalJson } from './node-plans.js';
 import type { PlanStore } from './plan-store.js';
 import { DEFAULT_MAX_NAMED_PODS, DEFAULT_RUNTIME_CLASS, select } from './select.js';
@@ -30,7 +30,7 @@ export interface ReconcilerOptions {
   sources: WorldSources;
   ledger: Pick<ReportLedger, 'takeActivity' | 'restoreActivity' | 'nodeReport'>;
   status: StatusWriter;
-  events: PolicyEventSink;
+  events: PolicyEvents;
   logger?: Logger;
   /** The audit RuntimeClass (`--runtime-class`). */
   runtimeClass?: string;

@@ -1,6 +1,6 @@
 /**
  * Writes a policy's status through the status subresource with server-side apply, under our own field
- * manager. Apply rather than a merge patch because we send the whole status we mean: a field or list entry
+ * manager (common/kube/identity.ts). Apply rather than a merge patch because we send the whole status we mean: a field or list entry
  * we wrote before and leave out now (a node no longer hosting audited containers, `unauditablePods` of a
  * policy that turned Invalid) is removed by the server, while fields other managers own are left alone.
  *
@@ -16,9 +16,7 @@ import {
 } from '../../api/v1alpha1/containerauditpolicy.js';
 import { API_VERSION, GROUP, VERSION } from '../../api/v1alpha1/meta.js';
 import { readPolicy } from './world.js';
-
-/** The field manager of everything the operator writes. */
-export const FIELD_MANAGER = 'container-auditor-operator';
+import { FIELD_MANAGER } from '../../common/kube/identity.js';
 
 export interface StoredStatus {
   resourceVersion?: string;

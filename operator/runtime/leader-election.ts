@@ -240,8 +240,7 @@ export class LeaderElector {
     this.observedAt = now;
     const holder = snapshot.record.holderIdentity;
     if (holder !== previousHolder) {
-      if (holder !== this.identity)
-        this.logger.info('New leader observed', { [LogField.holder]: holder });
+      if (holder !== this.identity) this.logger.info('New leader observed', { [LogField.holder]: holder });
       this.notify('onNewLeader', () => this.options.onNewLeader?.(holder));
     }
   }

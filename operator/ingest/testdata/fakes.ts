@@ -7,7 +7,8 @@ import { ApiException, type CoreV1Event } from '@kubernetes/client-node';
 import type { AgentRecord, CommandRecord, CoverageRecord, ExecRecord } from '../../../api/records/v1.js';
 import type { AuditRecord } from '../../../api/v1alpha1/index.js';
 import type { Timers } from '../batcher.js';
-import type { AuditRecordStore, EventSink, StoredRecord } from '../kube-clients.js';
+import type { EventSink } from '../../../common/kube/event-sink.js';
+import type { AuditRecordStore, StoredRecord } from '../kube-clients.js';
 
 /** Lets every pending promise callback run. */
 export const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
