@@ -2,29 +2,16 @@
  * A keyed batcher: items added under one key are collected for a flush window (from the first pending item)
  * and handed to `flush` together, or at once when `maxItems` are pending. At most one flush runs per key;
  * items that arrive meanwhile wait for the next one. Each `add` resolves with its own item's result, so a
- * caller can await exactly what it handed in. Time is injected.
+ * caller can await exactly what it handed in. Time is injected (common/clock.ts).
  */
-
-export interface Timers {
-  now(): number;
-  /** Calls `fn` after `ms`; returns a cancel function. */
-  schedule(fn: () => void, ms: number): () => void;
-}
-
-export const realTimers: Timers = {
-  now: () => Date.now(),
-  schedule: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    return () => clearTimeout(t);
-  },
-};
+import { type Clock, type Timer, realClock } from '../../common/clock.js';
 
 export interface BatcherOptions<T, R> {
   windowMs: number;
   maxItems: number;
   /** One result per item, in order. Throwing fails every item of the batch. */
   flush: (key: string, items: T[]) => Promise<R[]>;
-  timers?: Timers;
+  clock?: Clock;
 }
 
 interface Pending<T, R> {
@@ -36,25 +23,25 @@ interface Pending<T, R> {
 interface Slot<T, R> {
   pending: Pending<T, R>[];
   firstAt: number;
-  cancel?: () => void;
+  timer?: Timer;
   running?: Promise<void>;
 }
 
 export class KeyedBatcher<T, R> {
   private readonly slots = new Map<string, Slot<T, R>>();
-  private readonly timers: Timers;
+  private readonly clock: Clock;
 
   constructor(private readonly options: BatcherOptions<T, R>) {
-    this.timers = options.timers ?? realTimers;
+    this.clock = options.clock ?? realClock;
   }
 
   add(key: string, item: T): Promise<R> {
     let slot = this.slots.get(key);
     if (!slot) {
-      slot = { pending: [], firstAt: this.timers.now() };
+      slot = { pending: [], firstAt: this.clock.now() };
       this.slots.set(key, slot);
     }
-    if (slot.pending.length === 0) slot.firstAt = this.timers.now();
+    if (slot.pending.length === 0) slot.firstAt = this.clock.now();
     const promise = new Promise<R>((resolve, reject) => slot.pending.push({ item, resolve, reject }));
     this.arm(key, slot);
     return promise;
@@ -75,8 +62,8 @@ export class KeyedBatcher<T, R> {
     while (this.slots.size > 0) {
       await Promise.all(
         [...this.slots.entries()].map(([key, slot]) => {
-          slot.cancel?.();
-          slot.cancel = undefined;
+          slot.timer?.cancel();
+          slot.timer = undefined;
           return slot.running ?? this.run(key, slot);
         }),
       );
@@ -86,15 +73,15 @@ export class KeyedBatcher<T, R> {
   private arm(key: string, slot: Slot<T, R>): void {
     if (slot.running || slot.pending.length === 0) return;
     if (slot.pending.length >= this.options.maxItems) {
-      slot.cancel?.();
-      slot.cancel = undefined;
+      slot.timer?.cancel();
+      slot.timer = undefined;
       void this.run(key, slot);
       return;
     }
-    if (slot.cancel) return;
-    const delay = Math.max(0, slot.firstAt + this.options.windowMs - this.timers.now());
-    slot.cancel = this.timers.schedule(() => {
-      slot.cancel = undefined;
+    if (slot.timer) return;
+    const delay = Math.max(0, slot.firstAt + this.options.windowMs - this.clock.now());
+    slot.timer = this.clock.setTimer(() => {
+      slot.timer = undefined;
       void this.run(key, slot);
     }, delay);
   }

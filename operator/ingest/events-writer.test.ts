@@ -1,14 +1,15 @@
 import type { CommandRecord } from '../../api/records/v1.js';
 import { commandEventOf, coverageEventOf } from './events.js';
 import { EventsWriter, type EventsWriterOptions } from './events-writer.js';
-import { apiError, command, coverageRecord, FakeTimers, MemoryEventSink } from './testdata/fakes.js';
+import { apiError, command, coverageRecord, MemoryEventSink, TEST_START } from './testdata/fakes.js';
+import { FakeClock } from '../../test-support/fake-clock.js';
 
 function setup(options: Partial<EventsWriterOptions> = {}) {
-  const timers = new FakeTimers();
+  const clock = new FakeClock(TEST_START);
   const sink = new MemoryEventSink();
-  const writer = new EventsWriter({ sink, timers, ...options });
+  const writer = new EventsWriter({ sink, clock, ...options });
   const write = (records: CommandRecord[]) => writer.write(records.map((r) => commandEventOf(r)!));
-  return { timers, sink, writer, write };
+  return { clock, sink, writer, write };
 }
 
 const byReason = (sink: MemoryEventSink, reason: string) => sink.list().filter((e) => e.reason === reason);
@@ -43,7 +44,7 @@ describe('EventsWriter', () => {
     await write([command(1, 'ls')]);
     await expect(write([command(1, 'ls')])).resolves.toEqual(['duplicate']);
     expect(sink.calls.create).toBe(1);
-    const restarted = new EventsWriter({ sink, timers: new FakeTimers() });
+    const restarted = new EventsWriter({ sink, clock: new FakeClock(TEST_START) });
     await expect(restarted.write([commandEventOf(command(1, 'ls'))!])).resolves.toEqual(['duplicate']);
     expect(sink.list()).toHaveLength(1);
   });
@@ -56,12 +57,12 @@ describe('EventsWriter', () => {
   });
 
   it('folds what the rate limit holds back into one summary Event at the end of the window', async () => {
-    const { sink, write, timers, writer } = setup({ rate: { burst: 3, perSecond: 1 }, foldWindowMs: 5_000 });
+    const { sink, write, clock, writer } = setup({ rate: { burst: 3, perSecond: 1 }, foldWindowMs: 5_000 });
     const records = Array.from({ length: 10 }, (_, i) => command(i + 1, `echo ${i + 1}`));
     await expect(write(records)).resolves.toEqual(records.map(() => 'accepted'));
     expect(byReason(sink, 'ShellCommand')).toHaveLength(3);
     expect(byReason(sink, 'CommandsFolded')).toHaveLength(0);
-    await timers.advance(5_000);
+    await clock.advance(5_000);
     const [summary] = byReason(sink, 'CommandsFolded');
     expect(summary?.message).toMatch(
       /^7 commands folded by the Event rate limit \(burst 3, 1\/s\): echo 4; echo 5;/,
@@ -89,18 +90,18 @@ describe('EventsWriter', () => {
   });
 
   it('retries a summary that could not be written, and counts one that never could', async () => {
-    const { sink, write, timers, writer } = setup({
+    const { sink, write, clock, writer } = setup({
       rate: { burst: 1, perSecond: 0.001 },
       foldWindowMs: 1_000,
     });
     await write([command(1, 'a'), command(2, 'b')]);
     sink.failNext = { error: apiError(503, 'ServiceUnavailable'), times: 2 };
-    await timers.advance(1_000);
-    await timers.advance(10_000);
+    await clock.advance(1_000);
+    await clock.advance(10_000);
     expect(byReason(sink, 'CommandsFolded')).toHaveLength(1);
     await write([command(3, 'c'), command(4, 'd')]);
     sink.failNext = { error: apiError(503, 'ServiceUnavailable'), times: 100 };
-    await timers.advance(60_000);
+    await clock.advance(60_000);
     expect(writer.counters.get('summariesFailed')).toBe(1);
   });
 

@@ -15,7 +15,7 @@
  * Records of one pod are handled in order (one chain per pod); pods proceed in parallel.
  */
 import { LogField, type Logger, silentLogger } from '../../common/logging.js';
-import { realTimers, type Timers } from './batcher.js';
+import { type Clock, type Timer, realClock, sleep } from '../../common/clock.js';
 import { Counters } from './counters.js';
 import {
   addToFold,
@@ -46,7 +46,7 @@ export interface EventsWriterOptions {
   rate?: RateLimit;
   foldWindowMs?: number;
   aggregateMs?: number;
-  timers?: Timers;
+  clock?: Clock;
   logger?: Logger;
 }
 
@@ -71,7 +71,7 @@ interface Aggregate {
 
 interface PendingFold {
   fold: Fold;
-  cancel: () => void;
+  timer: Timer;
 }
 
 /** A bounded set in insertion order: the oldest entries go first. */
@@ -94,7 +94,7 @@ export class EventsWriter {
   private readonly rate: RateLimit;
   private readonly foldWindowMs: number;
   private readonly aggregateMs: number;
-  private readonly timers: Timers;
+  private readonly clock: Clock;
   private readonly log: Logger;
   private readonly buckets: KeyedTokenBuckets;
   private readonly handled = new RecentSet(MAX_REMEMBERED);
@@ -110,9 +110,9 @@ export class EventsWriter {
     this.rate = options.rate ?? DEFAULT_EVENT_RATE;
     this.foldWindowMs = options.foldWindowMs ?? DEFAULT_FOLD_WINDOW_MS;
     this.aggregateMs = options.aggregateMs ?? DEFAULT_AGGREGATE_MS;
-    this.timers = options.timers ?? realTimers;
+    this.clock = options.clock ?? realClock;
     this.log = options.logger ?? silentLogger();
-    this.buckets = new KeyedTokenBuckets(this.rate, () => this.timers.now());
+    this.buckets = new KeyedTokenBuckets(this.rate, () => this.clock.now());
   }
 
   /** One outcome per event, in order; resolves when each is written, aggregated, folded or known. */
@@ -150,7 +150,7 @@ export class EventsWriter {
     this.closing = true;
     await Promise.all([...this.chains.values()]);
     for (const [key, pending] of [...this.folds]) {
-      pending.cancel();
+      pending.timer.cancel();
       this.folds.delete(key);
       this.writeSummary(pending.fold);
     }
@@ -207,7 +207,7 @@ export class EventsWriter {
   private async aggregate(e: CommandEvent): Promise<WriteOutcome | undefined> {
     const key = aggregateKey(e);
     const previous = this.aggregates.get(key);
-    const now = this.timers.now();
+    const now = this.clock.now();
     if (!previous || now - previous.at > this.aggregateMs) return undefined;
     const count = previous.count + 1;
     if (!(await this.sink.bump(previous.namespace, previous.name, count, new Date(e.time)))) {
@@ -231,7 +231,7 @@ export class EventsWriter {
       namespace: e.namespace,
       name: body.metadata.name ?? '',
       count: 1,
-      at: this.timers.now(),
+      at: this.clock.now(),
     });
     return 'accepted';
   }
@@ -253,7 +253,7 @@ export class EventsWriter {
     const fold = addToFold(startFold(e), e);
     const entry: PendingFold = {
       fold,
-      cancel: this.timers.schedule(() => {
+      timer: this.clock.setTimer(() => {
         if (this.folds.get(pod) !== entry) return;
         this.folds.delete(pod);
         this.writeSummary(entry.fold);
@@ -282,8 +282,7 @@ export class EventsWriter {
             return;
           }
           this.log.warn('Event summary write failed; retrying', context);
-          if (!this.closing)
-            await new Promise<void>((resolve) => this.timers.schedule(resolve, SUMMARY_RETRY_MS * attempt));
+          if (!this.closing) await sleep(this.clock, SUMMARY_RETRY_MS * attempt);
         }
       }
     })();
@@ -292,7 +291,7 @@ export class EventsWriter {
   }
 
   private sweep(): void {
-    const now = this.timers.now();
+    const now = this.clock.now();
     if (now - this.lastSweep < 60_000) return;
     this.lastSweep = now;
     this.buckets.sweep();

@@ -2,20 +2,21 @@ import type { CommandRecord } from '../../api/records/v1.js';
 import type { WriteOutcome } from './outcome.js';
 import { RecordsWriter, type RecordsWriterOptions } from './records-writer.js';
 import { recordedCommand, sessionOf } from './sessions.js';
-import { apiError, command, exec, FakeTimers, goJsonBytes, MemoryRecordStore } from './testdata/fakes.js';
+import { apiError, command, exec, goJsonBytes, MemoryRecordStore, TEST_START } from './testdata/fakes.js';
+import { FakeClock } from '../../test-support/fake-clock.js';
 
 function setup(options: Partial<RecordsWriterOptions> = {}, store = new MemoryRecordStore()) {
-  const timers = new FakeTimers();
-  const writer = new RecordsWriter({ store, timers, ...options });
+  const clock = new FakeClock(TEST_START);
+  const writer = new RecordsWriter({ store, clock, ...options });
   const write = (records: CommandRecord[]): Promise<WriteOutcome[]> =>
     Promise.all(records.map((r) => writer.write(sessionOf(r)!, recordedCommand(r))));
   /** Writes and lets the flush window pass. */
   const deliver = async (records: CommandRecord[]): Promise<WriteOutcome[]> => {
     const done = write(records);
-    await timers.advance(500);
+    await clock.advance(500);
     return done;
   };
-  return { timers, writer, store, write, deliver };
+  return { clock, writer, store, write, deliver };
 }
 
 const seqs = (store: MemoryRecordStore) =>
@@ -173,11 +174,11 @@ describe('RecordsWriter', () => {
 
   it('puts exec records of a container into one exec session', async () => {
     const store = new MemoryRecordStore();
-    const timers = new FakeTimers();
-    const writer = new RecordsWriter({ store, timers });
+    const clock = new FakeClock(TEST_START);
+    const writer = new RecordsWriter({ store, clock });
     const records = [exec(1, ['ls']), exec(2, ['cat', 'x'], { pid: 7777 })];
     const done = Promise.all(records.map((r) => writer.write(sessionOf(r)!, recordedCommand(r))));
-    await timers.advance(500);
+    await clock.advance(500);
     await expect(done).resolves.toEqual(['accepted', 'accepted']);
     expect(
       store.records().map((r) => [r.metadata.name, r.spec.session.kind, r.status?.counts?.commands]),
@@ -194,7 +195,7 @@ describe('RecordsWriter', () => {
   });
 
   it('adds a loss to the records of the container’s active sessions, once', async () => {
-    const { store, deliver, writer, timers } = setup();
+    const { store, deliver, writer, clock } = setup();
     await deliver([command(1, 'a')]);
     const target = { node: 'node-a', namespace: 'shop', pod: 'web-0', container: 'app' };
     const loss = {
@@ -203,10 +204,10 @@ describe('RecordsWriter', () => {
       until: command(1, '').time,
     };
     const noted = writer.noteLoss(target, loss);
-    await timers.advance(500);
+    await clock.advance(500);
     await expect(noted).resolves.toEqual(['accepted']);
     const again = writer.noteLoss(target, loss);
-    await timers.advance(500);
+    await clock.advance(500);
     await again;
     expect(store.records()[0]?.status?.losses).toEqual([loss]);
     await expect(writer.noteLoss({ ...target, container: 'other' }, loss)).resolves.toEqual([]);
@@ -221,9 +222,9 @@ describe('RecordsWriter', () => {
   });
 
   it('forgets idle sessions and reads them back when they speak again', async () => {
-    const { store, deliver, writer, timers } = setup({ idleMs: 60_000 });
+    const { store, deliver, writer, clock } = setup({ idleMs: 60_000 });
     await deliver([command(1, 'a')]);
-    await timers.advance(61_000);
+    await clock.advance(61_000);
     await deliver([command(1, 'a', { pid: 1 })]);
     expect(writer.sessionCount).toBe(1);
     await expect(deliver([command(1, 'a'), command(2, 'b')])).resolves.toEqual(['duplicate', 'accepted']);

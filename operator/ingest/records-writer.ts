@@ -25,7 +25,8 @@
  */
 import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import type { AuditRecord, AuditRecordStatus, RecordedCommand } from '../../api/v1alpha1/index.js';
-import { KeyedBatcher, realTimers, type Timers } from './batcher.js';
+import { type Clock, realClock } from '../../common/clock.js';
+import { KeyedBatcher } from './batcher.js';
 import { Counters } from './counters.js';
 import type { AuditRecordStore } from './kube-clients.js';
 import { storedBytes } from '../../api/stored-size.js';
@@ -76,7 +77,7 @@ export interface RecordsWriterOptions {
   idleMs?: number;
   /** Conflicts, or creates racing deletes, retried within one batch before it fails. */
   maxAttempts?: number;
-  timers?: Timers;
+  clock?: Clock;
   logger?: Logger;
 }
 
@@ -125,7 +126,7 @@ export class RecordsWriter {
   private readonly limits: AppendLimits;
   private readonly idleMs: number;
   private readonly maxAttempts: number;
-  private readonly timers: Timers;
+  private readonly clock: Clock;
   private readonly log: Logger;
   private lastSweep = 0;
 
@@ -134,12 +135,12 @@ export class RecordsWriter {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.idleMs = options.idleMs ?? DEFAULT_IDLE_MS;
     this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-    this.timers = options.timers ?? realTimers;
+    this.clock = options.clock ?? realClock;
     this.log = options.logger ?? silentLogger();
     this.batcher = new KeyedBatcher<Item, WriteOutcome>({
       windowMs: options.flushMs ?? DEFAULT_FLUSH_MS,
       maxItems: options.maxBatch ?? DEFAULT_MAX_BATCH,
-      timers: this.timers,
+      clock: this.clock,
       flush: (key, items) => this.flush(key, items),
     });
   }
@@ -149,7 +150,7 @@ export class RecordsWriter {
     this.sweep();
     const key = sessionKey(session);
     const s = this.sessions.get(key);
-    if (s) s.lastUsed = this.timers.now();
+    if (s) s.lastUsed = this.clock.now();
     else
       this.sessions.set(key, {
         id: session,
@@ -158,7 +159,7 @@ export class RecordsWriter {
         disambiguate: false,
         part: 1,
         seen: new Set(),
-        lastUsed: this.timers.now(),
+        lastUsed: this.clock.now(),
       });
     return this.batcher.add(key, { kind: 'command', command });
   }
@@ -186,7 +187,7 @@ export class RecordsWriter {
   }
 
   private sweep(): void {
-    const now = this.timers.now();
+    const now = this.clock.now();
     if (now - this.lastSweep < 60_000) return;
     this.lastSweep = now;
     for (const [key, s] of this.sessions)
@@ -202,7 +203,7 @@ export class RecordsWriter {
     const outcomes: (WriteOutcome | undefined)[] = items.map(() => undefined);
     const s = this.sessions.get(key);
     if (!s) return items.map(() => 'failed');
-    s.lastUsed = this.timers.now();
+    s.lastUsed = this.clock.now();
     try {
       await this.writeBatch(s, items, outcomes);
     } catch (e) {

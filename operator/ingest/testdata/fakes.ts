@@ -1,61 +1,18 @@
 /**
- * Test doubles for the ingestion unit tests: a clock with timers that run when the test says, and in-memory
+ * Test doubles for the ingestion unit tests (their clock is test-support/fake-clock.ts): in-memory
  * stand-ins for the API server's AuditRecords and Events that keep its rules (resourceVersion conflicts,
  * AlreadyExists, NotFound) and throw what client-node throws.
  */
 import { ApiException, type CoreV1Event } from '@kubernetes/client-node';
 import type { AgentRecord, CommandRecord, CoverageRecord, ExecRecord } from '../../../api/records/v1.js';
 import type { AuditRecord } from '../../../api/v1alpha1/index.js';
-import type { Timers } from '../batcher.js';
 import type { EventSink } from '../../../common/kube/event-sink.js';
 import type { AuditRecordStore, StoredRecord } from '../kube-clients.js';
 
-/** Lets every pending promise callback run. */
-export const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+export { settle } from '../../../test-support/fake-clock.js';
 
-export class FakeTimers implements Timers {
-  private t = 0;
-  private tasks: { at: number; fn: () => void; id: number }[] = [];
-  private nextId = 0;
-
-  constructor(start = Date.parse('2026-03-01T10:00:00Z')) {
-    this.t = start;
-  }
-
-  now(): number {
-    return this.t;
-  }
-
-  schedule(fn: () => void, ms: number): () => void {
-    const id = this.nextId++;
-    this.tasks.push({ at: this.t + ms, fn, id });
-    return () => {
-      this.tasks = this.tasks.filter((task) => task.id !== id);
-    };
-  }
-
-  get pending(): number {
-    return this.tasks.length;
-  }
-
-  /** Moves time forward, running what falls due in order and letting promises settle after each. */
-  async advance(ms: number): Promise<void> {
-    const target = this.t + ms;
-    await settle();
-    for (;;) {
-      const due = this.tasks
-        .filter((task) => task.at <= target)
-        .sort((a, b) => a.at - b.at || a.id - b.id)[0];
-      if (!due) break;
-      this.tasks = this.tasks.filter((task) => task !== due);
-      this.t = due.at;
-      due.fn();
-      await settle();
-    }
-    this.t = target;
-    await settle();
-  }
-}
+/** Where the ingestion tests' clocks start. */
+export const TEST_START = Date.parse('2026-03-01T10:00:00Z');
 
 export function apiError(
   code: number,
