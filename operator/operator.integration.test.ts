@@ -80,7 +80,7 @@ const LEASE_TIMINGS = [
   '500',
 ];
 /** Agent-side retries: quick, so that a test does not wait out a long backoff. */
-const AGENT_BACKOFF = { initialMs: 100, maxMs: 1000 };
+const AGENT_BACKOFF = { initialMs: 50, maxMs: 500 };
 
 const kc = testKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);

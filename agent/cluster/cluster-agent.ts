@@ -13,7 +13,7 @@ import { MAX_COMMAND_BYTES_LIMIT } from '../../api/v1alpha1/containerauditpolicy
 import { type Logger, LogField } from '../../common/logging.js';
 import { Agent, type AgentOptions } from '../agent.js';
 import type { StampingSink } from '../records/sink.js';
-import type { BackoffOptions } from './backoff.js';
+import type { BackoffPolicy } from '../../common/backoff.js';
 import { ClusterPlan, type CompileRules } from './cluster-plan.js';
 import { OperatorClient } from './operator-client.js';
 import { PlanClient } from './plan-client.js';
@@ -39,8 +39,8 @@ export interface ClusterAgentOptions {
   agent: Omit<AgentOptions, 'plan' | 'sink' | 'logger' | 'stateDir' | 'probeMaxCommandBytes'>;
   compile?: CompileRules;
   /** Tuning for tests. */
-  reporter?: { lingerMs?: number; stateIntervalMs?: number; backoff?: BackoffOptions };
-  planClient?: { backoff?: BackoffOptions; minPollIntervalMs?: number };
+  reporter?: { lingerMs?: number; stateIntervalMs?: number; backoff?: Partial<BackoffPolicy> };
+  planClient?: { backoff?: Partial<BackoffPolicy>; minPollIntervalMs?: number };
   queueSyncDelayMs?: number;
 }
 

@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Backoff, RecentErrors } from './backoff.js';
+import { RecentErrors } from './backoff.js';
 import { OperatorClient, TokenError, errorText, isSafeOperatorUrl } from './operator-client.js';
 import { FakeOperator, selfSignedCertificate } from './testdata/fake-operator.js';
 
@@ -84,18 +84,7 @@ describe('the operator client', () => {
   });
 });
 
-describe('backoff', () => {
-  it('doubles up to its ceiling, with jitter in the upper half, and starts over on reset', () => {
-    const low = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0 });
-    expect([low.next(), low.next(), low.next(), low.next(), low.next(), low.next()]).toEqual([
-      50, 100, 200, 400, 500, 500,
-    ]);
-    low.reset();
-    expect(low.next()).toBe(50);
-    const high = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 1 });
-    expect([high.next(), high.next()]).toEqual([100, 200]);
-  });
-
+describe('RecentErrors', () => {
   it('keeps the newest problems', () => {
     const errors = new RecentErrors(2);
     for (const m of ['a', 'b', 'c']) errors.add(m);

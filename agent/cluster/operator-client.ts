@@ -10,10 +10,17 @@
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
+import type { BackoffPolicy } from '../../common/backoff.js';
 
 /** Longest body read from an answer: a plan for 100,000 containers is far below this. */
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
+
+/**
+ * How the agent retries the operator (plan polls, reports): 250 ms doubling up to 15 s, each delay drawn
+ * from [d, 2 d], so between 250 ms and 30 s.
+ */
+export const OPERATOR_RETRY_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 15_000, factor: 2, jitter: 1 };
 
 export interface OperatorClientOptions {
   /** The operator's base URL, `https://host:port` (a path prefix is kept). */

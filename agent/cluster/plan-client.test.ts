@@ -48,7 +48,7 @@ function client(): PlanClient {
     node: 'node-a',
     stateDir: join(dir, 'state'),
     logger: silentLogger(),
-    backoff: { initialMs: 20, maxMs: 100 },
+    backoff: { initialMs: 10, maxMs: 50 },
     minPollIntervalMs: 50,
   });
   clients.push(c);

@@ -17,8 +17,10 @@ import { join } from 'node:path';
 import { NodePlan, PLAN_PATH, PLAN_WAIT_SECONDS } from '../../api/agentapi/v1.js';
 import { parseJson } from '../../api/parse-json.js';
 import { type Logger, LogField } from '../../common/logging.js';
-import { Backoff, type BackoffOptions, RecentErrors, sleep } from './backoff.js';
-import { type OperatorClient, errorText } from './operator-client.js';
+import { Backoff, type BackoffPolicy } from '../../common/backoff.js';
+import { realClock, sleep } from '../../common/clock.js';
+import { RecentErrors } from './backoff.js';
+import { OPERATOR_RETRY_BACKOFF, type OperatorClient, errorText } from './operator-client.js';
 
 export const PLAN_FILE = 'plan.json';
 
@@ -28,7 +30,8 @@ export interface PlanClientOptions {
   /** Where the last plan is kept across restarts. */
   stateDir: string;
   logger: Logger;
-  backoff?: BackoffOptions;
+  /** Over OPERATOR_RETRY_BACKOFF (operator-client.ts). */
+  backoff?: Partial<BackoffPolicy>;
   /** How long a poll may take beyond the operator's wait. */
   pollMarginMs?: number;
   /** Shortest time between two polls that returned the same version (guards against a server that does not wait). */
@@ -60,7 +63,7 @@ export class PlanClient extends EventEmitter<PlanClientEvents> {
 
   constructor(private readonly options: PlanClientOptions) {
     super();
-    this.backoff = new Backoff(options.backoff);
+    this.backoff = new Backoff({ ...OPERATOR_RETRY_BACKOFF, ...options.backoff });
   }
 
   get current(): NodePlan | undefined {
@@ -132,19 +135,19 @@ export class PlanClient extends EventEmitter<PlanClientEvents> {
       if (signal.aborted) break;
       if (outcome === 'failed') {
         this.stats.failures++;
-        await sleep(this.backoff.next(), signal);
+        await sleep(realClock, this.backoff.next(), signal);
         continue;
       }
       if (outcome === 'invalid') {
         // The operator answers at once while our version differs from its own: no hot loop on a bad plan.
-        await sleep(this.backoff.next(), signal);
+        await sleep(realClock, this.backoff.next(), signal);
         continue;
       }
       this.backoff.reset();
       if (outcome === 'same') {
         const waited = Date.now() - started;
         const min = this.options.minPollIntervalMs ?? 1000;
-        if (waited < min) await sleep(min - waited, signal);
+        if (waited < min) await sleep(realClock, min - waited, signal);
       }
     }
   }

@@ -65,7 +65,7 @@ function startReporter(
     logger: silentLogger(),
     lingerMs: options.lingerMs ?? 20,
     stateIntervalMs: 60_000,
-    backoff: { initialMs: 20, maxMs: 100 },
+    backoff: { initialMs: 10, maxMs: 50 },
   });
   reporter.start();
   return reporter;

@@ -33,8 +33,10 @@ import {
 } from '../../api/agentapi/v1.js';
 import { parseJson } from '../../api/parse-json.js';
 import { type Logger, LogField } from '../../common/logging.js';
-import { Backoff, type BackoffOptions, RecentErrors, sleep } from './backoff.js';
-import { type OperatorClient, errorText } from './operator-client.js';
+import { Backoff, type BackoffPolicy } from '../../common/backoff.js';
+import { realClock, sleep } from '../../common/clock.js';
+import { RecentErrors } from './backoff.js';
+import { OPERATOR_RETRY_BACKOFF, type OperatorClient, errorText } from './operator-client.js';
 import type { Batch, RecordQueue } from './queue.js';
 
 /** What a report's envelope and state may take beyond its records' lines. */
@@ -52,7 +54,8 @@ export interface ReporterOptions {
   lingerMs?: number;
   stateIntervalMs?: number;
   requestTimeoutMs?: number;
-  backoff?: BackoffOptions;
+  /** Over OPERATOR_RETRY_BACKOFF (operator-client.ts). */
+  backoff?: Partial<BackoffPolicy>;
   maxRecords?: number;
   maxBytes?: number;
 }
@@ -102,7 +105,7 @@ export class Reporter {
   private wakeNudge: (() => void) | undefined;
 
   constructor(private readonly options: ReporterOptions) {
-    this.backoff = new Backoff(options.backoff);
+    this.backoff = new Backoff({ ...OPERATOR_RETRY_BACKOFF, ...options.backoff });
   }
 
   start(): void {
@@ -141,7 +144,7 @@ export class Reporter {
       const stateDue = await this.waitForWork();
       if (this.stopped && !this.options.queue.hasRecords) break;
       if (!backlog && !this.stopped && this.options.queue.hasRecords)
-        await sleep(this.options.lingerMs ?? 100, this.stopping.signal);
+        await sleep(realClock, this.options.lingerMs ?? 100, this.stopping.signal);
       const maxRecords = this.options.maxRecords ?? MAX_RECORDS_PER_REPORT;
       const batch = await this.options.queue.peek(
         maxRecords,
@@ -152,7 +155,7 @@ export class Reporter {
       if (outcome === 'retry') {
         backlog = true;
         const delay = this.backoff.next();
-        await sleep(delay, this.stopped ? this.halting.signal : this.stopping.signal);
+        await sleep(realClock, delay, this.stopped ? this.halting.signal : this.stopping.signal);
         // Stopping: one more try within the grace, no more.
         if (this.stopped) break;
         continue;
@@ -173,7 +176,7 @@ export class Reporter {
     this.wakeNudge = () => wake.abort();
     await Promise.race([
       this.options.queue.waitForRecords(wake.signal),
-      sleep(Math.max(0, interval - (Date.now() - this.lastSent)), wake.signal),
+      sleep(realClock, Math.max(0, interval - (Date.now() - this.lastSent)), wake.signal),
     ]);
     wake.abort();
     this.wakeNudge = undefined;

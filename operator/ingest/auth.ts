@@ -30,7 +30,7 @@ import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import { Counters } from './counters.js';
 import type { PodReader, TokenReviewer } from './kube-clients.js';
 import { describeError } from './outcome.js';
-import { KeyedTokenBuckets, type RateLimit } from './rate-limit.js';
+import { KeyedTokenBuckets, type RateLimit } from '../../common/token-bucket.js';
 
 export const EXTRA_NODE_NAME = 'authentication.kubernetes.io/node-name';
 export const EXTRA_POD_NAME = 'authentication.kubernetes.io/pod-name';

@@ -32,8 +32,10 @@ import {
 } from './events.js';
 import type { EventSink } from '../../common/kube/event-sink.js';
 import { describeError, lost, writeFailure, type WriteOutcome } from './outcome.js';
-import { DEFAULT_EVENT_RATE, KeyedTokenBuckets, type RateLimit } from './rate-limit.js';
+import { KeyedTokenBuckets, type RateLimit } from '../../common/token-bucket.js';
 
+/** Events per pod: what the bucket of each pod allows before commands are folded. */
+export const DEFAULT_EVENT_RATE: RateLimit = { burst: 25, perSecond: 5 };
 export const DEFAULT_FOLD_WINDOW_MS = 10_000;
 const DEFAULT_AGGREGATE_MS = 10 * 60_000;
 const MAX_REMEMBERED = 100_000;

@@ -25,7 +25,7 @@ import { ELLIPSIS, excerpt } from '../../common/text/escape.js';
 import { EVENT_COMPONENT } from '../../common/kube/identity.js';
 import { displayText } from './sessions.js';
 import { eventName } from './naming.js';
-import type { RateLimit } from './rate-limit.js';
+import type { RateLimit } from '../../common/token-bucket.js';
 
 /** Kubernetes takes more, but an Event's note should stay under 1 KiB (STYLE.md). */
 export const MAX_MESSAGE_BYTES = 1024;

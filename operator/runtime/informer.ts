@@ -23,7 +23,7 @@ import { describeError, isGone } from '../../common/kube/errors.js';
 import { type ObjectWithMeta, keyOf, objectKey } from '../../common/kube/objects.js';
 import type { ResourceType } from '../../common/kube/resources.js';
 import { LogField, type Logger, silentLogger } from '../../common/logging.js';
-import { type BackoffPolicy, backoffDelay } from './backoff.js';
+import { type BackoffPolicy, backoffDelay } from '../../common/backoff.js';
 import { type Clock, type Timer, realClock, sleep } from '../../common/clock.js';
 import {
   type ListWatchOptions,

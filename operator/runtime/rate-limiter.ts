@@ -1,10 +1,12 @@
 /**
  * How long a failed item waits before its next try (client-go's workqueue rate limiters): per item, an
  * exponential delay that grows with its consecutive failures and resets when it succeeds (`forget`);
- * optionally, for all items together, a token bucket that caps the retry rate, so that a mass failure (the
+ * optionally, for all items together, a token bucket (common/token-bucket.ts) that caps the retry rate, so that a mass failure (the
  * API server down) does not turn into a retry storm when it comes back.
  */
+import { backoffDelay } from '../../common/backoff.js';
 import type { Clock } from '../../common/clock.js';
+import { TokenBucket } from '../../common/token-bucket.js';
 
 export interface RateLimiter {
   /** The delay before `key`'s next try; counts a failure. */
@@ -15,7 +17,7 @@ export interface RateLimiter {
   failures(key: string): number;
 }
 
-/** baseMs × 2^failures, capped at maxMs. No jitter: items fail independently, and tests stay exact. */
+/** baseMs × 2^failures, capped at maxMs (common/backoff.ts). No jitter: items fail independently, and tests stay exact. */
 export class ItemExponentialRateLimiter implements RateLimiter {
   private readonly counts = new Map<string, number>();
 
@@ -27,7 +29,7 @@ export class ItemExponentialRateLimiter implements RateLimiter {
   when(key: string): number {
     const failures = this.counts.get(key) ?? 0;
     this.counts.set(key, failures + 1);
-    return Math.min(this.maxMs, this.baseMs * 2 ** failures);
+    return backoffDelay({ initialMs: this.baseMs, maxMs: this.maxMs, factor: 2, jitter: 0 }, failures);
   }
 
   forget(key: string): void {
@@ -44,25 +46,14 @@ export class ItemExponentialRateLimiter implements RateLimiter {
  * how long until it is there; it never refuses.
  */
 export class TokenBucketRateLimiter implements RateLimiter {
-  private tokens: number;
-  private last: number;
+  private readonly bucket: TokenBucket;
 
-  constructor(
-    private readonly qps: number,
-    private readonly burst: number,
-    private readonly clock: Clock,
-  ) {
-    if (!(qps > 0) || !(burst >= 1)) throw new Error('a token bucket needs qps > 0 and burst >= 1');
-    this.tokens = burst;
-    this.last = clock.now();
+  constructor(qps: number, burst: number, clock: Clock) {
+    this.bucket = new TokenBucket({ burst, perSecond: qps }, () => clock.now());
   }
 
   when(): number {
-    const now = this.clock.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.qps);
-    this.last = now;
-    this.tokens -= 1;
-    return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens / this.qps) * 1000);
+    return this.bucket.reserve();
   }
 
   forget(): void {}

@@ -1,4 +1,4 @@
-import { KeyedTokenBuckets } from './rate-limit.js';
+import { KeyedTokenBuckets, TokenBucket } from './token-bucket.js';
 
 describe('KeyedTokenBuckets', () => {
   it('allows a burst, then refills at the rate, per key', () => {
@@ -39,5 +39,31 @@ describe('KeyedTokenBuckets', () => {
     expect(buckets.retryAfterMs('a')).toBe(300);
     t += 300;
     expect(buckets.retryAfterMs('a')).toBe(0);
+  });
+});
+
+describe('TokenBucket', () => {
+  it('reserves future tokens and says how long until each is there', () => {
+    let t = 0;
+    const bucket = new TokenBucket({ burst: 2, perSecond: 2 }, () => t);
+    expect([bucket.reserve(), bucket.reserve(), bucket.reserve(), bucket.reserve()]).toEqual([
+      0, 0, 500, 1000,
+    ]);
+    t += 1000;
+    expect(bucket.reserve()).toBe(500);
+  });
+
+  it('refuses to take from an empty bucket, taking nothing', () => {
+    let t = 0;
+    const bucket = new TokenBucket({ burst: 1, perSecond: 1 }, () => t);
+    expect([bucket.take(), bucket.take()]).toEqual([true, false]);
+    expect(bucket.retryAfterMs()).toBe(1000);
+    t += 1000;
+    expect(bucket.take()).toBe(true);
+  });
+
+  it('refuses a limit that could never give a token', () => {
+    expect(() => new TokenBucket({ burst: 0, perSecond: 1 }, () => 0)).toThrow();
+    expect(() => new TokenBucket({ burst: 1, perSecond: 0 }, () => 0)).toThrow();
   });
 });
