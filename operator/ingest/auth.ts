@@ -25,7 +25,9 @@
  */
 import { createHash } from 'node:crypto';
 import type { V1TokenReviewStatus } from '@kubernetes/client-node';
+import { z } from 'zod';
 import { AGENT_TOKEN_AUDIENCE } from '../../api/agentapi/v1.js';
+import { parseJson } from '../../api/parse-json.js';
 import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import { Counters } from './counters.js';
 import type { PodReader, TokenReviewer } from './kube-clients.js';
@@ -126,17 +128,15 @@ export const MAX_TOKEN_BYTES = 8192;
 export const EXPIRY_LEEWAY_MS = 30_000;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
-/** The JSON object a base64url JWT part encodes, or undefined. */
-function jwtPart(part: string): Record<string, unknown> | undefined {
+/** A JWT's header and claims as far as the pre-filter reads them (unverified: the TokenReview decides). */
+const JwtHeader = z.looseObject({ alg: z.string() });
+const JwtClaims = z.looseObject({ aud: z.unknown().optional(), exp: z.unknown().optional() });
+
+/** What a base64url JWT part encodes, if it is JSON of that shape; else undefined. */
+function jwtPart<S extends z.ZodType>(schema: S, part: string): z.output<S> | undefined {
   if (!BASE64URL.test(part)) return undefined;
-  try {
-    const value = JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown;
-    return typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
+  const parsed = parseJson(schema, Buffer.from(part, 'base64url').toString('utf8'));
+  return parsed.ok ? parsed.value : undefined;
 }
 
 /**
@@ -150,9 +150,9 @@ export function preflightToken(token: string, audience: string, nowMs: number): 
   if (token.length > MAX_TOKEN_BYTES) return malformed;
   const parts = token.split('.');
   if (parts.length !== 3 || !BASE64URL.test(parts[2]!)) return malformed;
-  const header = jwtPart(parts[0]!);
-  const claims = jwtPart(parts[1]!);
-  if (!header || typeof header.alg !== 'string' || !claims) return malformed;
+  const header = jwtPart(JwtHeader, parts[0]!);
+  const claims = jwtPart(JwtClaims, parts[1]!);
+  if (!header || !claims) return malformed;
   const aud = claims.aud;
   const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [];
   if (!audiences.includes(audience))
@@ -166,13 +166,8 @@ export function preflightToken(token: string, audience: string, nowMs: number): 
 /** Milliseconds until the JWT's `exp` (read, not verified: only ever used to shorten the cache). */
 export function tokenLifetimeMs(token: string, nowMs: number): number | undefined {
   const payload = token.split('.')[1];
-  if (!payload) return undefined;
-  try {
-    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { exp?: unknown };
-    return typeof claims.exp === 'number' ? claims.exp * 1000 - nowMs : undefined;
-  } catch {
-    return undefined;
-  }
+  const claims = payload ? jwtPart(JwtClaims, payload) : undefined;
+  return typeof claims?.exp === 'number' ? claims.exp * 1000 - nowMs : undefined;
 }
 
 /** TokenReviews one source may cause (those the cache answers are free). */

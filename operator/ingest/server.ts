@@ -30,7 +30,6 @@ import {
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { z } from 'zod';
 import {
   MAX_REPORT_BYTES,
   PLAN_PATH,
@@ -39,6 +38,7 @@ import {
   Report,
   type ErrorResponse,
 } from '../../api/agentapi/v1.js';
+import { parseJson } from '../../api/parse-json.js';
 import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import { excerpt } from '../../common/text/escape.js';
 import type { AgentAuthenticator, AgentIdentity } from './auth.js';
@@ -144,17 +144,12 @@ export function readBody(stream: Readable, maxBytes: number, declaredLength?: nu
   });
 }
 
-/** A Report from a body: JSON, then the schema. The error says what is wrong, for a 400. */
+/** A Report from a body: JSON, then the schema (api/parse-json.ts). The error says what is wrong, for a 400. */
 export function parseReport(body: Buffer): { ok: true; report: Report } | { ok: false; detail: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString('utf8'));
-  } catch (e) {
-    return { ok: false, detail: `not JSON: ${e instanceof Error ? e.message : String(e)}` };
-  }
-  const parsed = Report.safeParse(json);
-  if (!parsed.success) return { ok: false, detail: z.prettifyError(parsed.error).slice(0, MAX_DETAIL) };
-  return { ok: true, report: parsed.data };
+  const parsed = parseJson(Report, body.toString('utf8'));
+  if (parsed.ok) return { ok: true, report: parsed.value };
+  const detail = parsed.reason === 'not-json' ? `not JSON: ${parsed.detail}` : parsed.detail;
+  return { ok: false, detail: detail.slice(0, MAX_DETAIL) };
 }
 
 type ServerCounter = string;
