@@ -31,7 +31,7 @@ import { parseJson } from '../../api/parse-json.js';
 import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import { Counters } from './counters.js';
 import type { PodReader, TokenReviewer } from './kube-clients.js';
-import { describeError } from './outcome.js';
+import { describeError } from '../../common/kube/errors.js';
 import { KeyedTokenBuckets, type RateLimit } from '../../common/token-bucket.js';
 
 export const EXTRA_NODE_NAME = 'authentication.kubernetes.io/node-name';

@@ -31,7 +31,8 @@ import {
   type PodRef,
 } from './events.js';
 import type { EventSink } from '../../common/kube/event-sink.js';
-import { describeError, lost, writeFailure, type WriteOutcome } from './outcome.js';
+import { describeError } from '../../common/kube/errors.js';
+import { lost, writeFailure, type WriteOutcome } from './outcome.js';
 import { KeyedTokenBuckets, type RateLimit } from '../../common/token-bucket.js';
 
 /** Events per pod: what the bucket of each pod allows before commands are folded. */

@@ -8,20 +8,13 @@
  *
  * `writeFailure` sorts an API failure of a write: permanent ones are a deleted or terminating namespace,
  * forbidden, invalid and too large; everything else (429, 5xx, time-outs, broken connections, an answer we do
- * not know) is retried. Permanent failures of the target (namespace gone, forbidden) hold for everything bound
+ * not know) is retried. The generic sorting of API errors (not found, conflict, transient) is
+ * common/kube/errors.ts's; this is what it means for a write of ingestion. Permanent failures of the target (namespace gone, forbidden) hold for everything bound
  * for it; those of the content (invalid, too large) for that write, so a smaller one may still pass.
  */
 import { ApiException } from '@kubernetes/client-node';
 import type { RejectionReason } from '../../api/agentapi/v1.js';
 import { classifyError } from '../../common/kube/errors.js';
-
-export {
-  describeError,
-  isAlreadyExists,
-  isConflict,
-  isNotFound,
-  isTransient,
-} from '../../common/kube/errors.js';
 
 /** The reasons a write can fail for good (a subset of the wire's rejection reasons). */
 export type WriteLossReason = Extract<

@@ -31,16 +31,8 @@ import { Counters } from './counters.js';
 import type { AuditRecordStore } from './kube-clients.js';
 import { storedBytes } from '../../api/stored-size.js';
 import { excerpt } from '../../common/text/escape.js';
-import {
-  describeError,
-  isAlreadyExists,
-  isConflict,
-  isLost,
-  isNotFound,
-  lost,
-  writeFailure,
-  type WriteOutcome,
-} from './outcome.js';
+import { describeError, isAlreadyExists, isConflict, isNotFound } from '../../common/kube/errors.js';
+import { isLost, lost, writeFailure, type WriteOutcome } from './outcome.js';
 import {
   DEFAULT_LIMITS,
   fitCommands,
