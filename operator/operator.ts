@@ -27,7 +27,7 @@ import { readPolicy } from './policy/world.js';
 import { type Informer, createInformer } from './runtime/informer.js';
 import { type LeaderElector, createLeaderElector } from './runtime/leader-election.js';
 import { ProbeServer } from '../common/http/probe-server.js';
-import { Registry } from './runtime/metrics.js';
+import { MetricsRegistry } from './runtime/metrics.js';
 import { WorkQueue, runWorkers } from './runtime/workqueue.js';
 
 export interface OperatorOptions {
@@ -66,7 +66,7 @@ const PLAN_DEBOUNCE_MS = 150;
 const REPORT_STATUS_COALESCE_MS = 2000;
 
 export class Operator {
-  readonly registry = new Registry();
+  readonly registry = new MetricsRegistry();
   readonly ledger = new ReportLedger();
   readonly plans = new PlanStore();
   private readonly policies: Informer<{ metadata?: { name?: string; generation?: number } }>;
@@ -279,54 +279,43 @@ export class Operator {
     }
   }
 
-  /** The components' own counters, exported as they are at scrape time. */
+  /** The components' own counters, read at each scrape. */
   private registerMetrics(): void {
-    const sync = (name: string, help: string, label: string, snapshot: () => Record<string, number>) => {
-      const gauge = this.registry.gauge(name, help, [label]);
-      return () => {
+    const sync = (name: string, help: string, label: string, snapshot: () => Record<string, number>) =>
+      this.registry.gauge(name, help, [label], (gauge) => {
         for (const [key, value] of Object.entries(snapshot())) gauge.labels({ [label]: key }).set(value);
-      };
-    };
-    const syncs = [
-      sync(
-        'container_auditor_agent_requests',
-        'Agent requests answered, by status and reason.',
-        'outcome',
-        () => this.server.counters.snapshot(),
-      ),
-      sync(
-        'container_auditor_agent_refusals',
-        'Agent requests refused by authentication, by reason.',
-        'reason',
-        () => this.authenticator.refused.snapshot(),
-      ),
-      sync(
-        'container_auditor_agent_auth_api_calls',
-        "API calls made to authenticate agents: TokenReviews ('tokenreviews') and Pod reads ('pods').",
-        'kind',
-        () => this.authenticator.asked.snapshot(),
-      ),
-      sync(
-        'container_auditor_reports',
-        'Agent reports and their records, by outcome (rejected:<reason>: never to be written; failed: sent again); lostCommands: what agents lost.',
-        'outcome',
-        () => this.ingestor.counters.snapshot(),
-      ),
-      sync('container_auditor_record_writes', 'AuditRecord commands and writes, by outcome.', 'outcome', () =>
-        this.records.counters.snapshot(),
-      ),
-      sync(
-        'container_auditor_event_writes',
-        'Events written, aggregated, folded, by outcome.',
-        'outcome',
-        () => this.events.counters.snapshot(),
-      ),
-    ];
-    // container_auditor_leader{lease} is the elector's own (runtime/leader-election.ts): registering it again
-    // here, without its label, made the registry throw and the process exit at start.
-    const timer = setInterval(() => {
-      for (const s of syncs) s();
-    }, 2000);
-    timer.unref();
+      });
+    sync(
+      'container_auditor_agent_requests',
+      'Agent requests answered, by status and reason.',
+      'outcome',
+      () => this.server.counters.snapshot(),
+    );
+    sync(
+      'container_auditor_agent_refusals',
+      'Agent requests refused by authentication, by reason.',
+      'reason',
+      () => this.authenticator.refused.snapshot(),
+    );
+    sync(
+      'container_auditor_agent_auth_api_calls',
+      "API calls made to authenticate agents: TokenReviews ('tokenreviews') and Pod reads ('pods').",
+      'kind',
+      () => this.authenticator.asked.snapshot(),
+    );
+    sync(
+      'container_auditor_reports',
+      'Agent reports and their records, by outcome (rejected:<reason>: never to be written; failed: sent again); lostCommands: what agents lost.',
+      'outcome',
+      () => this.ingestor.counters.snapshot(),
+    );
+    sync('container_auditor_record_writes', 'AuditRecord commands and writes, by outcome.', 'outcome', () =>
+      this.records.counters.snapshot(),
+    );
+    sync('container_auditor_event_writes', 'Events written, aggregated, folded, by outcome.', 'outcome', () =>
+      this.events.counters.snapshot(),
+    );
+    // container_auditor_leader{lease} is the elector's own (runtime/leader-election.ts): declaring it again
+    // here, without its label, would throw at start.
   }
 }

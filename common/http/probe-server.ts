@@ -6,7 +6,7 @@
  * - `/healthz`: 200 while the process can answer at all (liveness).
  * - `/readyz`: 200 when every readiness check passes (informers synced); otherwise 503 with one line per
  *   reason, so `kubectl describe pod` shows why.
- * - `/metrics`: the registry in Prometheus text format (404 without one).
+ * - `/metrics`: the registry in Prometheus text format, version 0.0.4 (404 without one).
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,9 +15,10 @@ import { LogField, type Logger, silentLogger } from '../logging.js';
 /** Prometheus' text exposition format. */
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
-/** What /metrics renders (the operator's metrics Registry). */
+/** What /metrics serves: a prom-client registry (the operator's, operator/runtime/metrics.ts). */
 export interface MetricsSource {
-  render(): string;
+  /** The exposition text, read at scrape time. */
+  metrics(): Promise<string>;
 }
 
 export const DEFAULT_PROBE_PORT = 8081;
@@ -96,14 +97,14 @@ export class ProbeServer {
       case '/metrics': {
         const registry = this.options.registry;
         if (!registry) return this.reply(response, request, 404, TEXT, 'not found\n');
-        let text: string;
-        try {
-          text = registry.render();
-        } catch (error) {
-          this.logger.error('Rendering metrics failed', { [LogField.error]: String(error) });
-          return this.reply(response, request, 500, TEXT, 'metrics unavailable\n');
-        }
-        return this.reply(response, request, 200, METRICS_CONTENT_TYPE, text);
+        void registry.metrics().then(
+          (text) => this.reply(response, request, 200, METRICS_CONTENT_TYPE, text),
+          (error: unknown) => {
+            this.logger.error('Rendering metrics failed', { [LogField.error]: String(error) });
+            this.reply(response, request, 500, TEXT, 'metrics unavailable\n');
+          },
+        );
+        return;
       }
       default:
         return this.reply(response, request, 404, TEXT, 'not found\n');

@@ -20,14 +20,18 @@ import type { ObjectWithMeta } from '../../common/kube/objects.js';
 import { installCrds, testKubeConfig } from '../../e2e/support/cluster.js';
 import { Informer, createInformer } from './informer.js';
 import { type ListerWatcher, kubeListerWatcher } from './list-watch.js';
-import { Registry } from './metrics.js';
+import { MetricsRegistry } from './metrics.js';
 
 const FAST_BACKOFF = { initialMs: 100, maxMs: 1_000, factor: 2, jitter: 0.5 };
 
 /** Polls until `predicate` holds; fails with `what` after a generous deadline. */
-async function eventually(what: string, predicate: () => boolean, deadlineMs = 30_000): Promise<void> {
+async function eventually(
+  what: string,
+  predicate: () => boolean | Promise<boolean>,
+  deadlineMs = 30_000,
+): Promise<void> {
   const end = Date.now() + deadlineMs;
-  while (!predicate()) {
+  while (!(await predicate())) {
     if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -196,7 +200,7 @@ describe('Informer against the API server', () => {
     const proxy = new CuttableProxy(server.hostname, Number(server.port));
     await proxy.start();
     const proxied = viaServer(testKubeConfig(), `https://127.0.0.1:${proxy.port}`);
-    const metrics = new Registry();
+    const metrics = new MetricsRegistry();
     const informer = track(
       createInformer(proxied, PODS, {
         namespace,
@@ -223,8 +227,10 @@ describe('Informer against the API server', () => {
     await core.deleteNamespacedPod({ namespace, name: 'goes' });
     await core.createNamespacedPod({ namespace, body: pod('arrives') });
     // Long enough for a few refused attempts: the informer must keep trying, not stop as ListWatch does.
-    await eventually('the informer has failed a few times', () => {
-      const restarts = /container_auditor_informer_restarts_total\{[^}]*\} (\d+)/.exec(metrics.render());
+    await eventually('the informer has failed a few times', async () => {
+      const restarts = /container_auditor_informer_restarts_total\{[^}]*\} (\d+)/.exec(
+        await metrics.metrics(),
+      );
       return Number(restarts?.[1] ?? 0) >= 3;
     });
     expect(events).toEqual([]);
@@ -280,7 +286,7 @@ describe('Informer against the API server', () => {
 
   it('keeps watching through a silence longer than client-node’s 30 s watch timeout, without a relist', async () => {
     const { counting, lists } = countingLists('batch=quiet');
-    const metrics = new Registry();
+    const metrics = new MetricsRegistry();
     const informer = track(
       new Informer(counting, { watchTimeoutSeconds: 300, backoff: FAST_BACKOFF, metrics }),
     );
@@ -295,7 +301,7 @@ describe('Informer against the API server', () => {
     });
     await eventually('the pod is added', () => events.includes('add q1'));
     expect(lists()).toBe(1);
-    const restarts = /container_auditor_informer_restarts_total\{[^}]*\} (\d+)/.exec(metrics.render());
+    const restarts = /container_auditor_informer_restarts_total\{[^}]*\} (\d+)/.exec(await metrics.metrics());
     expect(Number(restarts?.[1] ?? 0)).toBe(0);
   });
 });

@@ -32,7 +32,7 @@ import {
   type WatchStream,
   kubeListerWatcher,
 } from './list-watch.js';
-import type { Counter, Gauge, Registry } from './metrics.js';
+import type { Counter, Gauge, MetricsRegistry } from './metrics.js';
 
 export interface InformerHandler<T> {
   add?(object: T): void;
@@ -51,7 +51,7 @@ export interface InformerOptions {
   pageSize?: number;
   /** How long the server keeps each watch open; default drawn from [300, 600) s per watch. */
   watchTimeoutSeconds?: number;
-  metrics?: Registry;
+  metrics?: MetricsRegistry;
 }
 
 export const DEFAULT_INFORMER_BACKOFF: BackoffPolicy = {

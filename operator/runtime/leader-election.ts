@@ -17,7 +17,7 @@ import { describeError } from '../../common/kube/errors.js';
 import { LogField, type Logger, silentLogger } from '../../common/logging.js';
 import { type Clock, realClock, sleep } from '../../common/clock.js';
 import { KubeLeaseLock, type LeaseLock, type LeaseRecord, type LeaseSnapshot } from './lease-lock.js';
-import type { Gauge, Registry } from './metrics.js';
+import type { Gauge, MetricsRegistry } from './metrics.js';
 
 export interface LeaderElectionOptions {
   lock: LeaseLock;
@@ -43,7 +43,7 @@ export interface LeaderElectionOptions {
   clock?: Clock;
   random?: () => number;
   logger?: Logger;
-  metrics?: Registry;
+  metrics?: MetricsRegistry;
 }
 
 /** Candidates spread their attempts over [retry, 1.2 × retry] so that they do not collide each time. */

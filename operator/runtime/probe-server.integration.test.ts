@@ -11,7 +11,7 @@ import type { RawObject } from '../../common/kube/objects.js';
 import { testKubeConfig } from '../../e2e/support/cluster.js';
 import { ProbeServer } from '../../common/http/probe-server.js';
 import { type Informer, createInformer } from './informer.js';
-import { METRICS_CONTENT_TYPE, Registry } from './metrics.js';
+import { METRICS_CONTENT_TYPE, MetricsRegistry } from './metrics.js';
 
 const kc = testKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
@@ -79,7 +79,7 @@ afterAll(async () => {
   await core.deleteNamespace({ name: namespace });
 });
 
-async function serve(registry: Registry, ...informers: Pick<Informer<RawObject>, 'notReadyReason'>[]) {
+async function serve(registry: MetricsRegistry, ...informers: Pick<Informer<RawObject>, 'notReadyReason'>[]) {
   const server = new ProbeServer({
     registry,
     readinessChecks: informers.map((i) => () => i.notReadyReason()),
@@ -93,7 +93,7 @@ async function serve(registry: Registry, ...informers: Pick<Informer<RawObject>,
 
 describe('ProbeServer', () => {
   it('is alive at once, ready once the informers have synced, and serves metrics', async () => {
-    const registry = new Registry();
+    const registry = new MetricsRegistry();
     const pods = createInformer(kc, PODS, { namespace, metrics: registry, backoff: FAST_BACKOFF });
     stops.push(() => pods.stop());
     const { port } = await serve(registry, pods);
@@ -121,7 +121,7 @@ describe('ProbeServer', () => {
   });
 
   it('says why it is not ready when an informer cannot list', async () => {
-    const registry = new Registry();
+    const registry = new MetricsRegistry();
     const missing = createInformer(kc, MISSING, { backoff: FAST_BACKOFF });
     stops.push(() => missing.stop());
     missing.start();
@@ -137,7 +137,7 @@ describe('ProbeServer', () => {
   });
 
   it('closes with a client still holding a keep-alive connection', async () => {
-    const { server, port } = await serve(new Registry());
+    const { server, port } = await serve(new MetricsRegistry());
     expect((await get(port, '/healthz')).status).toBe(200); // leaves an idle keep-alive connection
     await server.close();
     await expect(get(port, '/healthz')).rejects.toThrow(/ECONNREFUSED|socket hang up|ECONNRESET/);

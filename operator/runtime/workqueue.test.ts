@@ -1,5 +1,5 @@
 import { FakeClock, settle } from '../../test-support/fake-clock.js';
-import { Registry } from './metrics.js';
+import { MetricsRegistry } from './metrics.js';
 import { ItemExponentialRateLimiter, MaxOfRateLimiter, TokenBucketRateLimiter } from './rate-limiter.js';
 import { TerminalError, WorkQueue, runWorkers } from './workqueue.js';
 
@@ -132,18 +132,20 @@ describe('WorkQueue', () => {
   });
 
   it('reports depth, adds and retries as metrics', async () => {
-    const registry = new Registry();
+    const registry = new MetricsRegistry();
     const clock = new FakeClock();
     const q = new WorkQueue({ name: 'policies', clock, metrics: registry });
     q.add('a');
     q.add('a');
     q.add('b');
-    expect(registry.render()).toContain('container_auditor_workqueue_depth{name="policies"} 2\n');
-    expect(registry.render()).toContain('container_auditor_workqueue_adds_total{name="policies"} 3\n');
+    expect(await registry.metrics()).toContain('container_auditor_workqueue_depth{name="policies"} 2\n');
+    expect(await registry.metrics()).toContain('container_auditor_workqueue_adds_total{name="policies"} 3\n');
     await drainNow(q);
     q.addRateLimited('a');
-    expect(registry.render()).toContain('container_auditor_workqueue_depth{name="policies"} 0\n');
-    expect(registry.render()).toContain('container_auditor_workqueue_retries_total{name="policies"} 1\n');
+    expect(await registry.metrics()).toContain('container_auditor_workqueue_depth{name="policies"} 0\n');
+    expect(await registry.metrics()).toContain(
+      'container_auditor_workqueue_retries_total{name="policies"} 1\n',
+    );
   });
 });
 

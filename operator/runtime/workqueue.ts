@@ -14,7 +14,7 @@
 import { LogField, type Logger } from '../../common/logging.js';
 import { describeError } from '../../common/kube/errors.js';
 import { type Clock, type Timer, realClock } from '../../common/clock.js';
-import type { Counter, Gauge, Registry } from './metrics.js';
+import type { Counter, Gauge, MetricsRegistry } from './metrics.js';
 import { ItemExponentialRateLimiter, type RateLimiter } from './rate-limiter.js';
 
 export interface WorkQueueOptions {
@@ -23,7 +23,7 @@ export interface WorkQueueOptions {
   clock?: Clock;
   /** Defaults to per-item exponential backoff from 5 ms to 5 min. */
   rateLimiter?: RateLimiter;
-  metrics?: Registry;
+  metrics?: MetricsRegistry;
 }
 
 export class WorkQueue {
