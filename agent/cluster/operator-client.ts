@@ -6,10 +6,12 @@
  * It only moves bytes: it answers with the status and the body, whatever the status, and throws only when
  * there is no answer (network error, timeout, abort, no token). What a status means is the caller's to
  * decide (plan-client.ts, reporter.ts).
+ *
+ * The requests go through undici's `fetch`, the product's one HTTP client (common/http/README.md), over one
+ * keep-alive connection pool that trusts the operator's CA.
  */
 import { readFile } from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
+import { Agent, fetch } from 'undici';
 import type { BackoffPolicy } from '../../common/backoff.js';
 
 /** Longest body read from an answer: a plan for 100,000 containers is far below this. */
@@ -53,16 +55,13 @@ export function isSafeOperatorUrl(url: URL): boolean {
 
 export class OperatorClient {
   readonly base: URL;
-  private readonly agent: http.Agent;
+  private readonly pool: Agent;
 
   constructor(private readonly options: OperatorClientOptions) {
     this.base = new URL(options.url);
     if (this.base.protocol !== 'https:' && this.base.protocol !== 'http:')
       throw new Error(`the operator URL must be https: ${options.url}`);
-    this.agent =
-      this.base.protocol === 'https:'
-        ? new https.Agent({ keepAlive: true, ...(options.ca !== undefined ? { ca: options.ca } : {}) })
-        : new http.Agent({ keepAlive: true });
+    this.pool = new Agent(options.ca !== undefined ? { connect: { ca: options.ca } } : {});
   }
 
   /** Reads the token now: rotated tokens are picked up on the next request. */
@@ -99,49 +98,48 @@ export class OperatorClient {
   ): Promise<OperatorResponse> {
     const token = await this.token();
     const url = this.urlFor(path, query);
-    const body = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
-    const send = url.protocol === 'https:' ? https.request : http.request;
-    return new Promise<OperatorResponse>((resolve, reject) => {
-      const req = send(url, {
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
+    try {
+      const response = await fetch(url, {
         method,
-        agent: this.agent,
+        dispatcher: this.pool,
         headers: {
           authorization: `Bearer ${token}`,
           accept: 'application/json',
-          ...(body ? { 'content-type': 'application/json', 'content-length': String(body.length) } : {}),
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
-        timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        ...(options.signal ? { signal: options.signal } : {}),
+        ...(body !== undefined ? { body } : {}),
+        signal,
       });
-      req.on('timeout', () =>
-        req.destroy(
-          new Error(`no answer from ${url.host} within ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`),
-        ),
-      );
-      req.on('error', reject);
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_RESPONSE_BYTES) {
-            req.destroy(new Error(`the answer from ${url.host} exceeds ${MAX_RESPONSE_BYTES} bytes`));
-            return;
-          }
-          chunks.push(chunk);
-        });
-        res.on('error', reject);
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
-        );
-      });
-      req.end(body);
-    });
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      for await (const chunk of response.body ?? []) {
+        size += chunk.length;
+        if (size > MAX_RESPONSE_BYTES) {
+          await response.body?.cancel();
+          throw new Error(`the answer from ${url.host} exceeds ${MAX_RESPONSE_BYTES} bytes`);
+        }
+        chunks.push(chunk);
+      }
+      return { status: response.status, body: Buffer.concat(chunks, size).toString('utf8') };
+    } catch (error) {
+      if (timeout.aborted)
+        throw new Error(`no answer from ${url.host} within ${timeoutMs} ms`, { cause: error });
+      // fetch says "fetch failed"; the reason (refused, reset, a certificate not trusted) is its cause.
+      // (By shape, not instanceof: the cause may come from another realm.)
+      const cause = (error as { cause?: { message?: unknown } }).cause;
+      if (typeof cause?.message === 'string')
+        throw new Error(`${url.host}: ${cause.message}`, { cause: error });
+      throw error;
+    }
   }
 
-  /** Closes idle keep-alive connections. */
+  /** Closes the connections. */
   close(): void {
-    this.agent.destroy();
+    void this.pool.close();
   }
 }
 

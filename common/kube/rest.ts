@@ -4,15 +4,18 @@
  * resource delivers strings) or has no call at all (any resource by path). A failure is an `ApiException`
  * with the code and the response text, like a typed call's, so `classifyError` treats both alike; the
  * response headers are not kept.
+ *
+ * It sends the request the way client-node's own `Watch` does: undici's `fetch` (the product's one HTTP
+ * client, see common/http/README.md), with the headers and the connection pool (`dispatcher`: CA, client
+ * certificate, proxy) that the KubeConfig gives a `RequestContext`.
  */
-import { request as httpRequest } from 'node:http';
-import { type RequestOptions, request as httpsRequest } from 'node:https';
-import { ApiException, type KubeConfig } from '@kubernetes/client-node';
+import { ApiException, HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
+import { fetch } from 'undici';
 
 export type Query = Record<string, string | number | boolean | undefined>;
 
 export interface GetJsonOptions {
-  /** Abandons the request after this long without an answer (default 60 s). */
+  /** Abandons the request after this long without the whole answer (default 60 s). */
   timeoutMs?: number;
 }
 
@@ -28,37 +31,23 @@ export async function getJson(
   for (const [name, value] of Object.entries(query)) {
     if (value !== undefined) url.searchParams.set(name, String(value));
   }
-  const requestOptions: RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
-  // Client certificates, CA, bearer or exec tokens, proxy agent: all of it from the KubeConfig.
-  await kc.applyToHTTPSOptions(requestOptions);
-  const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
-  const timeoutMs = options.timeoutMs ?? 60_000;
-
-  return new Promise((resolve, reject) => {
-    const request = send(url, requestOptions, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('error', reject);
-      response.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const code = response.statusCode ?? 0;
-        if (code < 200 || code > 299) {
-          reject(new ApiException(code, response.statusMessage ?? 'request failed', text, {}));
-          return;
-        }
-        try {
-          resolve(JSON.parse(text) as unknown);
-        } catch {
-          reject(new Error(`GET ${path}: the response is not JSON`));
-        }
-      });
-    });
-    request.setTimeout(timeoutMs, () =>
-      request.destroy(
-        Object.assign(new Error(`GET ${path}: no answer in ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
-      ),
-    );
-    request.on('error', reject);
-    request.end();
+  const context = new RequestContext(url.toString(), HttpMethod.GET);
+  context.setHeaderParam('Accept', 'application/json');
+  // Client certificates, CA, bearer or exec tokens, proxy: all of it from the KubeConfig.
+  await kc.applySecurityAuthentication(context);
+  // A time-out rejects with a TimeoutError, which classifyError counts as transient.
+  const response = await fetch(url, {
+    method: 'GET',
+    headers: context.getHeaders(),
+    dispatcher: context.getDispatcher(),
+    signal: AbortSignal.timeout(options.timeoutMs ?? 60_000),
   });
+  const text = await response.text();
+  if (!response.ok)
+    throw new ApiException(response.status, response.statusText || 'request failed', text, {});
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new Error(`GET ${path}: the response is not JSON`);
+  }
 }
