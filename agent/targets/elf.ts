@@ -14,6 +14,12 @@
  * The bytes come from a container image, so they are hostile: every offset and size is checked against the
  * buffer, counts and string lengths are capped so a crafted file cannot make us loop or allocate much, and
  * nothing here throws: a malformed file yields `{ ok: false, reason }`.
+ *
+ * Ours, not a tool or a library, for that reason. `ldd` runs the file's own loader (it executes the
+ * container's code, as root, on the node), and `readelf`/`objdump` would be processes per target, not on
+ * every node image, with outputs to parse. The ELF readers on npm parse whole files and trust their offsets
+ * and counts (a crafted header sends them out of bounds or into huge allocations). We need four facts from
+ * two tables, with bounds on everything: a few hundred lines we test against real and fuzzed files.
  */
 
 export type ElfMachine = 'x86-64' | 'aarch64';

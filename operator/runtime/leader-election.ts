@@ -1,5 +1,6 @@
 /**
- * Leader election on a Lease, as client-go does it. Every candidate reads the lease each retry period. A
+ * Leader election on a Lease, as client-go does it. Ours because client-node (2.x) has none, and this is the
+ * one piece that must not be wrong in a small way: the rules below are client-go's, tested on a fake clock. Every candidate reads the lease each retry period. A
  * lease held by another is left alone until it has not changed for its lease duration, measured on our own
  * clock from when we saw it change (never from its renewTime: the holder's clock may be off). A free
  * (released), expired or absent lease is taken by a write conditioned on the resourceVersion read, so of two

@@ -1,6 +1,7 @@
 /**
  * A de-duplicating work queue keyed by object (client-go's workqueue): reconcilers are level-triggered, so
- * ten changes to one policy while it waits are one reconcile, not ten.
+ * ten changes to one policy while it waits are one reconcile, not ten. Ours because client-node has no work
+ * queue (its informers call handlers per event), and a FIFO of events is what STYLE.md asks us to avoid.
  *
  * - A key queued twice is queued once (`dirty`).
  * - A key being processed is never handed out again until `done`; if it was added meanwhile, `done` queues
