@@ -1,11 +1,13 @@
 /**
- * Leader election on a Lease, as client-go does it. Ours because client-node (2.x) has none, and this is the
- * one piece that must not be wrong in a small way: the rules below are client-go's, tested on a fake clock. Every candidate reads the lease each retry period. A
- * lease held by another is left alone until it has not changed for its lease duration, measured on our own
- * clock from when we saw it change (never from its renewTime: the holder's clock may be off). A free
- * (released), expired or absent lease is taken by a write conditioned on the resourceVersion read, so of two
- * candidates at most one succeeds. The leader renews each retry period; if no renewal has succeeded for the
- * renew deadline (shorter than the lease duration), it stops leading before anyone else may start.
+ * Leader election on a Lease, as client-go does it. Ours because client-node (2.x) has none; the rules are
+ * client-go's, tested on a fake clock.
+ *
+ * Every candidate reads the lease each retry period. A lease held by another is left alone until it has not
+ * changed for its lease duration, measured on our own clock from when we saw it change (never from its
+ * renewTime: the holder's clock may be off). A free (released), expired or absent lease is taken by a write
+ * conditioned on the resourceVersion read, so of two candidates at most one succeeds. The leader renews each
+ * retry period; if no renewal has succeeded for the renew deadline (shorter than the lease duration), it
+ * stops leading before anyone else may start.
  *
  * A graceful `stop` aborts the leader's work, waits for it to wind down, then releases the lease (empty
  * holder) so that another replica takes over at its next retry instead of after the lease duration.
