@@ -116,15 +116,15 @@ export class OperatorClient {
       });
       const chunks: Uint8Array[] = [];
       let size = 0;
-      for await (const chunk of response.body ?? []) {
+      // Leaving the loop early cancels the body: the rest is never read.
+      for await (const chunk of (response.body ?? []) as AsyncIterable<Uint8Array>) {
         size += chunk.length;
-        if (size > MAX_RESPONSE_BYTES) {
-          await response.body?.cancel();
-          throw new Error(`the answer from ${url.host} exceeds ${MAX_RESPONSE_BYTES} bytes`);
-        }
+        if (size > MAX_RESPONSE_BYTES) break;
         chunks.push(chunk);
       }
-      return { status: response.status, body: Buffer.concat(chunks, size).toString('utf8') };
+      if (size > MAX_RESPONSE_BYTES)
+        throw new Error(`the answer from ${url.host} exceeds ${MAX_RESPONSE_BYTES} bytes`);
+      return { status: response.status, body: Buffer.concat(chunks).toString('utf8') };
     } catch (error) {
       if (timeout.aborted)
         throw new Error(`no answer from ${url.host} within ${timeoutMs} ms`, { cause: error });

@@ -41,7 +41,7 @@ function setup(answer: (token: string) => V1TokenReviewStatus = () => ({ authent
     pods: { get: () => Promise.resolve(undefined) },
     serviceAccount: { namespace: 'container-auditor', name: 'agent' },
     reviewRate: { burst: 5, perSecond: 2 },
-    now: () => t,
+    clock: { now: () => t },
   });
   return { auth, reviews, advance: (ms: number) => (t += ms) };
 }

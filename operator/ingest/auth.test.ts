@@ -140,7 +140,7 @@ describe('AgentAuthenticator', () => {
         },
       },
       serviceAccount: { namespace: 'container-auditor', name: 'agent' },
-      now: () => t,
+      clock: { now: () => t },
     });
     return { auth, reviews, podReads, advance: (ms: number) => (t += ms) };
   }

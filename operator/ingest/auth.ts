@@ -23,6 +23,7 @@
  * a token from its source's bucket (the caller's address; default burst 20, 2/s), else 429. Refused requests
  * are counted by reason, TokenReviews and Pod reads asked by kind (`asked`).
  */
+import { type Clock, realClock } from '../../common/clock.js';
 import { createHash } from 'node:crypto';
 import type { V1TokenReviewStatus } from '@kubernetes/client-node';
 import { z } from 'zod';
@@ -184,7 +185,8 @@ export interface AgentAuthenticatorOptions {
   maxCacheEntries?: number;
   /** TokenReviews per source (the caller's address), default DEFAULT_REVIEW_RATE. */
   reviewRate?: RateLimit;
-  now?: () => number;
+  /** Time (common/clock.ts): only `now` is read. */
+  clock?: Pick<Clock, 'now'>;
   logger?: Logger;
 }
 
@@ -206,7 +208,7 @@ export class AgentAuthenticator {
   private readonly cacheTtlMs: number;
   private readonly negativeTtlMs: number;
   private readonly maxEntries: number;
-  private readonly now: () => number;
+  private readonly clock: Pick<Clock, 'now'>;
   private readonly log: Logger;
   private readonly sources: KeyedTokenBuckets;
   private lastSweep = 0;
@@ -217,9 +219,9 @@ export class AgentAuthenticator {
     this.cacheTtlMs = options.cacheTtlMs ?? 30_000;
     this.negativeTtlMs = options.negativeTtlMs ?? 2_000;
     this.maxEntries = options.maxCacheEntries ?? 4096;
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? realClock;
     this.log = options.logger ?? silentLogger();
-    this.sources = new KeyedTokenBuckets(options.reviewRate ?? DEFAULT_REVIEW_RATE, this.now);
+    this.sources = new KeyedTokenBuckets(options.reviewRate ?? DEFAULT_REVIEW_RATE, () => this.clock.now());
   }
 
   /**
@@ -229,7 +231,8 @@ export class AgentAuthenticator {
   async identify(authorization: string | undefined, source = ''): Promise<AuthResult> {
     const bearer = bearerToken(authorization);
     const result = bearer.ok
-      ? (preflightToken(bearer.token, this.audience, this.now()) ?? (await this.review(bearer.token, source)))
+      ? (preflightToken(bearer.token, this.audience, this.clock.now()) ??
+        (await this.review(bearer.token, source)))
       : bearer;
     if (!result.ok) this.refused.inc(result.reason);
     return result;
@@ -244,7 +247,7 @@ export class AgentAuthenticator {
 
   private review(token: string, source: string): Promise<AuthResult> {
     const key = createHash('sha256').update(token).digest('hex');
-    const now = this.now();
+    const now = this.clock.now();
     const cached = this.cache.get(key);
     if (cached && cached.expires > now) return Promise.resolve(cached.result);
     if (cached) this.cache.delete(key);
@@ -308,7 +311,7 @@ export class AgentAuthenticator {
 
   private remember(key: string, token: string, result: AuthResult): void {
     if (!result.ok && result.reason === 'review-failed') return;
-    const now = this.now();
+    const now = this.clock.now();
     let ttl = result.ok ? this.cacheTtlMs : this.negativeTtlMs;
     const lifetime = tokenLifetimeMs(token, now);
     if (lifetime !== undefined) ttl = Math.min(ttl, lifetime);

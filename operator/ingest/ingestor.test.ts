@@ -99,7 +99,7 @@ function setup(outputs: Record<string, PolicyOutputs> = {}, pods: Record<string,
     plans: { get: (node) => (node === 'node-a' ? plan : undefined) },
     pods: { get: (namespace, name) => pods[`${namespace}/${name}`] },
     scope: { memoryMs: 60_000, graceMs: 5_000 },
-    now: () => new Date(clock.t),
+    clock: { now: () => clock.t },
   });
   const report = (recs: AgentRecord[], state?: Report['state']): Report => ({
     node: 'node-a',

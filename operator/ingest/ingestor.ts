@@ -24,6 +24,7 @@
  * policy (shown in its status). If nothing could be judged done the report fails as a whole (IngestFailure:
  * 503). What was written is told to the ledger either way.
  */
+import { type Clock, realClock } from '../../common/clock.js';
 import type { PlanRules, Rejection, RejectionReason, Report, ReportResponse } from '../../api/agentapi/v1.js';
 import type { CommandRecord, CoverageRecord, ExecRecord, LossRecord } from '../../api/records/v1.js';
 import { LogField, type Logger, silentLogger } from '../../common/logging.js';
@@ -66,7 +67,8 @@ export interface ReportIngestorOptions {
   pods?: PodDirectory;
   /** The scope's memory and grace (scope.ts defaults). */
   scope?: Pick<ScopeOptions, 'memoryMs' | 'graceMs'>;
-  now?: () => Date;
+  /** Time (common/clock.ts): only `now` is read. */
+  clock?: Pick<Clock, 'now'>;
   logger?: Logger;
 }
 
@@ -171,17 +173,17 @@ export class ReportIngestor {
   readonly counters = new Counters<IngestCounter>();
   readonly scope: ReportScope;
   private readonly noted = new Noted();
-  private readonly now: () => Date;
+  private readonly clock: Pick<Clock, 'now'>;
   private readonly log: Logger;
 
   constructor(private readonly options: ReportIngestorOptions) {
-    this.now = options.now ?? (() => new Date());
+    this.clock = options.clock ?? realClock;
     this.log = options.logger ?? silentLogger();
     this.scope = new ReportScope({
       plans: options.plans,
       ...(options.pods ? { pods: options.pods } : {}),
       ...options.scope,
-      now: () => this.now().getTime(),
+      clock: this.clock,
     });
   }
 
@@ -233,7 +235,8 @@ export class ReportIngestor {
     });
     coverage.forEach((c, i) => (outcomes[c.index] = covered[i] ?? 'failed'));
 
-    if (report.state) this.options.ledger.recordAgentState(report.node, report.state, this.now(), policies);
+    if (report.state)
+      this.options.ledger.recordAgentState(report.node, report.state, new Date(this.clock.now()), policies);
     this.tellRejected(report.node, rejected);
     const response: ReportResponse = { accepted: 0, duplicates: 0 };
     const retry: number[] = [];

@@ -24,6 +24,7 @@
  * on each change, on every replica) and from the plans seen when judging. After an operator restart, records
  * of pods deleted before the restart are refused (not-planned): a counted, reported loss, never a silent one.
  */
+import { type Clock, realClock } from '../../common/clock.js';
 import type { NodePlan } from '../../api/agentapi/v1.js';
 import type { PlanSource } from './plan-source.js';
 
@@ -81,7 +82,8 @@ export interface ScopeOptions {
   pods?: PodDirectory;
   memoryMs?: number;
   graceMs?: number;
-  now?: () => number;
+  /** Time (common/clock.ts): only `now` is read. */
+  clock?: Pick<Clock, 'now'>;
 }
 
 interface NodeMemory {
@@ -110,12 +112,12 @@ export class ReportScope {
   private readonly nodes = new Map<string, NodeMemory>();
   private readonly memoryMs: number;
   private readonly graceMs: number;
-  private readonly now: () => number;
+  private readonly clock: Pick<Clock, 'now'>;
 
   constructor(private readonly options: ScopeOptions) {
     this.memoryMs = options.memoryMs ?? DEFAULT_SCOPE_MEMORY_MS;
     this.graceMs = options.graceMs ?? DEFAULT_SCOPE_GRACE_MS;
-    this.now = options.now ?? (() => Date.now());
+    this.clock = options.clock ?? realClock;
   }
 
   /** Takes a node's plan: the containers and policies it no longer names stay in scope for `memoryMs`. */
@@ -134,13 +136,13 @@ export class ReportScope {
         recent: new Map(),
         recentPolicies: new Map(),
         held: new Map(),
-        expiredAt: this.now(),
+        expiredAt: this.clock.now(),
       });
       return;
     }
     // From when the plan changed (observed late, when a report came, it is still counted from then).
     const changedAt = Date.parse(plan.generatedAt);
-    const until = Math.min(this.now(), Number.isNaN(changedAt) ? Infinity : changedAt) + this.memoryMs;
+    const until = Math.min(this.clock.now(), Number.isNaN(changedAt) ? Infinity : changedAt) + this.memoryMs;
     for (const [key, policy] of memory.planned) {
       if (planned.get(key) === policy) continue;
       const entry = memory.recent.get(key) ?? new Map<string, number>();
@@ -165,7 +167,7 @@ export class ReportScope {
     const memory = this.current(node);
     if (!memory) return { verdict: 'held' }; // no plan published yet: the operator is starting
     const key = containerKey(ref.namespace, ref.pod, ref.uid, ref.container);
-    const now = this.now();
+    const now = this.clock.now();
     const planned = memory.planned.get(key);
     const recent = memory.recent.get(key);
     if (planned === ref.policy || (recent?.get(ref.policy) ?? 0) >= now) {
@@ -191,14 +193,14 @@ export class ReportScope {
   policyPlanned(node: string, policy: string): boolean {
     const memory = this.current(node);
     if (!memory) return false;
-    return memory.policies.has(policy) || (memory.recentPolicies.get(policy) ?? 0) >= this.now();
+    return memory.policies.has(policy) || (memory.recentPolicies.get(policy) ?? 0) >= this.clock.now();
   }
 
   /** The policies the node's plan names now or named within `memoryMs`. */
   policies(node: string): string[] {
     const memory = this.current(node);
     if (!memory) return [];
-    const now = this.now();
+    const now = this.clock.now();
     const recent = [...memory.recentPolicies].flatMap(([p, until]) => (until >= now ? [p] : []));
     return [...new Set([...memory.policies, ...recent])];
   }
@@ -214,7 +216,7 @@ export class ReportScope {
 
   /** Forgets what expired (at most once a second: a report judges up to a thousand records). */
   private expire(memory: NodeMemory): void {
-    const now = this.now();
+    const now = this.clock.now();
     if (now - memory.expiredAt < 1000) return;
     memory.expiredAt = now;
     for (const [key, policies] of memory.recent) {

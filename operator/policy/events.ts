@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { CoreV1Event } from '@kubernetes/client-node';
+import { type Clock, realClock } from '../../common/clock.js';
 import type { EventSink } from '../../common/kube/event-sink.js';
 import { EVENT_COMPONENT } from '../../common/kube/identity.js';
 import { POLICY_KIND } from '../../api/v1alpha1/containerauditpolicy.js';
@@ -57,7 +58,7 @@ export function policyEventName(policy: PolicyRef, reason: string, message: stri
 export interface PolicyEventsOptions {
   /** reportingInstance: which replica told it (the pod name). */
   instance?: string;
-  now?: () => Date;
+  clock?: Pick<Clock, 'now'>;
 }
 
 /** The InvalidPolicy Warning Event: named after the judgement, in EVENT_NAMESPACE. */
@@ -84,11 +85,11 @@ export function invalidPolicyEvent(
 }
 
 export function policyEvents(sink: EventSink, options: PolicyEventsOptions = {}): PolicyEvents {
-  const now = options.now ?? (() => new Date());
+  const clock = options.clock ?? realClock;
   return {
     async invalidPolicy(policy, message) {
       // 'exists': the same judgement told before (a retry, another replica).
-      await sink.create(invalidPolicyEvent(policy, message, now(), options.instance));
+      await sink.create(invalidPolicyEvent(policy, message, new Date(clock.now()), options.instance));
     },
   };
 }

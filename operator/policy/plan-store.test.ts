@@ -20,7 +20,7 @@ function planFor(node: string, ...pods: string[]) {
 
 function clock(start = Date.parse('2026-01-01T00:00:00Z')) {
   let t = start;
-  return { now: () => new Date(t), advance: (ms: number) => (t += ms) };
+  return { now: () => t, advance: (ms: number) => (t += ms) };
 }
 
 describe('PlanStore', () => {
@@ -37,7 +37,7 @@ describe('PlanStore', () => {
 
   it('keeps an unchanged plan as it was, generatedAt included, and reports only the changed nodes', () => {
     const c = clock();
-    const store = new PlanStore(c.now);
+    const store = new PlanStore(c);
     expect(
       store.publish(
         new Map([
@@ -72,7 +72,7 @@ describe('PlanStore', () => {
 
   it('forgets a node empty for long without changing its version', () => {
     const c = clock();
-    const store = new PlanStore(c.now);
+    const store = new PlanStore(c);
     store.publish(new Map([['a', planFor('a', 'p1')]]));
     store.publish(new Map());
     const emptied = store.get('a')!;

@@ -10,6 +10,7 @@
  * tell every agent to stop auditing while the operator's informers are still syncing. The agent endpoint
  * answers 503 (retry) in that case.
  */
+import { type Clock, realClock } from '../../common/clock.js';
 import type { NodePlan } from '../../api/agentapi/v1.js';
 import { emptyPlan, type NodePlanContent } from './node-plans.js';
 
@@ -29,7 +30,7 @@ export class PlanStore {
   /** generatedAt of the empty plan of a node never planned: the first publish, so it is stable. */
   private firstPublish = '';
 
-  constructor(private readonly now: () => Date = () => new Date()) {}
+  constructor(private readonly clock: Pick<Clock, 'now'> = realClock) {}
 
   /** Whether plans have been published at least once. */
   get ready(): boolean {
@@ -47,7 +48,7 @@ export class PlanStore {
    * that now have a plan to take. Returns the nodes whose version changed.
    */
   publish(plans: ReadonlyMap<string, NodePlanContent>): string[] {
-    const now = this.now();
+    const now = new Date(this.clock.now());
     const generatedAt = now.toISOString();
     if (!this.published) this.firstPublish = generatedAt;
     const changed: string[] = [];

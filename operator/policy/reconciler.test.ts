@@ -60,7 +60,7 @@ function condition(status: ContainerAuditPolicyStatus, type: string) {
 
 function setup(options: Partial<ReconcilerOptions> = {}) {
   let t = Date.parse('2026-03-01T12:00:00Z');
-  const clock = { now: () => new Date(t), advance: (ms: number) => (t += ms) };
+  const clock = { now: () => t, date: () => new Date(t), advance: (ms: number) => (t += ms) };
   const sources = new FakeSources();
   sources.namespaceObjects = [namespaceObject('prod', { env: 'production' })];
   sources.podObjects = [podObject(pod('prod/web', { containers: ['app', 'sidecar'] }))];
@@ -73,7 +73,7 @@ function setup(options: Partial<ReconcilerOptions> = {}) {
     ledger,
     status: writer,
     events,
-    now: clock.now,
+    clock,
     reportGraceMs: 60_000,
     lossWindowMs: 600_000,
     ...options,
@@ -82,7 +82,7 @@ function setup(options: Partial<ReconcilerOptions> = {}) {
     ledger.recordAgentState(
       node,
       { planVersion: 'v', auditedContainers: 2, probesAttached: 1, errors, queueDropped: 0 },
-      clock.now(),
+      clock.date(),
       ['p'],
     );
   /** What the informer would show after our write: the written status at the written version. */

@@ -13,6 +13,7 @@
  * - losses reported under a policy, shown in Degraded for a while after the ledger handed them over.
  */
 import type { Logger } from 'winston';
+import { type Clock, realClock } from '../../common/clock.js';
 import type { ContainerAuditPolicyStatus } from '../../api/v1alpha1/containerauditpolicy.js';
 import { classifyError, describeError } from '../../common/kube/errors.js';
 import { LogField, silentLogger } from '../../common/logging.js';
@@ -35,7 +36,8 @@ export interface ReconcilerOptions {
   /** The audit RuntimeClass (`--runtime-class`). */
   runtimeClass?: string;
   maxNamedPods?: number;
-  now?: () => Date;
+  /** Time (common/clock.ts): only `now` is read. */
+  clock?: Pick<Clock, 'now'>;
   /**
    * After the operator starts, how long a node whose agent has not reported is not held against a policy:
    * the ledger starts empty, and agents report again within their report interval.
@@ -68,7 +70,7 @@ interface Loss {
 const MAX_LOSSES = 64;
 
 export class PolicyReconciler {
-  private readonly now: () => Date;
+  private readonly clock: Pick<Clock, 'now'>;
   private readonly startedAt: number;
   private readonly log: Logger;
   private readonly written = new Map<string, Written>();
@@ -77,8 +79,8 @@ export class PolicyReconciler {
   private readonly told = new Map<string, string>();
 
   constructor(private readonly options: ReconcilerOptions) {
-    this.now = options.now ?? (() => new Date());
-    this.startedAt = this.now().getTime();
+    this.clock = options.clock ?? realClock;
+    this.startedAt = this.clock.now();
     this.log = options.logger ?? silentLogger();
   }
 
@@ -95,7 +97,7 @@ export class PolicyReconciler {
       return;
     }
     const log = this.log.child({ [LogField.policy]: name });
-    const now = this.now();
+    const now = new Date(this.clock.now());
     const { previous, resourceVersion } = this.current(policy);
 
     const world = readWorld(sources);
