@@ -1,7 +1,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Backoff, RecentErrors } from './backoff.js';
+import { RecentErrors } from '../core/recent-errors.js';
+import { Backoff } from './backoff.js';
 import { OperatorClient, TokenError, errorText, isSafeOperatorUrl } from './operator-client.js';
 import { FakeOperator, selfSignedCertificate } from './testdata/fake-operator.js';
 

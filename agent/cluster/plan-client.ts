@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { NodePlan, PLAN_PATH, PLAN_WAIT_SECONDS } from '../../api/agentapi/v1.js';
 import { parseJson } from '../../api/parse-json.js';
 import { type Logger, LogField } from '../../common/logging.js';
-import { Backoff, type BackoffOptions, RecentErrors, sleep } from './backoff.js';
+import { Backoff, type BackoffOptions, sleep } from './backoff.js';
+import { RecentErrors } from '../core/recent-errors.js';
 import { type OperatorClient, errorText } from './operator-client.js';
 
 export const PLAN_FILE = 'plan.json';

@@ -33,7 +33,8 @@ import {
 } from '../../api/agentapi/v1.js';
 import { parseJson } from '../../api/parse-json.js';
 import { type Logger, LogField } from '../../common/logging.js';
-import { Backoff, type BackoffOptions, RecentErrors, sleep } from './backoff.js';
+import { Backoff, type BackoffOptions, sleep } from './backoff.js';
+import { RecentErrors } from '../core/recent-errors.js';
 import { type OperatorClient, errorText } from './operator-client.js';
 import type { Batch, RecordQueue } from './queue.js';
 
