@@ -21,9 +21,10 @@
  * `probeMaxCommandBytes` (cluster mode: the largest limit a policy may set) and each record is cut to its
  * container's limit; the exec probe starts when a plan first asks for execs and stops when none does.
  *
- * This file is the loop and its I/O (spool, state directory, bpftrace, pins, sink); what it decides is in
- * core/ (pure, unit-tested): attribution.ts, plan-decisions.ts, batch.ts, coverage.ts, losses.ts, restart.ts.
- * Wall time comes from one injected clock (`AgentOptions.clock`).
+ * This file is the loop and its I/O (spool, state directory, bpftrace, sink); resolving and pinning the
+ * targets is targets/target-resolver.ts. What they decide is in core/ (pure, unit-tested without root):
+ * attribution, plan decisions, batch and acknowledgement order, booking, coverage and loss records, restart
+ * state. Wall time and timers come from one injected clock (`AgentOptions.clock`).
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -48,7 +49,7 @@ import {
   readyToAcknowledge,
   resolveWaitMs,
 } from './core/batch.js';
-import { type CoverageOutput, CoverageBook, resolutionGap, type ShellTarget } from './core/coverage.js';
+import { type CoverageOutput, CoverageBook, resolutionGap } from './core/coverage.js';
 import {
   agentDownLoss,
   captureLoss,
@@ -69,15 +70,10 @@ import { commandRecord, containerRef, execArgvFields } from './records/build.js'
 import { recordText } from './records/escaped-text.js';
 import { type DropWindow, type LineLimits, DEFAULT_LINE_LIMITS, LineLimiter } from './records/line-limits.js';
 import type { RecordSink } from './records/sink.js';
-import { realFileOf } from './targets/overlay.js';
 import { PinnedFiles } from './targets/pin.js';
-import {
-  type ReadlineFactsCache,
-  type ReadlineResolution,
-  resolveReadlineTargets,
-} from './targets/resolve.js';
-import { DEFAULT_RESOLVE_LIMITS, FileFactsCache, type ResolveLimits } from './targets/resolve-budget.js';
-import { MAX_TARGETS_PER_CONTAINER, TargetBook } from './targets/target-book.js';
+import { DEFAULT_RESOLVE_LIMITS, type ResolveLimits } from './targets/resolve-budget.js';
+import { TargetBook } from './targets/target-book.js';
+import { TargetResolver } from './targets/target-resolver.js';
 
 export interface AgentOptions {
   spoolDir: string;
@@ -137,9 +133,6 @@ export interface AgentCondition {
 /** Problems kept for AgentCondition. */
 const RECENT_ERRORS = 16;
 
-/** A resolution past its deadline by this much is given up even if a file operation hangs. */
-const RESOLVE_TIMEOUT_GRACE_MS = 250;
-
 export class Agent {
   readonly stats: AgentStats = {
     linesCaptured: 0,
@@ -166,10 +159,8 @@ export class Agent {
   private readonly coverage = new CoverageBook();
   /** The files the probes are on, held open: bpftrace gets their /proc/<pid>/fd paths. */
   private readonly pins = new PinnedFiles();
-  /** What files are (ELF, readline), by identity, across resolutions. */
-  private readonly resolveCache: ReadlineFactsCache = new FileFactsCache();
-  /** Resolutions under way, with the container each is for. */
-  private readonly resolving = new Map<Promise<void>, string>();
+  /** Resolves readline for the containers audited, pins and books what it finds. */
+  private readonly targets: TargetResolver;
   /** Creates waiting for their container's resolutions before their probes are attached and they are acknowledged. */
   private awaitingAck: Handoff[] = [];
   private readonly limiter: LineLimiter;
@@ -193,6 +184,19 @@ export class Agent {
     const { logger } = options;
     this.clock = options.clock ?? realClock;
     this.errors = new RecentErrors(RECENT_ERRORS, this.clock);
+    this.targets = new TargetResolver({
+      clock: this.clock,
+      logger,
+      limits: options.resolveLimits ?? DEFAULT_RESOLVE_LIMITS,
+      book: this.book,
+      pins: this.pins,
+      shellsAudited: (container) => this.shellsAudited(container),
+      onGap: (container, audit, gap) =>
+        this.writeCoverage([resolutionGap(container, audit, gap, this.now())]),
+      onBooked: (p) => this.coverage.add(p),
+      onProblem: (message) => this.noteError(message),
+      onSettled: () => this.wake(),
+    });
     this.wrapperDrops = new WrapperDrops(() => this.spool.droppedByWrapper(), options.stateDir);
     this.spool = new HandoffSpool({
       dir: options.spoolDir,
@@ -269,7 +273,7 @@ export class Agent {
     this.wake();
     await this.loop;
     await Promise.all([this.capture.stop(), this.execCapture?.stop()]);
-    await this.settle(); // bounded: each resolution by its deadline
+    await this.targets.settle(); // bounded: each resolution by its deadline
     this.reportDrops();
     await this.pins.keepOnly(new Set());
     for (const resolve of this.replanWaiters.splice(0)) resolve();
@@ -370,12 +374,8 @@ export class Agent {
         if (replanned.length > 0) await this.reevaluate(creates);
         // Resolutions are quick but for a hostile image (bounded by its budget): wait a little for all, then
         // attach and acknowledge the containers whose resolutions are done; the others follow when theirs are.
-        await this.settle(resolveWaitMs(replanned.length > 0));
-        const { ready, waiting } = readyToAcknowledge(
-          this.awaitingAck,
-          creates,
-          new Set(this.resolving.values()),
-        );
+        await this.targets.settle(resolveWaitMs(replanned.length > 0));
+        const { ready, waiting } = readyToAcknowledge(this.awaitingAck, creates, this.targets.containers());
         this.awaitingAck = waiting;
         if (mustAttach(ready, this.coverage.hasPending, this.book.files(), this.capture.requested))
           await this.attach(ready);
@@ -410,7 +410,7 @@ export class Agent {
           this.audited.set(container.id, { container, audit: change.audit });
           if (change.shells === 'drop-shells') this.book.remove(container.id);
           else if (change.shells === 'add-shells')
-            this.addTargets(
+            this.targets.add(
               container,
               container.bashCandidates,
               'shells audited from a new plan',
@@ -475,148 +475,13 @@ export class Agent {
 
   private startAuditing(container: ContainerRecord, audit: ContainerAudit, why: string, late = false): void {
     this.audited.set(container.id, { container, audit });
-    if (audit.interactiveShells) this.addTargets(container, container.bashCandidates, why, late);
-  }
-
-  /**
-   * Starts resolving readline for the candidates; the batch attaches once every resolution it started is
-   * done (settle). They run side by side, each within its budget (resolveLimits, and a timer should a file
-   * operation itself hang), so a container whose image makes resolving costly holds up the others' probes and
-   * acknowledgements by that budget at most. Gaps become coverage records when the resolution is done.
-   */
-  private addTargets(
-    container: ContainerRecord,
-    candidates: readonly string[],
-    why: string,
-    /** Reported late even when its probe was attached already (the container ran unaudited until now). */
-    late = false,
-  ): void {
-    const limits = this.options.resolveLimits ?? DEFAULT_RESOLVE_LIMITS;
-    const resolution = resolveReadlineTargets(container.rootfs, candidates, {
-      limits,
-      cache: this.resolveCache,
-    });
-    const timeoutMs = limits.deadlineMs + RESOLVE_TIMEOUT_GRACE_MS;
-    let timer: Timer | undefined;
-    const timedOut = new Promise<ReadlineResolution[]>((resolve) => {
-      timer = this.clock.setTimer(
-        () =>
-          resolve([
-            {
-              kind: 'coverage',
-              bash: candidates[0] ?? 'bash',
-              reason: `gave up looking for readline: the search did not end within ${timeoutMs} ms`,
-            },
-          ]),
-        timeoutMs,
-      );
-    });
-    const done: Promise<void> = Promise.race([resolution, timedOut])
-      .then((resolved) => this.bookTargets(container, candidates, why, late, resolved))
-      .catch((error: unknown) => {
-        const message = quote(String(error));
-        this.options.logger.error('Cannot resolve readline', {
-          [LogField.containerId]: container.id,
-          [LogField.error]: message,
-        });
-        this.noteError(`container ${container.id}: cannot resolve readline: ${message}`);
-      })
-      .finally(() => {
-        timer?.cancel();
-        this.resolving.delete(done);
-        this.wake(); // its container's probes and acknowledgement, if they wait for it
-      });
-    this.resolving.set(done, container.id);
-  }
-
-  /** Waits for the resolutions under way (and those started meanwhile), at most `maxWaitMs`. */
-  private async settle(maxWaitMs = Infinity): Promise<void> {
-    const deadline = this.clock.now() + maxWaitMs;
-    while (this.resolving.size > 0) {
-      const all = Promise.all(this.resolving.keys());
-      const left = deadline - this.clock.now();
-      if (left === Infinity) {
-        await all;
-        continue;
-      }
-      if (left <= 0) return;
-      let timer: Timer | undefined;
-      await Promise.race([
-        all,
-        new Promise((resolve) => (timer = this.clock.setTimer(() => resolve(undefined), left))),
-      ]);
-      timer?.cancel();
-    }
+    if (audit.interactiveShells) this.targets.add(container, container.bashCandidates, why, late);
   }
 
   /** The container's audit now, if it still audits its shells (it may be gone, or re-planned, meanwhile). */
   private shellsAudited(container: ContainerRecord): ContainerAudit | undefined {
     const entry = this.audited.get(container.id);
     return entry?.container === container && entry.audit.interactiveShells ? entry.audit : undefined;
-  }
-
-  /**
-   * Pins the resolved targets (the files the probes go on, held open: targets/pin.ts) and books them; gaps,
-   * and targets that changed since they were checked, become coverage records now.
-   */
-  private async bookTargets(
-    container: ContainerRecord,
-    candidates: readonly string[],
-    why: string,
-    late: boolean,
-    resolved: readonly ReadlineResolution[],
-  ): Promise<void> {
-    const gap = (bash: string | undefined, reason: string, target?: string): void => {
-      const audit = this.shellsAudited(container);
-      if (!audit) return;
-      this.writeCoverage([
-        resolutionGap(
-          container,
-          audit,
-          { bash, reason, ...(target !== undefined ? { target } : {}) },
-          this.now(),
-        ),
-      ]);
-    };
-    if (!this.shellsAudited(container)) return;
-    const targets: ShellTarget[] = [];
-    for (const r of resolved) {
-      if (r.kind === 'coverage') {
-        gap(r.bash, r.reason);
-        continue;
-      }
-      // The probe binds to the file the overlay shows (a layer's, shared by the image's containers).
-      const real = await realFileOf(r.file);
-      const key = real ? `${real.dev}:${real.ino}` : `${r.dev}:${r.ino}`;
-      const file = real?.file ?? r.file;
-      const held = this.book.heldBy(container.id);
-      if (!held.has(key) && held.size + targets.length >= MAX_TARGETS_PER_CONTAINER) {
-        gap(
-          r.bash,
-          `more than ${MAX_TARGETS_PER_CONTAINER} distinct files define readline in this container`,
-        );
-        continue;
-      }
-      const pinned = await this.pins.pin(
-        key,
-        file,
-        real
-          ? { dev: real.dev, ino: real.ino, within: real.layer }
-          : { dev: r.dev, ino: r.ino, within: container.rootfs },
-      );
-      if (!pinned.ok) {
-        gap(r.bash, pinned.reason, file);
-        continue;
-      }
-      targets.push({ key, file, probe: pinned.probe, bash: r.bash, via: r.via });
-    }
-    if (resolved.length === 0 && candidates === container.bashCandidates)
-      gap(undefined, `no bash in the container (looked for ${excerpt(candidates.join(', '), 512)})`);
-    const audit = this.shellsAudited(container);
-    if (!audit) return; // forgotten meanwhile: its pins go at the next attach
-    const fresh = new Set(this.book.add(container.id, targets).map((t) => t.key));
-    for (const t of targets)
-      this.coverage.add({ container, audit, target: t, fresh: late || fresh.has(t.key), why });
   }
 
   /** A probe left out (with why) or brought back after its coverage was reported. */
@@ -686,7 +551,7 @@ export class Agent {
     }
     const program = args[0];
     if (!entry || !entry.audit.interactiveShells || !program?.startsWith('/')) return;
-    this.addTargets(entry.container, [program], `attached when an exec of ${quote(program)} was handed off`);
+    this.targets.add(entry.container, [program], `attached when an exec of ${quote(program)} was handed off`);
   }
 
   // ---- restarts ----
@@ -739,7 +604,7 @@ export class Agent {
       this.audit(container, FOUND_AGAIN);
     }
     if (found > 0) {
-      await this.settle();
+      await this.targets.settle();
       await this.attach([]);
       this.writeLoss(agentDownLoss(found, downSince, this.now()));
     }

@@ -1,6 +1,7 @@
 /**
- * What the plan means for each container: at a hand-off (`decideAudit`) and after a plan change (`replan`).
- * Pure: the loop carries the decisions out (probes, the audited set, logs).
+ * What a plan change means for the containers the agent knows (`replan`) and for the exec probe
+ * (`execProbeChange`). Pure: the loop carries the decisions out (probes, the audited set, logs). At a
+ * hand-off the loop asks the plan itself (AuditPlan.auditOf): one container, one answer.
  */
 import type { ContainerRecord } from '../containers/registry.js';
 import type { AuditPlan, ContainerAudit } from '../plan/plan.js';

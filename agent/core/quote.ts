@@ -1,3 +1,7 @@
+/**
+ * How container-controlled text (paths, error messages that name them) is quoted in logs, coverage reasons
+ * and the agent's state: controls escaped, cut, so a crafted image cannot flood or forge them.
+ */
 import { excerpt } from '../../common/text/escape.js';
 
 /** Container-controlled text quoted in logs and in the agent's state is cut to this (escaped). */
