@@ -321,7 +321,10 @@ export class Agent {
     return new Date(this.clock.now());
   }
 
-  /** A monotonic time of the probes (bpftrace's nsecs) as wall time on the agent's clock. */
+  /**
+   * A monotonic time of the probes (bpftrace's nsecs) as wall time on the agent's clock. process.hrtime is not
+   * a second clock: it is the probes' own (CLOCK_MONOTONIC), read only to know how long ago `ns` was.
+   */
   private monotonicToDate(ns: bigint): Date {
     return monotonicAt(ns, process.hrtime.bigint(), this.clock.now());
   }
