@@ -105,7 +105,9 @@ interface Options {
 await runBench<Options>({
   name: 'command-rules',
   parse(argv) {
-    const values = parseOptionValues(argv, ['baseline', 'rounds'], USAGE);
+    const values = parseOptionValues(argv, ['baseline', 'rounds'], USAGE, {
+      valueOptional: { baseline: DEFAULT_BASELINE },
+    });
     if (!values) return undefined;
     return {
       baseline: values.baseline ?? DEFAULT_BASELINE,
