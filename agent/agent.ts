@@ -25,6 +25,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Handoff, parseHandoff } from '../api/handoff/v1.js';
+import { recordText } from '../api/records/text.js';
 import type { LossRecord } from '../api/records/v1.js';
 import { type Logger, LogField } from '../common/logging.js';
 import { excerpt } from '../common/text/escape.js';
@@ -40,8 +41,7 @@ import { HEARTBEAT_FILE, HandoffSpool } from './handoff/spool.js';
 import { WrapperDrops } from './handoff/wrapper-drops.js';
 import { ExecDedup, type ExecSource } from './records/exec-dedup.js';
 import type { AuditPlan, ContainerAudit } from './plan/plan.js';
-import { commandRecord, containerRef, execArgvFields } from './records/build.js';
-import { recordText } from './records/escaped-text.js';
+import { commandRecord, containerRef, execArgvFields, recordContainerId } from './records/build.js';
 import { type DropWindow, type LineLimits, DEFAULT_LINE_LIMITS, LineLimiter } from './records/line-limits.js';
 import type { RecordSink } from './records/sink.js';
 import { realFileOf } from './targets/overlay.js';
@@ -917,7 +917,9 @@ export class Agent {
     this.options.sink.write({
       kind: 'loss',
       time: new Date().toISOString(),
-      ...(entry ? containerRef(entry.container, entry.audit.policy) : { containerId: window.key }),
+      ...(entry
+        ? containerRef(entry.container, entry.audit.policy)
+        : { containerId: recordContainerId(window.key) }),
       reason: 'rate-limited',
       count: window.count,
       since: new Date(window.sinceMs).toISOString(),

@@ -382,7 +382,7 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
     const generation: Generation = {
       id: ++this.generations,
       process,
-      assembler: new ReadlineAssembler(this.options.maxCommandBytes),
+      assembler: new ReadlineAssembler(),
       targets,
       fromNs: 0n,
       dropped: new Map(),

@@ -97,9 +97,13 @@ export function parseReadlineLine(line: string): ParsedLine {
 }
 
 export interface CapturedLine extends HitKey, Origin {
-  /** Exactly what readline returned, up to the limit. */
+  /**
+   * Exactly what readline returned, as far as the probe read it (its chunks: up to the probe's
+   * maxCommandBytes plus one chunk). Not cut here: each record is cut once, to its own container's limit
+   * (agent/records/build.ts).
+   */
   bytes: Buffer;
-  /** The line was longer than the limit and was cut. */
+  /** The probe stopped reading before the line's end (a `T` event): more was typed than `bytes` holds. */
   truncated: boolean;
 }
 
@@ -110,8 +114,6 @@ export interface CapturedLine extends HitKey, Origin {
 export class ReadlineAssembler {
   private readonly pending = new Map<string, { chunks: Buffer[]; origin: Origin }>();
   readonly stats = { lines: 0, eof: 0, malformed: 0, truncated: 0 };
-
-  constructor(private readonly maxCommandBytes: number) {}
 
   /** Feeds one event; returns the line it completed, if any (drop tallies are no line's: ignored). */
   push(event: ReadlineEvent | ReadyEvent | DroppedTotalEvent): CapturedLine | undefined {
@@ -141,32 +143,14 @@ export class ReadlineAssembler {
       const nul = bytes.indexOf(0, entry.chunks.length * CHUNK_BYTES);
       bytes = nul >= 0 ? bytes.subarray(0, nul) : bytes;
     }
-    const truncated = event.kind === 'truncated' || bytes.length > this.maxCommandBytes;
+    const truncated = event.kind === 'truncated';
     if (truncated) this.stats.truncated++;
     this.stats.lines++;
-    return {
-      pid: event.pid,
-      tid: event.tid,
-      ns: event.ns,
-      ...entry.origin,
-      bytes: truncated ? bytes.subarray(0, this.maxCommandBytes) : bytes,
-      truncated,
-    };
+    return { pid: event.pid, tid: event.tid, ns: event.ns, ...entry.origin, bytes, truncated };
   }
 
   /** Hits still waiting for their last chunk (for loss accounting when bpftrace stops). */
   get incomplete(): number {
     return this.pending.size;
-  }
-}
-
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
-
-/** The text of a command: exact when the bytes are UTF-8; otherwise also the exact bytes in base64. */
-export function commandText(bytes: Buffer): { command: string; commandBase64?: string } {
-  try {
-    return { command: UTF8.decode(bytes) };
-  } catch {
-    return { command: bytes.toString('utf8'), commandBase64: bytes.toString('base64') };
   }
 }
