@@ -30,11 +30,11 @@ import type { LossRecord } from '../api/records/v1.js';
 import { type Logger, LogField } from '../common/logging.js';
 import { excerpt } from '../common/text/escape.js';
 import { PrivateKeyBlocks } from '../common/rules/key-blocks.js';
-import { ExecCapture, type ExecCaptureLoss } from './capture/exec-capture.js';
-import type { CapturedExec } from './capture/exec-output.js';
-import { mountNamespaceOf } from './capture/exec-script.js';
-import { type CaptureLoss, type KernelDrop, ReadlineCapture } from './capture/readline-capture.js';
-import type { CapturedLine } from './capture/readline-output.js';
+import { ExecCapture, type ExecCaptureLoss } from './capture/exec/capture.js';
+import type { CapturedExec } from './capture/exec/parse.js';
+import { mountNamespaceOf } from './capture/exec/script.js';
+import { type CaptureLoss, type KernelDrop, ReadlineCapture } from './capture/readline/capture.js';
+import type { CapturedLine } from './capture/readline/parse.js';
 import { NsPidLookup } from './containers/proc-status.js';
 import { type ContainerRecord, ContainerRegistry } from './containers/registry.js';
 import { HEARTBEAT_FILE, HandoffSpool } from './handoff/spool.js';
@@ -67,7 +67,7 @@ export interface AgentOptions {
   sink: RecordSink;
   logger: Logger;
   bpftrace?: string;
-  /** The program that runs the exec script (default: bpf-scripts/exec/bpftrace-tracefs.sh, see there). */
+  /** The program that runs the exec script (default: agent/capture/exec/bpftrace-tracefs.sh, see there). */
   execBpftrace?: string;
   /** Bundles must lie under these directories; unset accepts any. */
   bundleRoots?: readonly string[];
@@ -832,7 +832,7 @@ export class Agent {
 
   /**
    * Lines a container's shells returned that the probe counted instead of printing, over the container's
-   * kernel budget (capture/readline-script.ts): reported with its other drops, as a `rate-limited` loss.
+   * kernel budget (capture/readline/script.ts): reported with its other drops, as a `rate-limited` loss.
    */
   private onKernelDrop(drop: KernelDrop): void {
     const container = this.registry.byMntns(drop.mntns);

@@ -15,7 +15,7 @@
 import { IDENTITY_LIMITS } from '../../api/v1alpha1/auditrecord.js';
 import { commandText, fitArgvToLine, recordText } from '../../api/records/text.js';
 import type { CommandRecord, ExecRecord, UnstampedRecord } from '../../api/records/v1.js';
-import type { CapturedLine } from '../capture/readline-output.js';
+import type { CapturedLine } from '../capture/readline/parse.js';
 import type { ContainerRecord } from '../containers/registry.js';
 import type { ContainerAudit } from '../plan/plan.js';
 import { REDACTED } from '../../common/rules/command-rules.js';

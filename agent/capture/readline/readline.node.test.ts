@@ -8,8 +8,8 @@ import { mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type CapturedLine, ReadlineAssembler, parseReadlineLine } from './readline-output.js';
-import { chunksFor, renderReadlineScript } from './readline-script.js';
+import { type CapturedLine, ReadlineAssembler, parseReadlineLine } from './parse.js';
+import { chunksFor, renderReadlineScript } from './script.js';
 
 const MAX = 4096;
 const bash = realpathSync('/bin/bash');
@@ -60,7 +60,7 @@ beforeAll(async () => {
       if (done) captured.push(done);
     }
   });
-  // R says bpftrace's output loop runs; its uprobes fire a few ms later (bpf-scripts/readline/README.md), so
+  // R says bpftrace's output loop runs; its uprobes fire a few ms later (agent/capture/readline/README.md), so
   // type until a line comes back.
   for (let waited = 0; !ready; waited += 50) {
     if (waited > 30_000 || bpftrace.exitCode !== null) throw new Error('bpftrace did not report ready');

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_LINE_LIMITS } from '../records/line-limits.js';
-import { type CapturedLine, ReadlineAssembler, parseReadlineLine } from './readline-output.js';
+import { DEFAULT_LINE_LIMITS } from '../../records/line-limits.js';
+import { type CapturedLine, ReadlineAssembler, parseReadlineLine } from './parse.js';
 import {
   BUDGET_CHUNKS,
   BUDGET_WINDOW_NS,
@@ -10,12 +10,9 @@ import {
   renderReadlineScript,
   templatePath,
   unprobeablePath,
-} from './readline-script.js';
+} from './script.js';
 
-const samples = readFileSync(
-  join(import.meta.dirname, '..', '..', 'bpf-scripts', 'readline', 'samples.txt'),
-  'utf8',
-).split('\n');
+const samples = readFileSync(join(import.meta.dirname, 'samples.txt'), 'utf8').split('\n');
 
 function assemble(lines: string[]): { captured: CapturedLine[]; assembler: ReadlineAssembler } {
   const assembler = new ReadlineAssembler();
@@ -107,10 +104,7 @@ describe('readline output', () => {
   });
 
   it('reads the kernel drop tallies of a run over the budget, and the lines within it', () => {
-    const lines = readFileSync(
-      join(import.meta.dirname, '..', '..', 'bpf-scripts', 'readline', 'dropped-samples.txt'),
-      'utf8',
-    ).split('\n');
+    const lines = readFileSync(join(import.meta.dirname, 'dropped-samples.txt'), 'utf8').split('\n');
     const { captured } = assemble(lines);
     expect(captured.map((c) => c.bytes.length)).toEqual([39, 69]);
     const tallies = lines
