@@ -60,7 +60,7 @@ bench: build
 
 lint: setup
 	npx eslint --max-warnings=0 . && npx prettier --check --log-level=warn .
-	shellcheck -x .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh e2e/demo/*.sh e2e/node/*.sh e2e/lib/*.sh images/*.sh bpf-scripts/*/*.sh
+	shellcheck -x .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh e2e/demo/*.sh e2e/node/*.sh e2e/lib/*.sh images/*.sh agent/capture/*/*.sh
 
 format: setup
 	npx eslint --fix . && npx prettier --write --log-level=warn .

@@ -30,15 +30,16 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Handoff, parseHandoff } from '../api/handoff/v1.js';
+import { recordText } from '../api/records/text.js';
 import { type Clock, realClock, type Timer } from '../common/clock.js';
 import { type Logger, LogField } from '../common/logging.js';
 import { excerpt } from '../common/text/escape.js';
 import { PrivateKeyBlocks } from '../common/rules/key-blocks.js';
-import { ExecCapture, type ExecCaptureLoss } from './capture/exec-capture.js';
-import type { CapturedExec } from './capture/exec-output.js';
-import { mountNamespaceOf } from './capture/exec-script.js';
-import { type CaptureLoss, type KernelDrop, ReadlineCapture } from './capture/readline-capture.js';
-import type { CapturedLine } from './capture/readline-output.js';
+import { ExecCapture, type ExecCaptureLoss } from './capture/exec/capture.js';
+import type { CapturedExec } from './capture/exec/parse.js';
+import { mountNamespaceOf } from './capture/exec/script.js';
+import { type CaptureLoss, type KernelDrop, ReadlineCapture } from './capture/readline/capture.js';
+import type { CapturedLine } from './capture/readline/parse.js';
 import { NsPidLookup } from './containers/proc-status.js';
 import { type ContainerRecord, ContainerRegistry } from './containers/registry.js';
 import { attribute, type Audited, type Captured } from './core/attribution.js';
@@ -67,7 +68,6 @@ import { WrapperDrops } from './handoff/wrapper-drops.js';
 import { ExecDedup, type ExecSource } from './records/exec-dedup.js';
 import type { AuditPlan, ContainerAudit } from './plan/plan.js';
 import { commandRecord, containerRef, execArgvFields } from './records/build.js';
-import { recordText } from './records/escaped-text.js';
 import { type DropWindow, type LineLimits, DEFAULT_LINE_LIMITS, LineLimiter } from './records/line-limits.js';
 import type { RecordSink } from './records/sink.js';
 import { PinnedFiles } from './targets/pin.js';
@@ -88,7 +88,7 @@ export interface AgentOptions {
   sink: RecordSink;
   logger: Logger;
   bpftrace?: string;
-  /** The program that runs the exec script (default: bpf-scripts/exec/bpftrace-tracefs.sh, see there). */
+  /** The program that runs the exec script (default: agent/capture/exec/bpftrace-tracefs.sh, see there). */
   execBpftrace?: string;
   /** Bundles must lie under these directories; unset accepts any. */
   bundleRoots?: readonly string[];
@@ -657,7 +657,7 @@ export class Agent {
 
   /**
    * Lines a container's shells returned that the probe counted instead of printing, over the container's
-   * kernel budget (capture/readline-script.ts): reported with its other drops, as a `rate-limited` loss.
+   * kernel budget (capture/readline/script.ts): reported with its other drops, as a `rate-limited` loss.
    */
   private onKernelDrop(drop: KernelDrop): void {
     const entry = this.attributed(drop.mntns, 'line');

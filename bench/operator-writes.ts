@@ -53,7 +53,7 @@ import {
 import type { NodePlan } from '../api/agentapi/v1.js';
 import { GROUP, VERSION, type AuditRecord } from '../api/v1alpha1/index.js';
 import { silentLogger } from '../common/logging.js';
-import type { CapturedLine } from '../agent/capture/readline-output.js';
+import type { CapturedLine } from '../agent/capture/readline/parse.js';
 import { ClusterPlan } from '../agent/cluster/cluster-plan.js';
 import { OperatorClient } from '../agent/cluster/operator-client.js';
 import { PlanClient } from '../agent/cluster/plan-client.js';

@@ -48,7 +48,7 @@ import {
   testKubeconfigPath,
 } from '../e2e/support/cluster.js';
 import { REPO_ROOT } from '../e2e/support/paths.js';
-import type { CapturedLine } from '../agent/capture/readline-output.js';
+import type { CapturedLine } from '../agent/capture/readline/parse.js';
 import { ClusterPlan } from '../agent/cluster/cluster-plan.js';
 import { OperatorClient } from '../agent/cluster/operator-client.js';
 import { PlanClient } from '../agent/cluster/plan-client.js';

@@ -2,10 +2,10 @@
  * Loss records: what the agent knows it did not capture. Pure: times and counts are passed in.
  */
 import type { UnstampedRecord } from '../../api/records/v1.js';
-import type { CaptureLoss } from '../capture/readline-capture.js';
-import type { ExecCaptureLoss } from '../capture/exec-capture.js';
+import type { CaptureLoss } from '../capture/readline/capture.js';
+import type { ExecCaptureLoss } from '../capture/exec/capture.js';
 import type { DropWindow } from '../records/line-limits.js';
-import { containerRef } from '../records/build.js';
+import { containerRef, recordContainerId } from '../records/build.js';
 import type { Audited } from './attribution.js';
 
 export type LossRecordOut = Extract<UnstampedRecord, { kind: 'loss' }>;
@@ -67,7 +67,9 @@ export function rateLimitedLoss(
   return {
     kind: 'loss',
     time: now.toISOString(),
-    ...(entry ? containerRef(entry.container, entry.audit.policy) : { containerId: window.key }),
+    ...(entry
+      ? containerRef(entry.container, entry.audit.policy)
+      : { containerId: recordContainerId(window.key) }),
     reason: 'rate-limited',
     count: window.count,
     since: new Date(window.sinceMs).toISOString(),

@@ -9,14 +9,13 @@
 import { createHash } from 'node:crypto';
 import type { CoreV1Api, CoreV1Event } from '@kubernetes/client-node';
 import { isAlreadyExists } from '../../common/kube/errors.js';
+import { MAX_EVENT_NOTE_BYTES, shortened } from '../../common/text/escape.js';
 import { POLICY_KIND } from '../../api/v1alpha1/containerauditpolicy.js';
 import { API_VERSION } from '../../api/v1alpha1/meta.js';
 import { FIELD_MANAGER } from './status-writer.js';
 
 export const EVENT_NAMESPACE = 'default';
 export const INVALID_POLICY_REASON = 'InvalidPolicy';
-/** The API server takes longer notes, but `kubectl describe` shows them on one line. */
-const MAX_NOTE_BYTES = 1023;
 
 export interface PolicyRef {
   name: string;
@@ -27,21 +26,6 @@ export interface PolicyRef {
 export interface PolicyEventSink {
   /** A Warning Event saying why the policy is invalid; resolves when written or already there. */
   invalidPolicy(policy: PolicyRef, message: string): Promise<void>;
-}
-
-/** `text` cut to fit `maxBytes` of UTF-8, on a character boundary. */
-export function cutToBytes(text: string, maxBytes: number): string {
-  if (Buffer.byteLength(text) <= maxBytes) return text;
-  const budget = maxBytes - Buffer.byteLength('…');
-  let bytes = 0;
-  let end = 0;
-  // By code point, so a surrogate pair is never split.
-  for (const char of text) {
-    bytes += Buffer.byteLength(char);
-    if (bytes > budget) break;
-    end += char.length;
-  }
-  return `${text.slice(0, end)}…`;
 }
 
 /** The deterministic name of the Event telling `message` about `policy`. */
@@ -63,7 +47,8 @@ export function kubeEventSink(core: CoreV1Api, options: KubeEventSinkOptions = {
   const now = options.now ?? (() => new Date());
   return {
     async invalidPolicy(policy, message) {
-      const note = cutToBytes(message, MAX_NOTE_BYTES);
+      // The message is a condition's, escaped already (status.ts): cut, not escaped again.
+      const note = shortened(message, MAX_EVENT_NOTE_BYTES, 'bytes');
       const time = now();
       const body: CoreV1Event = {
         metadata: { name: policyEventName(policy, INVALID_POLICY_REASON, note), namespace: EVENT_NAMESPACE },

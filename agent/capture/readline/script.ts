@@ -1,18 +1,19 @@
 /**
- * Renders bpf-scripts/readline/readline.bt.tpl for a set of probe targets: one uretprobe per distinct file
+ * Renders readline.bt.tpl (beside this file) for a set of probe targets: one uretprobe per distinct file
  * that defines `readline` (uprobes bind to the file's inode, so one probe serves every process mapping it).
  *
  * A path reaches bpftrace inside its script, so it is written in bpftrace's attach-point syntax: bare when
  * it is plain, else in double quotes. What bpftrace 0.17 makes of a quoted path was measured with the real
- * binary (readline-capture.hostile.node.test.ts probes a bash under each of these): spaces, tabs, quotes of
+ * binary (capture.hostile.node.test.ts probes a bash under each of these): spaces, tabs, quotes of
  * both kinds, backslashes, `$ , ; # % ? [ ] { }` and non-ASCII all reach the kernel intact, given that a
  * backslash is unescaped twice (by the lexer, then by the attach-point parser) and a double quote once. Three
  * characters cannot be quoted: a colon (bpftrace splits the probe name at it again when it resolves the
  * symbol, and fails), `*` (a wildcard even in quotes: the probe lands on every file it matches) and a
  * newline (no error: the probe is silently left out). Such a path is refused with that reason.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { shippedFile } from '../shipped-file.js';
 
 export const CHUNK_BYTES = 64;
 /**
@@ -28,7 +29,7 @@ export const CHUNK_BYTES = 64;
  */
 export const BUDGET_CHUNKS = 512;
 export const BUDGET_WINDOW_NS = 100_000_000;
-const TEMPLATE = join('bpf-scripts', 'readline', 'readline.bt.tpl');
+const TEMPLATE = join('agent', 'capture', 'readline', 'readline.bt.tpl');
 /** What bpftrace's probe syntax takes as a path without quoting. */
 const BARE_PATH = /^\/[\w./+-]+$/;
 
@@ -37,12 +38,9 @@ export function chunksFor(maxCommandBytes: number): number {
   return Math.floor(maxCommandBytes / CHUNK_BYTES) + 1;
 }
 
-/** bpf-scripts/ is data shipped beside the code: found from here, whether running from source or dist/. */
+/** The template, found from here whether running from source, dist/ or an image (shipped-file.ts). */
 export function templatePath(from = import.meta.dirname): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, TEMPLATE))) return join(dir, TEMPLATE);
-    if (dirname(dir) === dir) throw new Error(`cannot find ${TEMPLATE} above ${from}`);
-  }
+  return shippedFile(TEMPLATE, from);
 }
 
 /** Why bpftrace cannot be given this path as a probe target (see the header), or undefined if it can. */

@@ -2,13 +2,13 @@
  * ReadlineCapture's supervision with a stand-in for bpftrace (testdata/fake-bpftrace.ts): a bpftrace that dies
  * is restarted with the targets wanted now and the gap is one loss; one that cannot attach a target costs
  * only that target, which is left out with the reason and tried again later; and no failure stops the
- * target changes and restarts that follow it. readline-capture.node.test.ts and
- * readline-capture.hostile.node.test.ts run the real bpftrace.
+ * target changes and restarts that follow it. capture.node.test.ts and
+ * capture.hostile.node.test.ts run the real bpftrace.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BpftraceAttachError } from './bpftrace-process.js';
+import { BpftraceAttachError } from '../bpftrace-process.js';
 import {
   type CaptureLoss,
   type KernelDrop,
@@ -17,9 +17,14 @@ import {
   type TargetRejection,
   lineNaming,
   reasonOf,
-} from './readline-capture.js';
-import { type FakeRule, fakeBpftrace, fakeBpftraceByScript, setFakeRules } from './testdata/fake-bpftrace.js';
-import { until as waitFor } from '../../e2e/support/wait.js';
+} from './capture.js';
+import {
+  type FakeRule,
+  fakeBpftrace,
+  fakeBpftraceByScript,
+  setFakeRules,
+} from '../testdata/fake-bpftrace.js';
+import { until as waitFor } from '../../../e2e/support/wait.js';
 
 let dir: string;
 let capture: ReadlineCapture | undefined;

@@ -18,19 +18,14 @@
  * stderr names (a file gone, a symbol it cannot resolve), else among the targets the running generation does
  * not already probe, else by halves (a set that attaches is good; one that does not is split until each bad
  * target stands alone), each half tried by a bpftrace that is stopped once it attached. A path bpftrace's
- * syntax cannot carry (readline-script.ts) is left out without trying. A target left out is `rejected` (with
+ * syntax cannot carry (script.ts) is left out without trying. A target left out is `rejected` (with
  * the reason, for the coverage records of the containers that use it) and tried again with backoff; once it
  * attaches it is `recovered`.
  */
 import { EventEmitter } from 'node:events';
-import { BpftraceAttachError, BpftraceProcess, type BpftraceExit } from './bpftrace-process.js';
-import {
-  type CapturedLine,
-  type DroppedTotalEvent,
-  ReadlineAssembler,
-  parseReadlineLine,
-} from './readline-output.js';
-import { renderReadlineScript, unprobeablePath } from './readline-script.js';
+import { BpftraceAttachError, BpftraceProcess, type BpftraceExit } from '../bpftrace-process.js';
+import { type CapturedLine, type DroppedTotalEvent, ReadlineAssembler, parseReadlineLine } from './parse.js';
+import { renderReadlineScript, unprobeablePath } from './script.js';
 
 export interface CaptureLoss {
   reason: 'bpftrace-exited' | 'kernel-lost-events' | 'incomplete-line';
@@ -56,7 +51,7 @@ export interface TargetsOutcome {
   rejected: readonly TargetRejection[];
 }
 
-/** Lines of one mount namespace the probe dropped over its kernel budget (readline-script.ts), newly counted. */
+/** Lines of one mount namespace the probe dropped over its kernel budget (script.ts), newly counted. */
 export interface KernelDrop {
   mntns: number;
   lines: number;
@@ -382,7 +377,7 @@ export class ReadlineCapture extends EventEmitter<ReadlineCaptureEvents> {
     const generation: Generation = {
       id: ++this.generations,
       process,
-      assembler: new ReadlineAssembler(this.options.maxCommandBytes),
+      assembler: new ReadlineAssembler(),
       targets,
       fromNs: 0n,
       dropped: new Map(),

@@ -8,10 +8,10 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ExecCapture, type ExecCaptureLoss } from './exec-capture.js';
-import type { CapturedExec } from './exec-output.js';
-import { mountNamespaceOf } from './exec-script.js';
-import { until as waitFor } from '../../e2e/support/wait.js';
+import { ExecCapture, type ExecCaptureLoss } from './capture.js';
+import type { CapturedExec } from './parse.js';
+import { mountNamespaceOf } from './script.js';
+import { until as waitFor } from '../../../e2e/support/wait.js';
 
 /**
  * Not a multiple of 8: the cut falls inside a word. The environment follows argv in memory; the assembler

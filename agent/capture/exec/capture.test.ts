@@ -6,18 +6,15 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ExecCapture, type ExecCaptureLoss, type ExecCaptureOptions } from './exec-capture.js';
-import type { CapturedExec } from './exec-output.js';
-import { type FakeRun as Run, fakeBpftrace } from './testdata/fake-bpftrace.js';
-import { until as waitFor } from '../../e2e/support/wait.js';
+import { ExecCapture, type ExecCaptureLoss, type ExecCaptureOptions } from './capture.js';
+import type { CapturedExec } from './parse.js';
+import { type FakeRun as Run, fakeBpftrace } from '../testdata/fake-bpftrace.js';
+import { until as waitFor } from '../../../e2e/support/wait.js';
 
 let dir: string;
 let capture: ExecCapture | undefined;
 
-const samples = readFileSync(
-  join(import.meta.dirname, '..', '..', 'bpf-scripts', 'exec', 'samples.txt'),
-  'utf8',
-);
+const samples = readFileSync(join(import.meta.dirname, 'samples.txt'), 'utf8');
 const sampleExecs = samples.split('\n').filter((l) => /^[PQAE] /.test(l));
 
 function start(runs: Run[], options: Partial<ExecCaptureOptions> = {}) {

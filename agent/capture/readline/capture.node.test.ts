@@ -8,9 +8,9 @@ import { existsSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { CapturedLine } from './readline-output.js';
-import { type CaptureLoss, ReadlineCapture } from './readline-capture.js';
-import { until as waitFor } from '../../e2e/support/wait.js';
+import type { CapturedLine } from './parse.js';
+import { type CaptureLoss, ReadlineCapture } from './capture.js';
+import { until as waitFor } from '../../../e2e/support/wait.js';
 
 const bash = realpathSync('/bin/bash');
 const libreadline = ['/usr/lib/x86_64-linux-gnu/libreadline.so.8', '/lib/x86_64-linux-gnu/libreadline.so.8']

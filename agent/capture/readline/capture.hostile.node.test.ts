@@ -8,10 +8,10 @@
 import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { CapturedLine } from './readline-output.js';
-import { type CaptureLoss, ReadlineCapture, type TargetRejection } from './readline-capture.js';
-import { Terminal } from '../../e2e/support/terminal.js';
-import { until as waitFor } from '../../e2e/support/wait.js';
+import type { CapturedLine } from './parse.js';
+import { type CaptureLoss, ReadlineCapture, type TargetRejection } from './capture.js';
+import { Terminal } from '../../../e2e/support/terminal.js';
+import { until as waitFor } from '../../../e2e/support/wait.js';
 
 const bash = realpathSync('/bin/bash');
 let scratch: string;
@@ -79,7 +79,7 @@ it('probes a bash under every directory name bpftrace can quote, in one bpftrace
   const outcome = await capture.setTargets(paths);
   expect(outcome.rejected).toEqual([]);
   expect(outcome.probed).toEqual([...paths].sort());
-  // R comes a few ms before the probes fire (readline-capture.ts): give them that.
+  // R comes a few ms before the probes fire (capture.ts): give them that.
   await new Promise((resolve) => setTimeout(resolve, 200));
   for (const [i, path] of paths.entries()) await typeInto(path, `: hostile-${i}`);
   await waitFor('every shell', () => paths.every((_, i) => captured(`: hostile-${i}`)), 20_000).catch(

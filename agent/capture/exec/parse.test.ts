@@ -7,13 +7,10 @@ import {
   PATH_MAX_CHUNKS,
   parseExecLine,
   splitArgv,
-} from './exec-output.js';
-import { argvChunksFor, execTemplatePath, renderExecScript } from './exec-script.js';
+} from './parse.js';
+import { argvChunksFor, execTemplatePath, renderExecScript } from './script.js';
 
-const samples = readFileSync(
-  join(import.meta.dirname, '..', '..', 'bpf-scripts', 'exec', 'samples.txt'),
-  'utf8',
-).split('\n');
+const samples = readFileSync(join(import.meta.dirname, 'samples.txt'), 'utf8').split('\n');
 
 function assemble(lines: string[], options?: ExecAssemblerOptions) {
   const assembler = new ExecAssembler(options);

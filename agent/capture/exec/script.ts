@@ -1,10 +1,11 @@
 /**
- * Renders bpf-scripts/exec/exec.bt.tpl: one tracepoint (sched:sched_process_exec) for every exec outside the
+ * Renders exec.bt.tpl (beside this file): one tracepoint (sched:sched_process_exec) for every exec outside the
  * host's mount namespace, its argv read up to maxArgvBytes. Also finds the wrapper that runs bpftrace where
  * tracefs is mounted (bpftrace 0.17 needs it for tracepoints).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { shippedFile } from '../shipped-file.js';
 
 export const EXEC_CHUNK_BYTES = 64;
 /**
@@ -15,8 +16,8 @@ export const EXEC_CHUNK_BYTES = 64;
 export const MAX_ARGV_BYTES_LIMIT = 65536;
 /** ns_common.inum is an unsigned int. */
 const MAX_INODE = 0xffff_ffff;
-const TEMPLATE = join('bpf-scripts', 'exec', 'exec.bt.tpl');
-const TRACEFS_WRAPPER = join('bpf-scripts', 'exec', 'bpftrace-tracefs.sh');
+const TEMPLATE = join('agent', 'capture', 'exec', 'exec.bt.tpl');
+const TRACEFS_WRAPPER = join('agent', 'capture', 'exec', 'bpftrace-tracefs.sh');
 
 export interface ExecScriptOptions {
   /** Inode of the host's mount namespace: execs there are dropped in the kernel. */
@@ -30,21 +31,14 @@ export function argvChunksFor(maxArgvBytes: number): number {
   return Math.ceil(maxArgvBytes / EXEC_CHUNK_BYTES);
 }
 
-/** bpf-scripts/ is data shipped beside the code: found from here, whether running from source or dist/. */
-function findAbove(relative: string, from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, relative))) return join(dir, relative);
-    if (dirname(dir) === dir) throw new Error(`cannot find ${relative} above ${from}`);
-  }
-}
-
+/** The template, found from here whether running from source, dist/ or an image (shipped-file.ts). */
 export function execTemplatePath(from = import.meta.dirname): string {
-  return findAbove(TEMPLATE, from);
+  return shippedFile(TEMPLATE, from);
 }
 
 /** Runs bpftrace with its arguments, mounting tracefs in a mount namespace of its own when it is missing. */
 export function tracefsWrapperPath(from = import.meta.dirname): string {
-  return findAbove(TRACEFS_WRAPPER, from);
+  return shippedFile(TRACEFS_WRAPPER, from);
 }
 
 /** The inode of a process's mount namespace (pid 1: the host's, when the agent runs with hostPID). */

@@ -8,8 +8,8 @@ import { mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type CapturedLine, ReadlineAssembler, parseReadlineLine } from './readline-output.js';
-import { renderReadlineScript } from './readline-script.js';
+import { type CapturedLine, ReadlineAssembler, parseReadlineLine } from './parse.js';
+import { chunksFor, renderReadlineScript } from './script.js';
 
 const MAX = 4096;
 const bash = realpathSync('/bin/bash');
@@ -47,7 +47,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'readline-node-test-'));
   const script = join(dir, 'readline.bt');
   writeFileSync(script, renderReadlineScript([bash], MAX));
-  const assembler = new ReadlineAssembler(MAX);
+  const assembler = new ReadlineAssembler();
   bpftrace = spawn('bpftrace', [script], { stdio: ['ignore', 'pipe', 'pipe'] });
   let rest = '';
   bpftrace.stdout!.setEncoding('utf8').on('data', (data: string) => {
@@ -60,7 +60,7 @@ beforeAll(async () => {
       if (done) captured.push(done);
     }
   });
-  // R says bpftrace's output loop runs; its uprobes fire a few ms later (bpf-scripts/readline/README.md), so
+  // R says bpftrace's output loop runs; its uprobes fire a few ms later (agent/capture/readline/README.md), so
   // type until a line comes back.
   for (let waited = 0; !ready; waited += 50) {
     if (waited > 30_000 || bpftrace.exitCode !== null) throw new Error('bpftrace did not report ready');
@@ -116,7 +116,7 @@ describe('readline capture through real bpftrace', () => {
     expect(lines.map((b) => b.toString('hex'))).toEqual(expected.map((b) => b.toString('hex')));
   });
 
-  it('cuts a line longer than maxCommandBytes and marks it truncated', async () => {
+  it('stops reading a line longer than maxCommandBytes and marks it truncated (the record cuts it)', async () => {
     const long = `: ${'z'.repeat(MAX + 500)}`;
     typeIntoBash(Buffer.from(`: marker-long\n${long}\nexit\n`));
     await linesOf(': marker-long', 3);
@@ -125,6 +125,8 @@ describe('readline capture through real bpftrace', () => {
     expect(cut.truncated).toBe(true);
     // attributed by mount namespace: these shells run in ours
     expect(cut.mntns).toBe(statSync('/proc/self/ns/mnt').ino);
-    expect(cut.bytes.equals(Buffer.from(long).subarray(0, MAX))).toBe(true);
+    // The probe reads chunksFor(MAX) chunks of 64 bytes; the record is cut to its container's limit later
+    // (agent/records/build.ts), once.
+    expect(cut.bytes.equals(Buffer.from(long).subarray(0, chunksFor(MAX) * 64))).toBe(true);
   });
 });

@@ -1,14 +1,16 @@
 /**
- * Parses what bpf-scripts/exec prints and assembles each exec's lines into its exact file name and argv.
- * Pure: lines in, captured execs out. Format: bpf-scripts/exec/README.md.
+ * Parses what exec.bt.tpl prints and assembles each exec's lines into its exact file name and argv.
+ * Pure: lines in, captured execs out. Format: format.ts (described in README.md).
  *
  * The lines of one exec come in order (one probe hit, on one CPU), but execs on different CPUs interleave, so
  * lines are grouped by exec (pid, tid, ns). The last line of an exec announces how many chunks it printed;
  * an exec with a chunk missing, out of order or inconsistent is dropped and counted, never emitted with a
  * wrong argv. Lines that are not the script's (bpftrace's own messages) are counted as noise.
  */
-import { EXEC_CHUNK_BYTES } from './exec-script.js';
-import { hexWords } from './readline-output.js';
+import { hexWords } from '../bpftrace-words.js';
+import { splitLine } from '../output-format.js';
+import { EXEC_LINES } from './format.js';
+import { EXEC_CHUNK_BYTES } from './script.js';
 
 /** The script reads the file name up to this many chunks (PATH_MAX, 4096 bytes with its NUL). */
 export const PATH_MAX_CHUNKS = 64;
@@ -65,50 +67,44 @@ export interface CapturedExec extends ExecKey, ExecOrigin {
   argvBytes: number;
 }
 
-const DEC = /^\d{1,20}$/;
-const WORDS = EXEC_CHUNK_BYTES / 8;
-const HEADER = 7; // tag, pid, tid, ns, uid, cgroup, mntns
-const TAGS = new Map([
-  ['P', 'path'],
-  ['Q', 'path-last'],
-  ['A', 'argv'],
-] as const);
-/** Fields that fit a number (pids, uid, inode, sizes); ns and cgroup are 64-bit and kept as bigint. */
-const BIG = new Set([3, 5]);
+const KINDS = { P: 'path', Q: 'path-last', A: 'argv', E: 'end', R: 'ready' } as const;
+/** Fields that are 64-bit (kept as bigint); every other field must fit a number (pids, uid, inode, sizes). */
+const BIG = new Set(['ns', 'cgroup']);
 
-/** One line of bpftrace's output. Lines bpftrace prints about itself ("Attaching 2 probes...") are noise. */
+/** One line of bpftrace's output, read by its description (format.ts). */
 export function parseExecLine(line: string): ParsedExecLine {
-  const f = line.trimEnd().split(' ');
-  const tag = f[0]!;
-  if (tag === 'R' && f.length === 1) return { ok: true, event: { kind: 'ready' } };
-  const chunkKind = TAGS.get(tag as 'P');
-  if (!chunkKind && tag !== 'E') return { ok: false, reason: 'noise' };
-  // After the header: the chunk index, or ppid, argvBytes, argvKept, pathChunks, argvChunks.
-  const decimals = chunkKind ? HEADER + 1 : HEADER + 5;
-  if (f.length !== (chunkKind ? decimals + WORDS : decimals)) return { ok: false, reason: 'malformed' };
-  const n: number[] = [];
-  for (let i = 1; i < decimals; i++) {
-    const x = f[i]!;
-    if (!DEC.test(x) || (!BIG.has(i) && !Number.isSafeInteger(Number(x)))) {
-      return { ok: false, reason: 'malformed' };
-    }
-    n[i] = Number(x);
+  const split = splitLine(line, EXEC_LINES);
+  if (!split.ok) return split;
+  const kind = KINDS[split.tag];
+  if (kind === 'ready') return { ok: true, event: { kind } };
+  const n: Record<string, number> = {};
+  for (const [name, text] of Object.entries(split.values)) {
+    n[name] = Number(text);
+    if (!BIG.has(name) && !Number.isSafeInteger(n[name])) return { ok: false, reason: 'malformed' };
   }
-  const base = { pid: n[1]!, tid: n[2]!, ns: BigInt(f[3]!), uid: n[4]!, cgroup: BigInt(f[5]!), mntns: n[6]! };
-  if (!chunkKind) {
-    const [ppid, argvBytes, argvKept, pathChunks, argvChunks] = n.slice(7) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
-    const end = { kind: 'end' as const, ppid, argvBytes, argvKept, pathChunks, argvChunks };
+  const v = split.values;
+  const base = {
+    pid: n.pid!,
+    tid: n.tid!,
+    ns: BigInt(v.ns!),
+    uid: n.uid!,
+    cgroup: BigInt(v.cgroup!),
+    mntns: n.mntns!,
+  };
+  if (kind === 'end') {
+    const end = {
+      kind,
+      ppid: n.ppid!,
+      argvBytes: n.argbytes!,
+      argvKept: n.kept!,
+      pathChunks: n.pchunks!,
+      argvChunks: n.achunks!,
+    };
     return { ok: true, event: { ...base, ...end } };
   }
-  const bytes = hexWords(f.slice(decimals));
+  const bytes = hexWords(split.words);
   if (!bytes) return { ok: false, reason: 'malformed' };
-  return { ok: true, event: { ...base, kind: chunkKind, index: n[7]!, bytes } };
+  return { ok: true, event: { ...base, kind, index: n.chunk!, bytes } };
 }
 
 /** argv as the kernel lays it out: strings each ended by a NUL. A last string without its NUL was cut. */

@@ -1,5 +1,5 @@
 /**
- * Keeps one bpftrace running the exec script (bpf-scripts/exec) and turns its output into `exec` events.
+ * Keeps one bpftrace running the exec script (agent/capture/exec) and turns its output into `exec` events.
  * What it probes never changes while it runs (every exec outside the host's mount namespace; the argv bound
  * and the host's namespace are fixed at construction), so unlike ReadlineCapture there is no hand-over between
  * two bpftrace processes: one runs, and when it dies on its own a new one is started after a delay and the
@@ -7,12 +7,12 @@
  * are reported as losses too.
  *
  * Its `R` line is enough to know execs are seen: measured here, an exec started 0.1 ms after `R` arrived was
- * captured (10 of 10), unlike readline's uprobes (bpf-scripts/exec/README.md).
+ * captured (10 of 10), unlike readline's uprobes (agent/capture/exec/README.md).
  */
 import { EventEmitter } from 'node:events';
-import { type BpftraceExit, BpftraceProcess } from './bpftrace-process.js';
-import { type CapturedExec, ExecAssembler } from './exec-output.js';
-import { renderExecScript, tracefsWrapperPath } from './exec-script.js';
+import { type BpftraceExit, BpftraceProcess } from '../bpftrace-process.js';
+import { type CapturedExec, ExecAssembler } from './parse.js';
+import { renderExecScript, tracefsWrapperPath } from './script.js';
 
 export interface ExecCaptureLoss {
   reason: 'bpftrace-exited' | 'kernel-lost-events' | 'incomplete-exec';
@@ -39,7 +39,7 @@ export interface ExecCaptureOptions {
   /** argv bytes kept per exec, NULs included; longer argv is cut and marked truncated. 1 to 65536. */
   maxArgvBytes: number;
   /**
-   * The program run with the script's path. Default: bpf-scripts/exec/bpftrace-tracefs.sh, which runs
+   * The program run with the script's path. Default: agent/capture/exec/bpftrace-tracefs.sh, which runs
    * $BPFTRACE (or bpftrace) where tracefs is mounted, as bpftrace 0.17 needs it for tracepoints.
    */
   bpftrace?: string;

@@ -1,8 +1,11 @@
 /**
- * Parses what bpf-scripts/readline prints and assembles each probe hit's chunks into the exact bytes that
- * readline returned. Pure: lines in, captured lines out. Format: bpf-scripts/readline/README.md.
+ * Parses what readline.bt.tpl prints and assembles each probe hit's chunks into the exact bytes that
+ * readline returned. Pure: lines in, captured lines out. Format: format.ts (described in README.md).
  */
-import { CHUNK_BYTES } from './readline-script.js';
+import { hexWords } from '../bpftrace-words.js';
+import { splitLine } from '../output-format.js';
+import { READLINE_LINES, READLINE_TALLIES } from './format.js';
+import { CHUNK_BYTES } from './script.js';
 
 export interface HitKey {
   pid: number;
@@ -43,63 +46,52 @@ export type ParsedLine =
   | { ok: true; event: ReadlineEvent | ReadyEvent | DroppedTotalEvent }
   | { ok: false; reason: 'noise' | 'malformed' };
 
-const DEC = /^\d{1,20}$/;
-const HEX = /^[0-9a-f]{1,16}$/;
 /** How bpftrace 0.17 prints a map entry in text mode: `@name[key]: value`. */
-const DROPPED = /^@rl_dropped_(lines|bytes)\[(\d{1,20})\]: (\d{1,20})$/;
+const TALLY = new RegExp(`^@(${Object.keys(READLINE_TALLIES).join('|')})\\[(\\d{1,20})\\]: (\\d{1,20})$`);
+const KINDS = { C: 'chunk', L: 'last', T: 'truncated', N: 'eof', R: 'ready' } as const;
 
-/** Hex 64-bit words (as the scripts print them with %lx) -> their bytes, little-endian; undefined if malformed. */
-export function hexWords(hex: readonly string[]): Buffer | undefined {
-  const out = Buffer.alloc(hex.length * 8);
-  for (const [i, h] of hex.entries()) {
-    if (!HEX.test(h)) return undefined;
-    out.writeBigUInt64LE(BigInt(`0x${h}`), i * 8);
-  }
-  return out;
-}
-
-/** One line of bpftrace's output. Lines bpftrace prints about itself ("Attaching 1 probe...") are noise. */
+/** One line of bpftrace's output, read by its description (format.ts). */
 export function parseReadlineLine(line: string): ParsedLine {
-  const f = line.trimEnd().split(' ');
-  const tag = f[0];
-  if (tag === 'R' && f.length === 1) return { ok: true, event: { kind: 'ready' } };
-  if (tag?.startsWith('@rl_dropped_')) {
-    const m = DROPPED.exec(line.trimEnd());
-    if (!m) return { ok: false, reason: 'malformed' };
+  if (line.startsWith('@rl_')) {
+    const m = TALLY.exec(line.trimEnd());
+    if (!m) return { ok: false, reason: line.startsWith('@rl_dropped_') ? 'malformed' : 'noise' };
     const event: DroppedTotalEvent = {
       kind: 'dropped-total',
-      what: m[1] as 'lines' | 'bytes',
+      what: m[1] === 'rl_dropped_lines' ? 'lines' : 'bytes',
       mntns: Number(m[2]),
       total: Number(m[3]),
     };
     return { ok: true, event };
   }
-  if (tag !== 'C' && tag !== 'L' && tag !== 'T' && tag !== 'N') return { ok: false, reason: 'noise' };
-  const header = tag === 'N' ? 7 : 8; // tag, pid, tid, ns, uid, cgroup, mntns[, chunk]
-  const expected = tag === 'C' || tag === 'L' ? header + CHUNK_BYTES / 8 : header;
-  if (f.length !== expected || !f.slice(1, header).every((x) => DEC.test(x))) {
-    return { ok: false, reason: 'malformed' };
-  }
+  const split = splitLine(line, READLINE_LINES);
+  if (!split.ok) return split;
+  const kind = KINDS[split.tag];
+  if (kind === 'ready') return { ok: true, event: { kind } };
+  const v = split.values;
   const base = {
-    pid: Number(f[1]),
-    tid: Number(f[2]),
-    ns: BigInt(f[3]!),
-    uid: Number(f[4]),
-    cgroup: BigInt(f[5]!),
-    mntns: Number(f[6]),
+    pid: Number(v.pid),
+    tid: Number(v.tid),
+    ns: BigInt(v.ns!),
+    uid: Number(v.uid),
+    cgroup: BigInt(v.cgroup!),
+    mntns: Number(v.mntns),
   };
-  if (tag === 'N') return { ok: true, event: { ...base, kind: 'eof' } };
-  const index = Number(f[7]);
-  if (tag === 'T') return { ok: true, event: { ...base, kind: 'truncated', index } };
-  const bytes = hexWords(f.slice(8));
+  if (kind === 'eof') return { ok: true, event: { ...base, kind } };
+  const index = Number(v.chunk);
+  if (kind === 'truncated') return { ok: true, event: { ...base, kind, index } };
+  const bytes = hexWords(split.words);
   if (!bytes) return { ok: false, reason: 'malformed' };
-  return { ok: true, event: { ...base, kind: tag === 'C' ? 'chunk' : 'last', index, bytes } };
+  return { ok: true, event: { ...base, kind, index, bytes } };
 }
 
 export interface CapturedLine extends HitKey, Origin {
-  /** Exactly what readline returned, up to the limit. */
+  /**
+   * Exactly what readline returned, as far as the probe read it (its chunks: up to the probe's
+   * maxCommandBytes plus one chunk). Not cut here: each record is cut once, to its own container's limit
+   * (agent/records/build.ts).
+   */
   bytes: Buffer;
-  /** The line was longer than the limit and was cut. */
+  /** The probe stopped reading before the line's end (a `T` event): more was typed than `bytes` holds. */
   truncated: boolean;
 }
 
@@ -110,8 +102,6 @@ export interface CapturedLine extends HitKey, Origin {
 export class ReadlineAssembler {
   private readonly pending = new Map<string, { chunks: Buffer[]; origin: Origin }>();
   readonly stats = { lines: 0, eof: 0, malformed: 0, truncated: 0 };
-
-  constructor(private readonly maxCommandBytes: number) {}
 
   /** Feeds one event; returns the line it completed, if any (drop tallies are no line's: ignored). */
   push(event: ReadlineEvent | ReadyEvent | DroppedTotalEvent): CapturedLine | undefined {
@@ -141,32 +131,14 @@ export class ReadlineAssembler {
       const nul = bytes.indexOf(0, entry.chunks.length * CHUNK_BYTES);
       bytes = nul >= 0 ? bytes.subarray(0, nul) : bytes;
     }
-    const truncated = event.kind === 'truncated' || bytes.length > this.maxCommandBytes;
+    const truncated = event.kind === 'truncated';
     if (truncated) this.stats.truncated++;
     this.stats.lines++;
-    return {
-      pid: event.pid,
-      tid: event.tid,
-      ns: event.ns,
-      ...entry.origin,
-      bytes: truncated ? bytes.subarray(0, this.maxCommandBytes) : bytes,
-      truncated,
-    };
+    return { pid: event.pid, tid: event.tid, ns: event.ns, ...entry.origin, bytes, truncated };
   }
 
   /** Hits still waiting for their last chunk (for loss accounting when bpftrace stops). */
   get incomplete(): number {
     return this.pending.size;
-  }
-}
-
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
-
-/** The text of a command: exact when the bytes are UTF-8; otherwise also the exact bytes in base64. */
-export function commandText(bytes: Buffer): { command: string; commandBase64?: string } {
-  try {
-    return { command: UTF8.decode(bytes) };
-  } catch {
-    return { command: bytes.toString('utf8'), commandBase64: bytes.toString('base64') };
   }
 }

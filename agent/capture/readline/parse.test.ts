@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_LINE_LIMITS } from '../records/line-limits.js';
-import { type CapturedLine, ReadlineAssembler, commandText, parseReadlineLine } from './readline-output.js';
+import { DEFAULT_LINE_LIMITS } from '../../records/line-limits.js';
+import { type CapturedLine, ReadlineAssembler, parseReadlineLine } from './parse.js';
 import {
   BUDGET_CHUNKS,
   BUDGET_WINDOW_NS,
@@ -10,15 +10,12 @@ import {
   renderReadlineScript,
   templatePath,
   unprobeablePath,
-} from './readline-script.js';
+} from './script.js';
 
-const samples = readFileSync(
-  join(import.meta.dirname, '..', '..', 'bpf-scripts', 'readline', 'samples.txt'),
-  'utf8',
-).split('\n');
+const samples = readFileSync(join(import.meta.dirname, 'samples.txt'), 'utf8').split('\n');
 
-function assemble(lines: string[], max = 4096): { captured: CapturedLine[]; assembler: ReadlineAssembler } {
-  const assembler = new ReadlineAssembler(max);
+function assemble(lines: string[]): { captured: CapturedLine[]; assembler: ReadlineAssembler } {
+  const assembler = new ReadlineAssembler();
   const captured: CapturedLine[] = [];
   for (const line of lines) {
     const parsed = parseReadlineLine(line);
@@ -74,17 +71,18 @@ describe('readline output', () => {
     expect(captured[0]!.truncated).toBe(false);
   });
 
-  it('cuts at maxCommandBytes and says so, whether or not the NUL was read', () => {
+  it('gives what the probe read, uncut, and says when the probe stopped before the end', () => {
+    // Cutting to a limit is the record's, once (agent/records/build.ts): here only what was read.
     const max = 100;
     const long = Buffer.alloc(300, 'z');
-    const { captured } = assemble(hitLines(long, 1n, max), max);
-    expect(captured[0]!.bytes.length).toBe(max);
+    const { captured } = assemble(hitLines(long, 1n, max));
+    expect(captured[0]!.bytes.equals(long.subarray(0, chunksFor(max) * 64))).toBe(true);
     expect(captured[0]!.truncated).toBe(true);
     const exact = Buffer.alloc(128, 'y'); // a multiple of the chunk size: the NUL is in the extra chunk
-    expect(assemble(hitLines(exact, 2n, 128), 128).captured[0]).toMatchObject({ truncated: false });
-    expect(assemble(hitLines(Buffer.alloc(129, 'y'), 3n, 128), 128).captured[0]).toMatchObject({
-      truncated: true,
-    });
+    expect(assemble(hitLines(exact, 2n, 128)).captured[0]).toMatchObject({ bytes: exact, truncated: false });
+    // One byte over the limit, within the extra chunk: read whole, for the record to cut.
+    const over = Buffer.alloc(129, 'y');
+    expect(assemble(hitLines(over, 3n, 128)).captured[0]).toMatchObject({ bytes: over, truncated: false });
   });
 
   it('keeps interleaved hits apart and refuses a hit with a missing chunk', () => {
@@ -106,10 +104,7 @@ describe('readline output', () => {
   });
 
   it('reads the kernel drop tallies of a run over the budget, and the lines within it', () => {
-    const lines = readFileSync(
-      join(import.meta.dirname, '..', '..', 'bpf-scripts', 'readline', 'dropped-samples.txt'),
-      'utf8',
-    ).split('\n');
+    const lines = readFileSync(join(import.meta.dirname, 'dropped-samples.txt'), 'utf8').split('\n');
     const { captured } = assemble(lines);
     expect(captured.map((c) => c.bytes.length)).toEqual([39, 69]);
     const tallies = lines
@@ -145,14 +140,6 @@ describe('readline output', () => {
     ['another map', '@rl_used[4026531832]: 1', 'noise'],
   ])('sets aside %s', (_name, line, reason) => {
     expect(parseReadlineLine(line)).toEqual({ ok: false, reason });
-  });
-});
-
-describe('commandText', () => {
-  it('is exact for UTF-8 and adds the bytes in base64 otherwise', () => {
-    expect(commandText(Buffer.from('ls 🗂 é'))).toEqual({ command: 'ls 🗂 é' });
-    const bad = Buffer.from([0x6c, 0x73, 0x20, 0xff]);
-    expect(commandText(bad)).toEqual({ command: 'ls \ufffd', commandBase64: bad.toString('base64') });
   });
 });
 
