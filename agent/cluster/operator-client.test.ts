@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Backoff, RecentErrors } from './backoff.js';
 import { OperatorClient, TokenError, errorText, isSafeOperatorUrl } from './operator-client.js';
-import { FakeOperator, selfSignedCertificate } from './testdata/fake-operator.js';
+import { FakeOperator, selfSignedCertificate } from '../../test-support/fake-operator.js';
 
 let dir: string;
 let tokenFile: string;
