@@ -17,12 +17,12 @@ export interface Runtime {
   flags: string[];
 }
 
-/** The CLI as users run it; bin/ refuses a Node.js older than package.json's engines. */
-const CLI_BIN = join(REPO_ROOT, 'bin', 'container-auditor.js');
+/** The CLI as users run it; its launcher refuses a Node.js older than package.json's engines. */
+const CLI_BIN = join(REPO_ROOT, 'cli', 'container-auditor.js');
 const CLI_MAIN = join(REPO_ROOT, 'dist', 'cli', 'main.js');
 /**
- * The same CLI without bin/'s version gate, for an older runtime measured as a baseline only: main() of
- * dist/cli/main.js on the arguments after the script, as bin/ runs it.
+ * The same CLI without the launcher's version gate, for an older runtime measured as a baseline only: main()
+ * of dist/cli/main.js on the arguments after the script, as cli/container-auditor.js runs it.
  */
 const RUN_MAIN =
   'const { main } = await import(process.argv[1]); process.exitCode = await main(process.argv.slice(2));';

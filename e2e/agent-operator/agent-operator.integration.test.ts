@@ -70,7 +70,7 @@ const POLICY = `operator-${run}-web`;
 const RUN_LABEL = 'containeraudit.io/test-run';
 const RUNTIME_CLASS = 'container-auditor';
 const LEASE = 'container-auditor-operator';
-const CLI = join(REPO_ROOT, 'bin', 'container-auditor.js');
+const CLI = join(REPO_ROOT, 'cli', 'container-auditor.js');
 const LEASE_TIMINGS = [
   '--lease-duration-ms',
   '4000',
