@@ -134,8 +134,8 @@ export function cliVariants(runtimes: Runtime[], baseline: string | undefined): 
 }
 
 /**
- * The same CLI without bin/'s version gate, for an older runtime measured as a baseline only: main() of
- * dist/cli/main.js on the arguments after the script, as bin/ runs it.
+ * The same CLI without the launcher's (cli/container-auditor.js) version gate, for an older runtime measured as a baseline only: main() of
+ * dist/cli/main.js on the arguments after the script, as the launcher runs it.
  */
 const RUN_MAIN =
   'const { main } = await import(process.argv[1]); process.exitCode = await main(process.argv.slice(2));';

@@ -298,7 +298,7 @@ describe("images/build.sh's build context (what its cache key hashes)", () => {
       expect(files).toEqual(contextFiles(join(REPO_ROOT, 'images', name, 'Dockerfile.dockerignore')));
       // What the Dockerfiles copy is there; tests, node_modules and dist are not.
       expect(files).toContain('package-lock.json');
-      expect(files).toContain('bin/container-auditor.js');
+      expect(files).toContain('cli/container-auditor.js');
       expect(files.some((f) => f.startsWith('operator/'))).toBe(true);
       expect(files.filter((f) => /\.test\.ts$|^node_modules\/|^dist\/|\/testdata\//.test(f))).toEqual([]);
       if (name === 'agent') expect(files).toContain('agent/capture/exec/bpftrace-tracefs.sh');

@@ -48,7 +48,7 @@ const BUILD_TIMEOUT = 40 * 60_000;
 const TEST_TIMEOUT = 120_000;
 const NAMESPACE = 'container-auditor-images';
 const BUILD_SH = join(REPO_ROOT, 'images', 'build.sh');
-const ENTRYPOINT = ['node', ...NODE_FLAGS, '/app/bin/container-auditor.js'];
+const ENTRYPOINT = ['node', ...NODE_FLAGS, '/app/cli/container-auditor.js'];
 
 const IMAGES = [
   {

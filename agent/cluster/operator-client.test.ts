@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { RecentErrors } from '../core/recent-errors.js';
 import { Backoff } from './backoff.js';
 import { OperatorClient, TokenError, errorText, isSafeOperatorUrl } from './operator-client.js';
-import { FakeOperator, selfSignedCertificate } from './testdata/fake-operator.js';
+import { FakeOperator, selfSignedCertificate } from '../../test-support/fake-operator.js';
 
 let dir: string;
 let tokenFile: string;

@@ -17,7 +17,7 @@ import type { StampingSink } from '../records/sink.js';
 import { OperatorClient } from './operator-client.js';
 import { RecordQueue, queueLossRecord, queueSink } from './queue.js';
 import { Reporter } from './reporter.js';
-import { FakeOperator } from './testdata/fake-operator.js';
+import { FakeOperator } from '../../test-support/fake-operator.js';
 
 let dir: string;
 let tokenFile: string;

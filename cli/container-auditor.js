@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// The package's executable: runs the compiled CLI (make build writes dist/).
+// The package's executable (package.json's bin, the images' ENTRYPOINT): checks the Node.js version, then
+// runs the compiled cli/main.ts (make build writes dist/). Plain JavaScript, so that it runs before any build
+// and on an older Node.js, to say what is wrong.
 import { existsSync } from 'node:fs';
 import { URL, fileURLToPath } from 'node:url';
 

@@ -34,11 +34,11 @@ import {
   type NodePlan,
   type PlannedContainer,
   type Report,
-} from '../api/agentapi/v1.js';
-import type { CommandRecord } from '../api/records/v1.js';
-import type { ContainerAuditPolicyStatus } from '../api/v1alpha1/containerauditpolicy.js';
-import { GROUP, POLICY_PLURAL, RECORD_PLURAL, VERSION, type AuditRecord } from '../api/v1alpha1/index.js';
-import { silentLogger } from '../common/logging.js';
+} from '../../api/agentapi/v1.js';
+import type { CommandRecord } from '../../api/records/v1.js';
+import type { ContainerAuditPolicyStatus } from '../../api/v1alpha1/containerauditpolicy.js';
+import { GROUP, POLICY_PLURAL, RECORD_PLURAL, VERSION, type AuditRecord } from '../../api/v1alpha1/index.js';
+import { silentLogger } from '../../common/logging.js';
 import {
   createAuditPolicy,
   installCrds,
@@ -46,20 +46,20 @@ import {
   listAuditRecords,
   testKubeConfig,
   testKubeconfigPath,
-} from '../e2e/support/cluster.js';
-import { REPO_ROOT } from '../e2e/support/paths.js';
-import type { CapturedLine } from '../agent/capture/readline/parse.js';
-import { ClusterPlan } from '../agent/cluster/cluster-plan.js';
-import { OperatorClient } from '../agent/cluster/operator-client.js';
-import { PlanClient } from '../agent/cluster/plan-client.js';
-import { RecordQueue, queueSink } from '../agent/cluster/queue.js';
-import { Reporter } from '../agent/cluster/reporter.js';
-import type { ContainerRecord } from '../agent/containers/registry.js';
-import { commandRecord } from '../agent/records/build.js';
-import type { StampingSink } from '../agent/records/sink.js';
-import { agentToken, scratchCert } from '../e2e/support/credentials.js';
-import { type HttpsAnswer, httpsCall } from '../e2e/support/https-call.js';
-import { agentJwt } from './ingest/testdata/tokens.js';
+} from '../support/cluster.js';
+import { REPO_ROOT } from '../support/paths.js';
+import type { CapturedLine } from '../../agent/capture/readline/parse.js';
+import { ClusterPlan } from '../../agent/cluster/cluster-plan.js';
+import { OperatorClient } from '../../agent/cluster/operator-client.js';
+import { PlanClient } from '../../agent/cluster/plan-client.js';
+import { RecordQueue, queueSink } from '../../agent/cluster/queue.js';
+import { Reporter } from '../../agent/cluster/reporter.js';
+import type { ContainerRecord } from '../../agent/containers/registry.js';
+import { commandRecord } from '../../agent/records/build.js';
+import type { StampingSink } from '../../agent/records/sink.js';
+import { agentToken, scratchCert } from '../support/credentials.js';
+import { type HttpsAnswer, httpsCall } from '../support/https-call.js';
+import { agentJwt } from '../../operator/ingest/testdata/tokens.js';
 
 const run = randomBytes(3).toString('hex');
 const SYSTEM = `operator-${run}-system`;
@@ -70,7 +70,7 @@ const POLICY = `operator-${run}-web`;
 const RUN_LABEL = 'containeraudit.io/test-run';
 const RUNTIME_CLASS = 'container-auditor';
 const LEASE = 'container-auditor-operator';
-const CLI = join(REPO_ROOT, 'bin', 'container-auditor.js');
+const CLI = join(REPO_ROOT, 'cli', 'container-auditor.js');
 const LEASE_TIMINGS = [
   '--lease-duration-ms',
   '4000',

@@ -19,9 +19,9 @@ import {
   Report,
   type Report as ReportType,
   type ReportResponse,
-} from '../../../api/agentapi/v1.js';
-import type { AgentRecord } from '../../../api/records/v1.js';
-import { selfSignedCert } from '../../../e2e/support/credentials.js';
+} from '../api/agentapi/v1.js';
+import type { AgentRecord } from '../api/records/v1.js';
+import { selfSignedCert } from '../e2e/support/credentials.js';
 
 export interface FakeOperatorOptions {
   /** The token agents must present; a function to change it while running. */
