@@ -61,10 +61,12 @@ test('a usage error exits 2 with the usage; help exits 0', async () => {
 });
 
 test('a stack directory that must not be deleted is refused before anything runs', async () => {
-  const refused = await runHarness(['stack', 'down'], {
+  const err: string[] = [];
+  const code = await runHarness(['stack', 'down'], {
     out: () => {},
-    err: () => {},
+    err: (l) => err.push(l),
     env: { STACK_DIR: '/' },
   });
-  expect(refused).toBe(1);
+  expect(code).toBe(1);
+  expect(err).toEqual(["harness: error: refusing to use / as a stack's directory"]);
 });
