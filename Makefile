@@ -5,14 +5,14 @@ SHELL := /bin/bash
 # Node is older (and removes the link when it is not), so the first `node` on this PATH is the right one.
 export PATH := $(CURDIR)/.cache/node/bin:$(PATH)
 
-.PHONY: setup build crds test test-unit test-integration test-node test-real-node test-hostile bench lint format cluster-build cluster-up cluster-down node-up node-down demo demo-shell demo-down clean
+.PHONY: setup build crds test test-unit test-integration test-node test-real-node test-hostile bench lint format cluster-build cluster-up cluster-down stack-up stack-down node-up node-down demo demo-shell demo-down clean
 
 setup:
 	@bash scripts/setup.sh
 
-## build: compile the TypeScript into dist/ and the runc wrapper into runc-wrapper/container-auditor-runc
+## build: compile the TypeScript into dist/ (the product as tsconfig.build.json has it, which the images build, and the test harness's command line, dist/e2e/harness/main.js) and the runc wrapper into runc-wrapper/container-auditor-runc
 build: setup
-	npx tsc -p tsconfig.build.json
+	npx tsc -p e2e/harness/tsconfig.json
 	$(MAKE) -C runc-wrapper
 
 ## crds: regenerate charts/container-auditor/crds/*.yaml from the zod schemas in api/ (a unit test fails when they drift)
@@ -60,7 +60,7 @@ bench: build
 
 lint: setup
 	npx eslint --max-warnings=0 . && npx prettier --check --log-level=warn .
-	shellcheck -x .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh e2e/demo/*.sh e2e/node/*.sh e2e/lib/*.sh images/*.sh bpf-scripts/*/*.sh
+	shellcheck -x .ci/run scripts/*.sh e2e/cluster/*.sh e2e/demo/*.sh e2e/node/*.sh e2e/lib/*.sh images/*.sh agent/capture/*/*.sh
 
 format: setup
 	npx eslint --fix . && npx prettier --write --log-level=warn .
@@ -80,8 +80,16 @@ cluster-up: setup
 cluster-down:
 	@bash e2e/cluster/cluster.sh down
 
+## stack-up: a containerd with its CRI plugin on, driven by crictl, the runc wrapper as its container-auditor runtime handler (root; e2e/stack/, STACK_DIR default .cache/stack); `node dist/e2e/harness/main.js help` lists the rest (status, env, crictl, run-pod, rm-pod)
+stack-up: build
+	@node dist/e2e/harness/main.js stack up
+
+## stack-down: remove its pods, stop it and delete STACK_DIR
+stack-down: build
+	@node dist/e2e/harness/main.js stack down
+
 ## node-up: a real one-node Kubernetes on this machine (root): etcd, kube-apiserver, controller-manager, scheduler, containerd with a bridge CNI, kubelet, kube-proxy, CoreDNS; admin kubeconfig in .cache/k8s-node/kubeconfig (e2e/node/node.sh; NODE_* variables choose ports and ranges)
-node-up: setup
+node-up: build
 	@bash e2e/node/node.sh up
 
 ## node-down: take it down and undo what it changed on the host (iptables, sysctls, addresses, mounts, cgroups)

@@ -1,6 +1,12 @@
-// Tiers, selected with --selectProjects: `unit` (pure logic, no root, no network), `integration` (against a
-// real kube-apiserver + etcd that e2e/jest/global-setup.mjs starts and stops), `node` (root: real runc,
-// containerd, bpftrace) and `real-node` (root: a whole Kubernetes node, e2e/jest/real-node-setup.mjs).
+// Four tiers, one Jest project each, chosen by a test file's name and selected with --selectProjects:
+//   unit        *.test.ts            no root, no cluster: logic, plus local processes and loopback servers
+//                                    where they are the thing tested (bash's word splitting, the runc
+//                                    wrapper's C unit, the fake operator's HTTP)
+//   integration *.integration.test.ts  a real kube-apiserver + etcd that e2e/jest/global-setup.mjs starts
+//   node        *.node.test.ts       root: real runc, containerd, bpftrace
+//   real-node   *.real-node.test.ts  root: a whole one-node Kubernetes (e2e/jest/real-node-setup.mjs)
+// The hostile-input suite is no tier: its files (*.hostile.*) sit in each of them, and `make test-hostile`
+// picks them out with --testPathPatterns. scripts/test.sh runs the tiers in this order.
 const tsJest = [
   'ts-jest',
   { useESM: true, tsconfig: 'tsconfig.json', diagnostics: { ignoreCodes: ['TS151001'] } },

@@ -20,39 +20,60 @@
  * probes under the new rules. The probes themselves never restart for a plan: they read
  * `probeMaxCommandBytes` (cluster mode: the largest limit a policy may set) and each record is cut to its
  * container's limit; the exec probe starts when a plan first asks for execs and stops when none does.
+ *
+ * This file is the loop and its I/O (spool, state directory, bpftrace, sink); resolving and pinning the
+ * targets is targets/target-resolver.ts. What they decide is in core/ (pure, unit-tested without root):
+ * attribution, plan decisions, batch and acknowledgement order, booking, coverage and loss records, restart
+ * state. Wall time and timers come from one injected clock (`AgentOptions.clock`).
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Handoff, parseHandoff } from '../api/handoff/v1.js';
-import type { LossRecord } from '../api/records/v1.js';
+import { recordText } from '../api/records/text.js';
+import { type Clock, realClock, type Timer } from '../common/clock.js';
 import { type Logger, LogField } from '../common/logging.js';
 import { excerpt } from '../common/text/escape.js';
 import { PrivateKeyBlocks } from '../common/rules/key-blocks.js';
-import { ExecCapture, type ExecCaptureLoss } from './capture/exec-capture.js';
-import type { CapturedExec } from './capture/exec-output.js';
-import { mountNamespaceOf } from './capture/exec-script.js';
-import { type CaptureLoss, type KernelDrop, ReadlineCapture } from './capture/readline-capture.js';
-import type { CapturedLine } from './capture/readline-output.js';
+import { ExecCapture, type ExecCaptureLoss } from './capture/exec/capture.js';
+import type { CapturedExec } from './capture/exec/parse.js';
+import { mountNamespaceOf } from './capture/exec/script.js';
+import { type CaptureLoss, type KernelDrop, ReadlineCapture } from './capture/readline/capture.js';
+import type { CapturedLine } from './capture/readline/parse.js';
 import { NsPidLookup } from './containers/proc-status.js';
 import { type ContainerRecord, ContainerRegistry } from './containers/registry.js';
+import { attribute, type Audited, type Captured } from './core/attribution.js';
+import {
+  awaitsAcknowledgement,
+  createTimes,
+  mustAttach,
+  readyToAcknowledge,
+  resolveWaitMs,
+} from './core/batch.js';
+import { type CoverageOutput, CoverageBook, resolutionGap } from './core/coverage.js';
+import {
+  agentDownLoss,
+  captureLoss,
+  type LossRecordOut,
+  monotonicToDate as monotonicAt,
+  rateLimitedLoss,
+  wrapperDropsLoss,
+} from './core/losses.js';
+import { execProbeChange, replan } from './core/plan-decisions.js';
+import { quote } from './core/quote.js';
+import { RecentErrors } from './core/recent-errors.js';
+import { FOUND_AGAIN, KNOWN_DIR, rememberedFile, rescanOrder } from './core/restart.js';
 import { HEARTBEAT_FILE, HandoffSpool } from './handoff/spool.js';
 import { WrapperDrops } from './handoff/wrapper-drops.js';
 import { ExecDedup, type ExecSource } from './records/exec-dedup.js';
 import type { AuditPlan, ContainerAudit } from './plan/plan.js';
 import { commandRecord, containerRef, execArgvFields } from './records/build.js';
-import { recordText } from './records/escaped-text.js';
 import { type DropWindow, type LineLimits, DEFAULT_LINE_LIMITS, LineLimiter } from './records/line-limits.js';
 import type { RecordSink } from './records/sink.js';
-import { realFileOf } from './targets/overlay.js';
 import { PinnedFiles } from './targets/pin.js';
-import {
-  type ReadlineFactsCache,
-  type ReadlineResolution,
-  resolveReadlineTargets,
-} from './targets/resolve.js';
-import { DEFAULT_RESOLVE_LIMITS, FileFactsCache, type ResolveLimits } from './targets/resolve-budget.js';
-import { MAX_TARGETS_PER_CONTAINER, type ProbeTarget, TargetBook } from './targets/target-book.js';
+import { DEFAULT_RESOLVE_LIMITS, type ResolveLimits } from './targets/resolve-budget.js';
+import { TargetBook } from './targets/target-book.js';
+import { TargetResolver } from './targets/target-resolver.js';
 
 export interface AgentOptions {
   spoolDir: string;
@@ -67,7 +88,7 @@ export interface AgentOptions {
   sink: RecordSink;
   logger: Logger;
   bpftrace?: string;
-  /** The program that runs the exec script (default: bpf-scripts/exec/bpftrace-tracefs.sh, see there). */
+  /** The program that runs the exec script (default: agent/capture/exec/bpftrace-tracefs.sh, see there). */
   execBpftrace?: string;
   /** Bundles must lie under these directories; unset accepts any. */
   bundleRoots?: readonly string[];
@@ -83,6 +104,8 @@ export interface AgentOptions {
   lossReportMs?: number;
   /** What resolving readline for one container may cost (targets/resolve-budget.ts). */
   resolveLimits?: Readonly<ResolveLimits>;
+  /** Wall time and timers (default: the real ones). */
+  clock?: Clock;
 }
 
 export interface AgentStats {
@@ -110,32 +133,6 @@ export interface AgentCondition {
 /** Problems kept for AgentCondition. */
 const RECENT_ERRORS = 16;
 
-interface Audited {
-  container: ContainerRecord;
-  audit: ContainerAudit;
-}
-
-const KNOWN_DIR = 'containers';
-
-/** What was reported of one probe in one container. */
-interface ProbeCoverage {
-  container: ContainerRecord;
-  audit: ContainerAudit;
-  target: ProbeTarget & { bash: string; via: 'bash' | 'libreadline' };
-}
-
-/** Container-controlled text quoted in logs and in the agent's state is cut to this (escaped). */
-const QUOTE_CHARS = 200;
-
-/** A resolution past its deadline by this much is given up even if a file operation hangs. */
-const RESOLVE_TIMEOUT_GRACE_MS = 250;
-
-/**
- * How long a batch waits for its resolutions before attaching those done: enough for any real image (a few
- * ms), so one batch normally starts one bpftrace; a resolution still going then is a hostile image's.
- */
-const RESOLVE_WAIT_MS = 100;
-
 export class Agent {
   readonly stats: AgentStats = {
     linesCaptured: 0,
@@ -158,12 +155,12 @@ export class Agent {
   /** Only while a rule captures execs. */
   private execCapture: ExecCapture | undefined;
   private readonly book = new TargetBook();
+  /** Coverage to report at the next attach, and what was reported by probe (core/coverage.ts). */
+  private readonly coverage = new CoverageBook();
   /** The files the probes are on, held open: bpftrace gets their /proc/<pid>/fd paths. */
   private readonly pins = new PinnedFiles();
-  /** What files are (ELF, readline), by identity, across resolutions. */
-  private readonly resolveCache: ReadlineFactsCache = new FileFactsCache();
-  /** Resolutions under way, with the container each is for. */
-  private readonly resolving = new Map<Promise<void>, string>();
+  /** Resolves readline for the containers audited, pins and books what it finds. */
+  private readonly targets: TargetResolver;
   /** Creates waiting for their container's resolutions before their probes are attached and they are acknowledged. */
   private awaitingAck: Handoff[] = [];
   private readonly limiter: LineLimiter;
@@ -171,7 +168,8 @@ export class Agent {
   private readonly nsPids: NsPidLookup;
   private readonly keyBlocks = new PrivateKeyBlocks();
   private watcher: FSWatcher | undefined;
-  private timers: NodeJS.Timeout[] = [];
+  private readonly clock: Clock;
+  private timers: Timer[] = [];
   /** Set by inotify, the poll timer and internal changes; the loop drains whenever it is set. */
   private dirty = true;
   private resolveWake: (() => void) | undefined;
@@ -180,10 +178,25 @@ export class Agent {
   private stopped = false;
   /** replan() callers waiting for the loop to re-decide every container. */
   private replanWaiters: (() => void)[] = [];
-  private readonly errors: { time: Date; message: string }[] = [];
+  private readonly errors: RecentErrors;
 
   constructor(private readonly options: AgentOptions) {
     const { logger } = options;
+    this.clock = options.clock ?? realClock;
+    this.errors = new RecentErrors(RECENT_ERRORS, this.clock);
+    this.targets = new TargetResolver({
+      clock: this.clock,
+      logger,
+      limits: options.resolveLimits ?? DEFAULT_RESOLVE_LIMITS,
+      book: this.book,
+      pins: this.pins,
+      shellsAudited: (container) => this.shellsAudited(container),
+      onGap: (container, audit, gap) =>
+        this.writeCoverage([resolutionGap(container, audit, gap, this.now())]),
+      onBooked: (p) => this.coverage.add(p),
+      onProblem: (message) => this.noteError(message),
+      onSettled: () => this.wake(),
+    });
     this.wrapperDrops = new WrapperDrops(() => this.spool.droppedByWrapper(), options.stateDir);
     this.spool = new HandoffSpool({
       dir: options.spoolDir,
@@ -241,11 +254,9 @@ export class Agent {
     await this.execCapture?.start();
     await this.rescan(downSince);
     await this.spool.heartbeat();
-    this.timers.push(
-      setInterval(() => void this.spool.heartbeat().catch(() => undefined), this.options.heartbeatMs ?? 1000),
-      setInterval(() => this.wake(), this.options.pollMs ?? 1000),
-      setInterval(() => this.reportDrops(), this.options.lossReportMs ?? 1000),
-    );
+    this.every(this.options.heartbeatMs ?? 1000, () => void this.spool.heartbeat().catch(() => undefined));
+    this.every(this.options.pollMs ?? 1000, () => this.wake());
+    this.every(this.options.lossReportMs ?? 1000, () => this.reportDrops());
     this.watcher = watch(spoolDir, () => this.wake());
     this.watcher.on('error', (error) =>
       logger.warn('Spool watch failed', { [LogField.error]: error.message }),
@@ -257,15 +268,28 @@ export class Agent {
   async stop(): Promise<void> {
     this.running = false;
     this.stopped = true;
-    for (const t of this.timers) clearInterval(t);
+    for (const t of this.timers) t.cancel();
     this.watcher?.close();
     this.wake();
     await this.loop;
     await Promise.all([this.capture.stop(), this.execCapture?.stop()]);
-    await this.settle(); // bounded: each resolution by its deadline
+    await this.targets.settle(); // bounded: each resolution by its deadline
     this.reportDrops();
     await this.pins.keepOnly(new Set());
     for (const resolve of this.replanWaiters.splice(0)) resolve();
+  }
+
+  /** Calls `tick` every `ms` on the agent's clock, until stop(). */
+  private every(ms: number, tick: () => void): void {
+    const slot = this.timers.length;
+    const arm = (): void => {
+      this.timers[slot] = this.clock.setTimer(() => {
+        if (this.stopped) return;
+        arm();
+        tick();
+      }, ms);
+    };
+    arm();
   }
 
   /**
@@ -284,14 +308,38 @@ export class Agent {
     return {
       auditedContainers: this.audited.size,
       probesAttached: this.capture.targets.length,
-      errors: [...this.errors],
+      errors: [...this.errors.list()],
     };
   }
 
   /** Kept for the agent's state; controls escaped (it may quote a container's paths). */
   private noteError(message: string): void {
-    this.errors.push({ time: new Date(), message: excerpt(message, 1024) });
-    if (this.errors.length > RECENT_ERRORS) this.errors.splice(0, this.errors.length - RECENT_ERRORS);
+    this.errors.add(excerpt(message, 1024));
+  }
+
+  private now(): Date {
+    return new Date(this.clock.now());
+  }
+
+  /**
+   * A monotonic time of the probes (bpftrace's nsecs) as wall time on the agent's clock. process.hrtime is not
+   * a second clock: it is the probes' own (CLOCK_MONOTONIC), read only to know how long ago `ns` was.
+   */
+  private monotonicToDate(ns: bigint): Date {
+    return monotonicAt(ns, process.hrtime.bigint(), this.clock.now());
+  }
+
+  private writeCoverage(outputs: readonly CoverageOutput[]): void {
+    for (const { record, error } of outputs) {
+      if (error !== undefined) this.noteError(error);
+      this.options.sink.write(record);
+    }
+  }
+
+  private writeLoss(record: LossRecordOut | undefined): void {
+    if (!record) return;
+    this.options.sink.write(record);
+    this.stats.losses++;
   }
 
   /** The running exec bpftrace, if any. */
@@ -329,19 +377,13 @@ export class Agent {
         if (replanned.length > 0) await this.reevaluate(creates);
         // Resolutions are quick but for a hostile image (bounded by its budget): wait a little for all, then
         // attach and acknowledge the containers whose resolutions are done; the others follow when theirs are.
-        await this.settle(replanned.length > 0 ? Infinity : RESOLVE_WAIT_MS);
-        this.awaitingAck.push(...creates);
-        const waiting = new Set(this.resolving.values());
-        const ready = this.awaitingAck.filter((h) => !waiting.has(h.id));
-        this.awaitingAck = this.awaitingAck.filter((h) => waiting.has(h.id));
-        if (
-          ready.length > 0 ||
-          this.pendingCoverage.length > 0 ||
-          this.book.files().join('\n') !== this.capture.requested.join('\n')
-        )
+        await this.targets.settle(resolveWaitMs(replanned.length > 0));
+        const { ready, waiting } = readyToAcknowledge(this.awaitingAck, creates, this.targets.containers());
+        this.awaitingAck = waiting;
+        if (mustAttach(ready, this.coverage.hasPending, this.book.files(), this.capture.requested))
           await this.attach(ready);
       } catch (error) {
-        const message = excerpt(String(error), QUOTE_CHARS);
+        const message = quote(String(error));
         this.options.logger.error('Hand-off batch failed', { [LogField.error]: message });
         this.noteError(`hand-off batch failed: ${message}`);
       }
@@ -352,33 +394,36 @@ export class Agent {
   /** After a plan change: audits, stops auditing or re-rules each registered container; the exec probe follows. */
   private async reevaluate(creates: readonly Handoff[]): Promise<void> {
     const { logger, plan } = this.options;
-    for (const container of this.registry.all()) {
-      const before = this.audited.get(container.id);
-      const decision = plan.auditOf(container);
-      // A container may have run unprobed until now, unless its create waits in this very batch.
-      const late = !creates.some((h) => h.id === container.id);
-      if (!decision.audited) {
-        if (!before) continue;
-        this.audited.delete(container.id);
-        this.book.remove(container.id);
-        logger.info('Container no longer audited', {
-          [LogField.containerId]: container.id,
-          [LogField.reason]: decision.reason,
-        });
-        continue;
+    const inBatch = new Set(creates.map((h) => h.id));
+    for (const change of replan(plan, this.registry.all(), this.audited, inBatch)) {
+      const { container } = change;
+      switch (change.action) {
+        case 'stop':
+          this.audited.delete(container.id);
+          this.book.remove(container.id);
+          logger.info('Container no longer audited', {
+            [LogField.containerId]: container.id,
+            [LogField.reason]: change.reason,
+          });
+          break;
+        case 'audit':
+          this.startAuditing(container, change.audit, 'audited from a new plan', change.late);
+          break;
+        case 'rerule':
+          this.audited.set(container.id, { container, audit: change.audit });
+          if (change.shells === 'drop-shells') this.book.remove(container.id);
+          else if (change.shells === 'add-shells')
+            this.targets.add(
+              container,
+              container.bashCandidates,
+              'shells audited from a new plan',
+              change.late,
+            );
+          break;
       }
-      const { audit } = decision;
-      if (!before) {
-        this.audit(container, 'audited from a new plan', late);
-        continue;
-      }
-      if (before.audit === audit) continue;
-      this.audited.set(container.id, { container, audit });
-      if (before.audit.interactiveShells && !audit.interactiveShells) this.book.remove(container.id);
-      else if (!before.audit.interactiveShells && audit.interactiveShells)
-        this.addTargets(container, container.bashCandidates, 'shells audited from a new plan', late);
     }
-    if (plan.execs && !this.execCapture) {
+    const exec = execProbeChange(plan, this.execCapture !== undefined);
+    if (exec === 'start') {
       try {
         const capture = this.newExecCapture();
         await capture.start();
@@ -387,7 +432,7 @@ export class Agent {
         logger.error('Cannot start the exec probe', { [LogField.error]: (error as Error).message });
         this.noteError(`exec probe: ${(error as Error).message}`);
       }
-    } else if (!plan.execs && this.execCapture) {
+    } else if (exec === 'stop' && this.execCapture) {
       const capture = this.execCapture;
       this.execCapture = undefined;
       await capture.stop();
@@ -405,7 +450,7 @@ export class Agent {
           await this.remember(h);
           this.audit(container, `${h.verb} of the container`);
         }
-        return h.verb === 'create';
+        return awaitsAcknowledgement(h);
       }
       case 'exec':
         // A short program may be gone before the agent looks (the registry then cannot check its pid): the
@@ -428,77 +473,12 @@ export class Agent {
       });
       return;
     }
-    const { audit } = decision;
+    this.startAuditing(container, decision.audit, why, late);
+  }
+
+  private startAuditing(container: ContainerRecord, audit: ContainerAudit, why: string, late = false): void {
     this.audited.set(container.id, { container, audit });
-    if (audit.interactiveShells) this.addTargets(container, container.bashCandidates, why, late);
-  }
-
-  /**
-   * Starts resolving readline for the candidates; the batch attaches once every resolution it started is
-   * done (settle). They run side by side, each within its budget (resolveLimits, and a timer should a file
-   * operation itself hang), so a container whose image makes resolving costly holds up the others' probes and
-   * acknowledgements by that budget at most. Gaps become coverage records when the resolution is done.
-   */
-  private addTargets(
-    container: ContainerRecord,
-    candidates: readonly string[],
-    why: string,
-    /** Reported late even when its probe was attached already (the container ran unaudited until now). */
-    late = false,
-  ): void {
-    const limits = this.options.resolveLimits ?? DEFAULT_RESOLVE_LIMITS;
-    const resolution = resolveReadlineTargets(container.rootfs, candidates, {
-      limits,
-      cache: this.resolveCache,
-    });
-    const timeoutMs = limits.deadlineMs + RESOLVE_TIMEOUT_GRACE_MS;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<ReadlineResolution[]>((resolve) => {
-      timer = setTimeout(
-        () =>
-          resolve([
-            {
-              kind: 'coverage',
-              bash: candidates[0] ?? 'bash',
-              reason: `gave up looking for readline: the search did not end within ${timeoutMs} ms`,
-            },
-          ]),
-        timeoutMs,
-      );
-    });
-    const done: Promise<void> = Promise.race([resolution, timedOut])
-      .then((resolved) => this.bookTargets(container, candidates, why, late, resolved))
-      .catch((error: unknown) => {
-        const message = excerpt(String(error), QUOTE_CHARS);
-        this.options.logger.error('Cannot resolve readline', {
-          [LogField.containerId]: container.id,
-          [LogField.error]: message,
-        });
-        this.noteError(`container ${container.id}: cannot resolve readline: ${message}`);
-      })
-      .finally(() => {
-        clearTimeout(timer);
-        this.resolving.delete(done);
-        this.wake(); // its container's probes and acknowledgement, if they wait for it
-      });
-    this.resolving.set(done, container.id);
-  }
-
-  /** Waits for the resolutions under way (and those started meanwhile), at most `maxWaitMs`. */
-  private async settle(maxWaitMs = Infinity): Promise<void> {
-    const deadline = performance.now() + maxWaitMs;
-    while (this.resolving.size > 0) {
-      const all = Promise.all(this.resolving.keys());
-      const left = deadline - performance.now();
-      if (left === Infinity) {
-        await all;
-        continue;
-      }
-      if (left <= 0) return;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([all, new Promise((resolve) => (timer = setTimeout(resolve, left)))]);
-      clearTimeout(timer);
-    }
+    if (audit.interactiveShells) this.targets.add(container, container.bashCandidates, why, late);
   }
 
   /** The container's audit now, if it still audits its shells (it may be gone, or re-planned, meanwhile). */
@@ -507,137 +487,17 @@ export class Agent {
     return entry?.container === container && entry.audit.interactiveShells ? entry.audit : undefined;
   }
 
-  /**
-   * Pins the resolved targets (the files the probes go on, held open: targets/pin.ts) and books them; gaps,
-   * and targets that changed since they were checked, become coverage records now.
-   */
-  private async bookTargets(
-    container: ContainerRecord,
-    candidates: readonly string[],
-    why: string,
-    late: boolean,
-    resolved: readonly ReadlineResolution[],
-  ): Promise<void> {
-    const gap = (bash: string | undefined, reason: string, target?: string): void => {
-      const audit = this.shellsAudited(container);
-      if (!audit) return;
-      this.noteError(
-        `container ${container.id}: ${bash ? `${excerpt(bash, QUOTE_CHARS)} cannot be probed` : 'no bash'}: ${reason}`,
-      );
-      this.options.sink.write({
-        kind: 'coverage',
-        time: new Date().toISOString(),
-        ...containerRef(container, audit.policy),
-        status: 'gap',
-        ...(bash !== undefined ? { bash } : {}),
-        ...(target !== undefined ? { target } : {}),
-        reason,
-      });
-    };
-    if (!this.shellsAudited(container)) return;
-    const targets: (ProbeTarget & { bash: string; via: 'bash' | 'libreadline' })[] = [];
-    for (const r of resolved) {
-      if (r.kind === 'coverage') {
-        gap(r.bash, r.reason);
-        continue;
-      }
-      // The probe binds to the file the overlay shows (a layer's, shared by the image's containers).
-      const real = await realFileOf(r.file);
-      const key = real ? `${real.dev}:${real.ino}` : `${r.dev}:${r.ino}`;
-      const file = real?.file ?? r.file;
-      const held = this.book.heldBy(container.id);
-      if (!held.has(key) && held.size + targets.length >= MAX_TARGETS_PER_CONTAINER) {
-        gap(
-          r.bash,
-          `more than ${MAX_TARGETS_PER_CONTAINER} distinct files define readline in this container`,
-        );
-        continue;
-      }
-      const pinned = await this.pins.pin(
-        key,
-        file,
-        real
-          ? { dev: real.dev, ino: real.ino, within: real.layer }
-          : { dev: r.dev, ino: r.ino, within: container.rootfs },
-      );
-      if (!pinned.ok) {
-        gap(r.bash, pinned.reason, file);
-        continue;
-      }
-      targets.push({ key, file, probe: pinned.probe, bash: r.bash, via: r.via });
-    }
-    if (resolved.length === 0 && candidates === container.bashCandidates)
-      gap(undefined, `no bash in the container (looked for ${excerpt(candidates.join(', '), 512)})`);
-    const audit = this.shellsAudited(container);
-    if (!audit) return; // forgotten meanwhile: its pins go at the next attach
-    const fresh = new Set(this.book.add(container.id, targets).map((t) => t.key));
-    for (const t of targets)
-      this.pendingCoverage.push({ container, audit, target: t, fresh: late || fresh.has(t.key), why });
-  }
-
-  private pendingCoverage: (ProbeCoverage & { fresh: boolean; why: string })[] = [];
-
-  /**
-   * Coverage reported, by probe and container: when the capture later leaves a probe out (it could not be
-   * attached again) or brings it back (a retry attached it), every container using it hears of it.
-   */
-  private readonly coverageByProbe = new Map<string, Map<string, ProbeCoverage>>();
-
-  private holdCoverage(p: ProbeCoverage): void {
-    const holders = this.coverageByProbe.get(p.target.probe) ?? new Map<string, ProbeCoverage>();
-    holders.set(p.container.id, p);
-    this.coverageByProbe.set(p.target.probe, holders);
-  }
-
   /** A probe left out (with why) or brought back after its coverage was reported. */
   private onProbeChange(probe: string, reason?: string): void {
-    const holders = this.coverageByProbe.get(probe);
-    if (!holders) return; // not reported yet: attach() reports it
-    const now = new Date().toISOString();
-    for (const [id, p] of holders) {
-      if (this.audited.get(id)?.container !== p.container) {
-        holders.delete(id);
-        continue;
-      }
-      if (reason !== undefined) {
-        this.probeGap(p, reason);
-        continue;
-      }
-      this.options.sink.write({
-        kind: 'coverage',
-        time: now,
-        ...containerRef(p.container, p.audit.policy),
-        status: 'covered',
-        bash: p.target.bash,
-        target: p.target.file,
-        via: p.target.via,
-        reason: 'attached on a retry, after it could not be',
-        coveredFrom: now,
-        late: true,
-      });
-    }
-  }
-
-  /** A container's probe that bpftrace could not attach: a gap, until a retry attaches it. */
-  private probeGap(p: ProbeCoverage, reason: string): void {
-    this.noteError(`container ${p.container.id}: the readline probe on ${p.target.file} failed: ${reason}`);
-    this.options.sink.write({
-      kind: 'coverage',
-      time: new Date().toISOString(),
-      ...containerRef(p.container, p.audit.policy),
-      status: 'gap',
-      bash: p.target.bash,
-      target: p.target.file,
-      via: p.target.via,
-      reason,
-    });
+    this.writeCoverage(
+      this.coverage.probeChanged(probe, reason, (id) => this.audited.get(id)?.container, this.now()),
+    );
   }
 
   /** Probes the booked targets, then acknowledges the batch's creates and reports coverage. */
   private async attach(creates: readonly Handoff[]): Promise<void> {
     const files = this.book.files();
-    for (const probe of this.coverageByProbe.keys())
-      if (!files.includes(probe)) this.coverageByProbe.delete(probe);
+    this.coverage.keepProbes(files);
     // Probes the capture could not attach, with why: the others are attached; these are retried.
     let left = new Map<string, string>();
     try {
@@ -649,37 +509,13 @@ export class Agent {
         [LogField.detail]: files,
       });
       this.noteError(`cannot attach the readline probes: ${(error as Error).message}`);
-      for (const p of this.pendingCoverage)
-        this.probeGap(p, `bpftrace could not attach: ${(error as Error).message}`);
-      this.pendingCoverage = [];
+      this.writeCoverage(this.coverage.attachFailed((error as Error).message, this.now()));
     }
     // bpftrace no longer asks for the files no container holds: their pins may go (pin.ts).
     await this.pins.keepOnly(this.book.keys());
-    const now = new Date();
-    for (const p of this.pendingCoverage) {
-      this.holdCoverage(p);
-      const reason = left.get(p.target.probe);
-      if (reason !== undefined) {
-        this.probeGap(p, reason);
-        continue;
-      }
-      const handoff = creates.find((h) => h.id === p.container.id);
-      const deadline = handoff ? Date.parse(handoff.time) + (this.options.ackWaitMs ?? 2000) : 0;
-      this.options.sink.write({
-        kind: 'coverage',
-        time: now.toISOString(),
-        ...containerRef(p.container, p.audit.policy),
-        status: 'covered',
-        bash: p.target.bash,
-        target: p.target.file,
-        via: p.target.via,
-        reason: p.why,
-        coveredFrom: now.toISOString(),
-        // Late: the container may have been running unprobed (the wrapper stopped waiting, or no create).
-        late: p.fresh && now.getTime() > deadline,
-      });
-    }
-    this.pendingCoverage = [];
+    this.writeCoverage(
+      this.coverage.attached(left, createTimes(creates), this.options.ackWaitMs ?? 2000, this.now()),
+    );
     for (const h of creates) {
       await this.spool.acknowledge(h.id).catch((error: unknown) =>
         this.options.logger.warn('Cannot acknowledge', {
@@ -718,18 +554,14 @@ export class Agent {
     }
     const program = args[0];
     if (!entry || !entry.audit.interactiveShells || !program?.startsWith('/')) return;
-    this.addTargets(
-      entry.container,
-      [program],
-      `attached when an exec of ${excerpt(program, QUOTE_CHARS)} was handed off`,
-    );
+    this.targets.add(entry.container, [program], `attached when an exec of ${quote(program)} was handed off`);
   }
 
   // ---- restarts ----
 
   /** Keeps the create hand-off of a container, so that a restarted agent finds it again. */
   private async remember(h: Handoff): Promise<void> {
-    await writeFile(join(this.options.stateDir, KNOWN_DIR, `${h.id}.json`), JSON.stringify(h), {
+    await writeFile(join(this.options.stateDir, KNOWN_DIR, rememberedFile(h.id)), JSON.stringify(h), {
       mode: 0o600,
     });
   }
@@ -740,7 +572,7 @@ export class Agent {
     this.audited.delete(id);
     const gone = this.book.remove(id);
     if (gone.length > 0) this.dirty = true; // the loop re-checks the target set after this batch
-    await rm(join(this.options.stateDir, KNOWN_DIR, `${id}.json`), { force: true });
+    await rm(join(this.options.stateDir, KNOWN_DIR, rememberedFile(id)), { force: true });
     await this.spool.release(id);
   }
 
@@ -756,7 +588,7 @@ export class Agent {
   private async rescan(downSince: Date | undefined): Promise<void> {
     const dir = join(this.options.stateDir, KNOWN_DIR);
     let found = 0;
-    for (const name of (await readdir(dir)).sort()) {
+    for (const name of rescanOrder(await readdir(dir))) {
       const path = join(dir, name);
       const parsed = parseHandoff(await readFile(path, 'utf8').catch(() => ''), {
         ...(this.options.bundleRoots ? { bundleRoots: this.options.bundleRoots } : {}),
@@ -772,21 +604,12 @@ export class Agent {
         continue;
       }
       found++;
-      this.audit(container, 'found again after an agent restart');
+      this.audit(container, FOUND_AGAIN);
     }
     if (found > 0) {
-      await this.settle();
+      await this.targets.settle();
       await this.attach([]);
-      const loss: Omit<LossRecord, 'seq' | 'boot' | 'node'> = {
-        kind: 'loss',
-        time: new Date().toISOString(),
-        reason: 'agent-down',
-        ...(downSince ? { since: downSince.toISOString() } : {}),
-        until: new Date().toISOString(),
-        detail: `the agent was not running; ${found} audited container(s) were unprobed in that window`,
-      };
-      this.options.sink.write(loss);
-      this.stats.losses++;
+      this.writeLoss(agentDownLoss(found, downSince, this.now()));
     }
   }
 
@@ -798,14 +621,16 @@ export class Agent {
    */
   private onLine(line: CapturedLine): void {
     this.stats.linesCaptured++;
-    const container = this.registry.byMntns(line.mntns);
-    const entry = container && this.audited.get(container.id);
-    if (!entry || entry.container !== container || !entry.audit.interactiveShells) {
+    const entry = this.attributed(line.mntns, 'line');
+    if (!entry) {
       this.stats.linesDropped++;
       return;
     }
+    const { container } = entry;
+    // performance.now() (monotonic) measures what a line costs and refills the limiter's buckets: durations;
+    // the clock dates the drops.
     const started = performance.now();
-    const over = this.limiter.admit(container.id, 'line', started, Date.now());
+    const over = this.limiter.admit(container.id, 'line', started, this.clock.now());
     // A key block's state follows every line, dropped ones included (cheap: two string searches).
     const inKeyBlock =
       entry.audit.redactKeyBlocks &&
@@ -814,7 +639,7 @@ export class Agent {
       this.stats.rateLimited++;
       return;
     }
-    const time = monotonicToDate(line.ns);
+    const time = this.monotonicToDate(line.ns);
     this.options.sink.write(
       commandRecord(
         line,
@@ -832,25 +657,30 @@ export class Agent {
 
   /**
    * Lines a container's shells returned that the probe counted instead of printing, over the container's
-   * kernel budget (capture/readline-script.ts): reported with its other drops, as a `rate-limited` loss.
+   * kernel budget (capture/readline/script.ts): reported with its other drops, as a `rate-limited` loss.
    */
   private onKernelDrop(drop: KernelDrop): void {
-    const container = this.registry.byMntns(drop.mntns);
-    const entry = container && this.audited.get(container.id);
-    if (!entry || entry.container !== container || !entry.audit.interactiveShells) {
+    const entry = this.attributed(drop.mntns, 'line');
+    if (!entry) {
       this.stats.linesDropped += drop.lines;
       return;
     }
     this.stats.rateLimited += drop.lines;
-    this.limiter.droppedInKernel(container.id, drop.lines, drop.bytes, performance.now(), Date.now());
+    this.limiter.droppedInKernel(
+      entry.container.id,
+      drop.lines,
+      drop.bytes,
+      performance.now(),
+      this.clock.now(),
+    );
   }
 
   private onKernelExec(exec: CapturedExec): void {
-    const container = this.registry.byMntns(exec.mntns);
-    const entry = container && this.audited.get(container.id);
-    if (!entry || entry.container !== container || !entry.audit.execs) return;
-    const started = performance.now();
-    if (this.limiter.admit(container.id, 'exec', started, Date.now())) {
+    const entry = this.attributed(exec.mntns, 'exec');
+    if (!entry) return;
+    const { container } = entry;
+    const started = performance.now(); // a duration, as in onLine
+    if (this.limiter.admit(container.id, 'exec', started, this.clock.now())) {
       this.stats.rateLimited++;
       return;
     }
@@ -859,7 +689,7 @@ export class Agent {
     const nsPid = this.nsPids.of(exec.pid, exec.mntns);
     this.options.sink.write({
       kind: 'exec',
-      time: monotonicToDate(exec.ns).toISOString(),
+      time: this.monotonicToDate(exec.ns).toISOString(),
       ...containerRef(entry.container, entry.audit.policy),
       source: 'kernel',
       pid: exec.pid,
@@ -875,9 +705,16 @@ export class Agent {
     this.limiter.charge(container.id, done - started, done);
   }
 
+  /** The audited container a line or exec of mount namespace `mntns` belongs to, if any (core/attribution.ts). */
+  private attributed(mntns: number, kind: Captured): Audited | undefined {
+    const attribution = attribute(this.registry.byMntns(mntns), this.audited, kind);
+    return attribution.to === 'container' ? attribution.entry : undefined;
+  }
+
   /** False (and counted) for the other source's view of an exec already recorded. */
   private isFirstOfTwins(containerId: string, pid: number, firstArg: Buffer, source: ExecSource): boolean {
-    if (this.execDedup.admit(containerId, pid, firstArg.toString('latin1'), source, Date.now())) return true;
+    if (this.execDedup.admit(containerId, pid, firstArg.toString('latin1'), source, this.clock.now()))
+      return true;
     this.stats.execTwinsDropped++;
     return false;
   }
@@ -893,51 +730,22 @@ export class Agent {
     if (this.wrapperDropsBusy) return; // one read at a time: two would report the same drops twice
     this.wrapperDropsBusy = true;
     const since = this.wrapperDropsCheckedAt;
-    this.wrapperDropsCheckedAt = new Date();
+    const until = this.now();
+    this.wrapperDropsCheckedAt = until;
     const count = await this.wrapperDrops.take().catch(() => 0);
     this.wrapperDropsBusy = false;
-    if (count === 0) return;
-    this.stats.losses++;
-    this.options.sink.write({
-      kind: 'loss',
-      time: new Date().toISOString(),
-      reason: 'handoffs-dropped',
-      count,
-      ...(since ? { since: since.toISOString() } : {}),
-      until: this.wrapperDropsCheckedAt.toISOString(),
-      detail:
-        `the runc wrapper wrote no hand-off for ${count} container start(s) or exec(s) (the agent was absent, ` +
-        'or the spool was at its bound): those containers and execs may be unaudited',
-    });
+    this.writeLoss(wrapperDropsLoss(count, since, until, this.now()));
   }
 
   private reportDrop(window: DropWindow): void {
-    const entry = this.audited.get(window.key);
-    this.stats.losses++;
-    this.options.sink.write({
-      kind: 'loss',
-      time: new Date().toISOString(),
-      ...(entry ? containerRef(entry.container, entry.audit.policy) : { containerId: window.key }),
-      reason: 'rate-limited',
-      count: window.count,
-      since: new Date(window.sinceMs).toISOString(),
-      until: new Date(window.untilMs).toISOString(),
-      detail: this.limiter.describe(window),
-    });
+    this.writeLoss(
+      rateLimitedLoss(window, this.audited.get(window.key), this.limiter.describe(window), this.now()),
+    );
   }
 
   private onLoss(loss: CaptureLoss | ExecCaptureLoss): void {
-    this.stats.losses++;
     if (loss.reason === 'bpftrace-exited') this.noteError(`bpftrace exited: ${loss.detail ?? ''}`);
-    this.options.sink.write({
-      kind: 'loss',
-      time: new Date().toISOString(),
-      reason: loss.reason,
-      ...(loss.count !== undefined ? { count: loss.count } : {}),
-      ...(loss.fromNs !== undefined ? { since: monotonicToDate(loss.fromNs).toISOString() } : {}),
-      ...(loss.toNs !== undefined ? { until: monotonicToDate(loss.toNs).toISOString() } : {}),
-      ...(loss.detail !== undefined ? { detail: loss.detail.slice(0, 2048) } : {}),
-    });
+    this.writeLoss(captureLoss(loss, (ns) => this.monotonicToDate(ns), this.now()));
   }
 }
 
@@ -951,9 +759,4 @@ function hostMountNamespace(procRoot?: string): number {
   } catch {
     return mountNamespaceOf('self', procRoot);
   }
-}
-
-/** bpftrace's nsecs and process.hrtime are both CLOCK_MONOTONIC: a past monotonic time as wall time. */
-export function monotonicToDate(ns: bigint, nowNs = process.hrtime.bigint(), nowMs = Date.now()): Date {
-  return new Date(nowMs - Number(nowNs - ns) / 1e6);
 }

@@ -110,7 +110,7 @@ export async function agentMain(argv: string[]): Promise<number> {
   if (checks.errors.length > 0)
     throw new UsageError(`this node cannot run the agent:\n  ${checks.errors.join('\n  ')}`);
 
-  // The exec script runs through bpf-scripts/exec/bpftrace-tracefs.sh, which runs $BPFTRACE.
+  // The exec script runs through agent/capture/exec/bpftrace-tracefs.sh, which runs $BPFTRACE.
   process.env.BPFTRACE = values.bpftrace;
   const stream =
     values.output === '-' ? process.stdout : createWriteStream(values.output, { flags: 'a', mode: 0o600 });

@@ -4,7 +4,7 @@
  * `covered` record, late). Real parts: a private containerd whose runtime is the runc wrapper, the agent
  * (in this process) and real bpftrace, behind a stand-in that refuses every script probing a file whose real
  * path contains "unattachable" while a flag file exists: since the agent pins the files it probes, bpftrace's
- * own failures for one file are hard to cause on purpose (readline-capture.hostile.node.test.ts causes them
+ * own failures for one file are hard to cause on purpose (readline/capture.hostile.node.test.ts causes them
  * with paths).
  */
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

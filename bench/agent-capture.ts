@@ -18,10 +18,15 @@
  * the container. (Through `ctr tasks exec --tty` under a host script(1), as the node tests type, the echo
  * travels back through the shim, ctr and two more ptys, and that costs more CPU than the agent does.)
  *
+ * Side by side in one run (each with the whole workload, its own agent and fresh containers of the same
+ * image, in alternating order): the agent of another revision's build and the working tree's (`--baseline`),
+ * or the working tree's agent on several Node.js runtimes (`--node`); a last table gives the ratios.
+ *
  * Root only. Prints tables on stdout, progress on stderr; exits non-zero on errors, never on thresholds.
  * Containers, the image, containerd, the agent, mounts and the scratch directory go at the end, on Ctrl-C too.
  *
  *   make build && node dist/bench/agent-capture.js [--shells 100] [--rates 500,1000,2000,4000,8000]
+ *   make build && node dist/bench/agent-capture.js --baseline [REV] [--quick]
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
@@ -38,7 +43,7 @@ import { availableParallelism, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentRecord, CoverageRecord, LossRecord } from '../api/records/v1.js';
-import { AGENT_BIN, AgentProcess, AgentProcessError } from '../e2e/support/agent-process.js';
+import { AgentProcess, AgentProcessError } from '../e2e/support/agent-process.js';
 import {
   Containerd,
   childrenOf,
@@ -51,8 +56,18 @@ import { buildImageArchive, importImage, removeImage } from '../e2e/support/imag
 import { RUNC_WRAPPER } from '../e2e/support/paths.js';
 import { buildRootfs, sharedLibraries } from '../e2e/support/rootfs.js';
 import { installFile } from '../e2e/support/shells.js';
-import { type Runtime, cliCommand, parseRuntimes, runtimeLabel } from './runtimes.js';
+import { DEFAULT_BASELINE } from './baseline-build.js';
 import {
+  type CliVariant,
+  type Runtime,
+  checkComparison,
+  cliCommand,
+  cliVariants,
+  parseRuntimes,
+  workingTree,
+} from './cli-variants.js';
+import {
+  alternating,
   atCleanup,
   checkpoint,
   firstLine,
@@ -83,14 +98,22 @@ const USAGE = `usage: node dist/bench/agent-capture.js [options]   (as root, aft
   --stall-seconds S     a last step that stops the agent (SIGSTOP) this long while typing, to see where loss
                         begins and that it is reported; 0 skips it (default 6)
   --stall-rate N        that step's rate, lines/s (default 1000)
+  --quick               a shorter workload, for a first look or a check that it runs (about a quarter of the
+                        time): --shells 10 --samples 3 --latency-commands 400 --rates 500,2000
+                        --step-seconds 2 --stall-seconds 0; options given as well win
   --tmpdir DIR          where the scratch directory goes (default the system's, usually /tmp)
+  --baseline [REV]      run the agent of revision REV (default: ${DEFAULT_BASELINE}) and the working tree's side by side
+                        in this run, on one runtime, and end with the ratios now / baseline; REV is built once
+                        into .cache/bench-baseline/, and its agent run from its package.json "bin"
   --node LIST           node binaries to run the agent on, side by side in this run (comma-separated; the
-                        first is the baseline of the ratios; default the node running the bench). Each gets
-                        the whole run, with its own agent and fresh containers of the same image.
-  --rounds N            with --node: run the list N times, every other round in reverse order (A B, B A,
-                        ...), so neither runtime always goes first; the side-by-side table shows the median
-                        over rounds (default 1)
-  -h, --help`;
+                        first is the baseline of the ratios; default the node running the bench); with
+                        --baseline, one at most
+  --rounds N            with --baseline or --node: run them N times, every other round in reverse order (A B,
+                        B A, ...), so neither always goes first; the side-by-side table shows the median over
+                        rounds (default 2 with --baseline, else 1)
+  -h, --help
+
+Each side-by-side run gets the whole workload, with its own agent and fresh containers of the same image.`;
 
 const NS = 'ca-agent-bench';
 const IMAGE_REF = 'localhost/ca-agent-bench/bash:1';
@@ -134,6 +157,8 @@ interface Options {
   tmpdir: string;
   /** The agent's Node.js runtimes; the first is the baseline. */
   runtimes: Runtime[];
+  /** The revision whose agent runs beside the working tree's. */
+  baseline: string | undefined;
   rounds: number;
 }
 
@@ -150,26 +175,39 @@ function parseOptions(argv: string[]): Options | undefined {
     'stall-rate',
     'tmpdir',
     'node',
+    'baseline',
     'rounds',
   ] as const;
-  const values = parseOptionValues(argv, names, USAGE);
+  const values = parseOptionValues(argv, names, USAGE, {
+    flags: ['quick'],
+    valueOptional: { baseline: DEFAULT_BASELINE },
+  });
   if (!values) return undefined;
-  const shells = numberOption('shells', values.shells, 100);
+  const quick = values.quick === true;
+  const shells = numberOption('shells', values.shells, quick ? 10 : 100);
   if (shells < 2) throw new Error('--shells must be at least 2 (one shell is the baseline)');
   const drivers = numberOption('drivers', values.drivers, 8);
+  const runtimes = parseRuntimes(values.node);
+  checkComparison(runtimes, values.baseline);
   return {
     shells,
-    samples: numberOption('samples', values.samples, 5),
+    samples: numberOption('samples', values.samples, quick ? 3 : 5),
     drivers,
-    latencyCommands: numberOption('latency-commands', values['latency-commands'], 1200),
+    latencyCommands: numberOption('latency-commands', values['latency-commands'], quick ? 400 : 1200),
     latencyRate: numberOption('latency-rate', values['latency-rate'], 200),
-    rates: (values.rates ?? '500,1000,2000,4000,8000').split(',').map((r) => numberOption('rates', r, 0)),
-    stepSeconds: numberOption('step-seconds', values['step-seconds'], 3, { integer: false }),
-    stallSeconds: numberOption('stall-seconds', values['stall-seconds'], 6, { integer: false, zero: true }),
+    rates: (values.rates ?? (quick ? '500,2000' : '500,1000,2000,4000,8000'))
+      .split(',')
+      .map((r) => numberOption('rates', r, 0)),
+    stepSeconds: numberOption('step-seconds', values['step-seconds'], quick ? 2 : 3, { integer: false }),
+    stallSeconds: numberOption('stall-seconds', values['stall-seconds'], quick ? 0 : 6, {
+      integer: false,
+      zero: true,
+    }),
     stallRate: numberOption('stall-rate', values['stall-rate'], 1000),
     tmpdir: values.tmpdir ?? tmpdir(),
-    runtimes: parseRuntimes(values.node),
-    rounds: numberOption('rounds', values.rounds, 1),
+    runtimes,
+    baseline: values.baseline,
+    rounds: numberOption('rounds', values.rounds, values.baseline !== undefined ? 2 : 1),
   };
 }
 
@@ -318,7 +356,7 @@ function cpuMark(agentPid: number): CpuMark {
 function cpuBetween(
   a: CpuMark,
   b: CpuMark,
-): { agent: number; bpftrace: number; machine: number; top: string } {
+): { agent: number; agentMs: number; bpftrace: number; machine: number; top: string } {
   const wall = b.atMs - a.atMs;
   const byName = new Map<string, number>();
   for (const [key, { name, ms }] of b.processes) {
@@ -330,6 +368,7 @@ function cpuBetween(
   return {
     top: used.map(([name, ms]) => `${name} ${f(pct(ms), 0)}%`).join(', '),
     agent: pct(byName.get('agent') ?? 0),
+    agentMs: byName.get('agent') ?? 0,
     bpftrace: pct(byName.get('bpftrace') ?? 0),
     machine: (100 * (b.machine.busy - a.machine.busy)) / Math.max(1, b.machine.total - a.machine.total),
   };
@@ -599,7 +638,7 @@ interface StepRow {
   readlineP99: number;
   typedP99: number;
   drainS: number;
-  cpu: { agent: number; bpftrace: number; machine: number; top: string };
+  cpu: { agent: number; agentMs: number; bpftrace: number; machine: number; top: string };
   /** Most bytes any driver had waiting in the bench. */
   backlog: number;
 }
@@ -686,7 +725,7 @@ function requireTools(): void {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is not on PATH`);
   }
   if (!existsSync(RUNC_WRAPPER)) throw new Error(`${RUNC_WRAPPER} is missing: run make build`);
-  if (!existsSync(AGENT_BIN)) throw new Error(`${AGENT_BIN} is missing: run make build`);
+  workingTree(); // its CLI is there (package.json "bin"), or says to run make build
 }
 
 async function bench(opts: Options): Promise<void> {
@@ -722,19 +761,16 @@ async function bench(opts: Options): Promise<void> {
   s.image = await importImage(containerd, NS, archive);
   checkpoint();
 
+  const variants = cliVariants(opts.runtimes, opts.baseline);
   const runs: RunResult[] = [];
-  const order = Array.from({ length: opts.rounds }, (_, round) =>
-    round % 2 === 0 ? opts.runtimes : [...opts.runtimes].reverse(),
-  ).flat();
-  for (const [index, runtime] of order.entries()) {
+  for (const [index, variant] of alternating(variants, opts.rounds).entries()) {
     if (index > 0) await endRun(s);
-    const containers =
-      opts.runtimes.length === 1 ? CONTAINER_NAMES : CONTAINER_NAMES.map((c) => `${c}-r${index}`);
+    const containers = variants.length === 1 ? CONTAINER_NAMES : CONTAINER_NAMES.map((c) => `${c}-r${index}`);
     const paths = { policy, spool, state: join(state, `r${index}`), runcScript };
     mkdirSync(paths.state, { recursive: true });
-    runs.push(await runOnce(opts, s, runtime, containers, paths, busyBefore));
+    runs.push(await runOnce(opts, s, variant, containers, paths, busyBefore));
   }
-  if (opts.runtimes.length > 1) console.log(sideBySide(opts, runs));
+  if (variants.length > 1) console.log(sideBySide(opts, variants, runs));
 }
 
 /**
@@ -758,15 +794,16 @@ async function endRun(s: Scratch, step: CleanupStep = async (_, work) => void (a
 }
 
 interface RunResult {
-  runtime: Runtime;
+  variant: CliVariant;
   memory: MemoryRow[];
   latency: { readline: number[]; typed: number[] };
+  steps: StepRow[];
 }
 
 async function runOnce(
   opts: Options,
   s: Scratch,
-  runtime: Runtime,
+  variant: CliVariant,
   containerIds: readonly string[],
   paths: { policy: string; spool: string; state: string; runcScript: string },
   busyBefore: number,
@@ -774,9 +811,8 @@ async function runOnce(
   const benchStart = nowMs();
   const containerd = s.containerd!;
   const { policy, spool, state } = paths;
-  progress(
-    `${runtimeLabel(runtime)} (${runtime.path}): starting the agent, then two containers of the image`,
-  );
+  const { runtime, build } = variant;
+  progress(`${variant.label} (${runtime.path}): starting the agent, then two containers of the image`);
   const commands = new Commands();
   s.agent = await AgentProcess.start({
     policy,
@@ -784,7 +820,7 @@ async function runOnce(
     state,
     node: 'bench-node',
     onRecord: commands.onRecord,
-    launch: (args) => cliCommand(runtime, args),
+    launch: (args) => cliCommand(variant, args),
   });
   const agent = s.agent;
   for (const id of containerIds) {
@@ -949,14 +985,15 @@ async function runOnce(
     `kernel ${release()}`,
     firstLine('bpftrace', ['--version']),
     firstLine('containerd', ['--version']),
-    `${runtimeLabel(runtime)} (the agent's; the bench's ${process.version})`,
+    `${variant.label} (the agent's; the bench's node ${process.version})`,
     `busy ${f(busyBefore, 0)}% in the second before the run${busyBefore > 10 ? ' (NOT IDLE: numbers are skewed)' : ''}`,
   ].join(', ');
 
   const out = [
     '',
     `machine: ${machine}`,
-    `agent: ${runtime.path} ${AGENT_BIN} agent --standalone --policy <file> --handoff-dir <spool> --state-dir <dir> ` +
+    `build: ${build.label}${build.subject ? ` (${build.subject})` : ''}`,
+    `agent: ${runtime.path} ${build.bin} agent --standalone --policy <file> --handoff-dir <spool> --state-dir <dir> ` +
       '--output - --node bench-node',
     `containers: ${containerIds.join(', ')} from ${IMAGE_REF} (overlayfs snapshots), runtime: the runc wrapper; ` +
       `probe target(s): ${targets.join(', ')}`,
@@ -1058,18 +1095,17 @@ async function runOnce(
       `invalid lines on the agent's stdout: ${agent.invalid.length}; this run took ${f((nowMs() - benchStart) / 1000, 0)} s`,
   ];
   console.log(out.join('\n'));
-  return { runtime, memory, latency };
+  return { variant, memory, latency, steps };
 }
 
-/** The runs side by side: the agent's memory and latency on each runtime, as ratios to the first. */
-function sideBySide(opts: Options, all: RunResult[]): string {
+/**
+ * The runs side by side: the agent's memory, latency and throughput under each variant (a build or a runtime),
+ * each the median over that variant's rounds, and their ratios to the first (the baseline).
+ */
+function sideBySide(opts: Options, variants: CliVariant[], all: RunResult[]): string {
   const medianOf = (row: MemoryRow | undefined, pick: (x: MemorySample) => number): number =>
     row ? median(row.samples.map(pick)) : NaN;
-  // One column per runtime: a metric's median over that runtime's rounds.
-  const runs = opts.runtimes.map((runtime) => ({
-    runtime,
-    rounds: all.filter((r) => r.runtime === runtime),
-  }));
+  const runs = variants.map((variant) => ({ variant, rounds: all.filter((r) => r.variant === variant) }));
   const base = runs[0]!;
   const metrics: [string, (r: RunResult) => number, (v: number) => string][] = [];
   for (const [i, row] of base.rounds[0]!.memory.entries()) {
@@ -1084,15 +1120,34 @@ function sideBySide(opts: Options, all: RunResult[]): string {
     metrics.push([`readline -> record p${q * 100} ms`, (r) => quantile(r.latency.readline, q), f]);
   for (const q of [0.5, 0.99])
     metrics.push([`typed -> record p${q * 100} ms`, (r) => quantile(r.latency.typed, q), f]);
-  const headers = ['', ...runs.map((r) => runtimeLabel(r.runtime))];
-  for (const r of runs.slice(1)) headers.push(`${runtimeLabel(r.runtime)} / ${base.runtime.version}`);
+  const whole = (v: number): string => f(v, 0);
+  for (const [i, step] of base.rounds[0]!.steps.entries()) {
+    const at = `at ${step.label}/s`;
+    const of = (r: RunResult): StepRow | undefined => r.steps[i];
+    metrics.push(
+      [`${at}: readline /s`, (r) => of(r)?.readlineRate ?? NaN, whole],
+      [`${at}: lost`, (r) => (of(r) ? of(r)!.sent - of(r)!.received : NaN), whole],
+      [`${at}: readline -> record p99 ms`, (r) => of(r)?.readlineP99 ?? NaN, f],
+      [`${at}: agent CPU % of one core`, (r) => of(r)?.cpu.agent ?? NaN, whole],
+      [
+        `${at}: agent CPU ms per 1,000 lines`,
+        (r) => (of(r) ? (1000 * of(r)!.cpu.agentMs) / of(r)!.received : NaN),
+        whole,
+      ],
+    );
+  }
+  const headers = ['', ...runs.map((r) => r.variant.name)];
+  for (const r of runs.slice(1)) headers.push(`${r.variant.name} / ${base.variant.name}`);
   const over = (rounds: RunResult[], value: (r: RunResult) => number): number => median(rounds.map(value));
   return [
     '',
-    `Side by side: the agent on ${runs.map((r) => `${runtimeLabel(r.runtime)} (${r.runtime.path})`).join(' and ')}, ` +
+    `Side by side: the agent as ${runs.map((r) => `${r.variant.name}: ${r.variant.label}`).join('; ')}; ` +
       `each over the whole run above (${opts.shells} idle shells, ${opts.latencyCommands} commands at ` +
-      `${opts.latencyRate}/s); ${opts.rounds} round(s) in the order ${all.map((r) => r.runtime.version).join(', ')}, ` +
-      'each cell the median over its rounds; ratios to the first:',
+      `${opts.latencyRate}/s, throughput steps ${opts.rates.join(', ')}/s); ${opts.rounds} round(s) in the ` +
+      `order ${all.map((r) => r.variant.name).join(', ')}, each cell the median over its rounds; ratios ` +
+      `${runs.length > 2 ? 'to the first' : `${runs[1]!.variant.name} / ${base.variant.name}`} (for memory, ` +
+      'latency, loss and CPU above 1 is worse; readline /s is how fast the shells went):',
+    ...runs.flatMap(({ variant: { name, build } }) => (build.subject ? [`  ${name}: ${build.subject}`] : [])),
     '',
     table(
       headers,

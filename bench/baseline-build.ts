@@ -11,6 +11,9 @@ import { join } from 'node:path';
 import { REPO_ROOT } from '../e2e/support/paths.js';
 import { progress } from './support.js';
 
+/** The revision a bench compares with when `--baseline` names none: the commit before. */
+export const DEFAULT_BASELINE = 'HEAD~1';
+
 export interface BaselineBuild {
   /** The full commit id the build is of. */
   commit: string;

@@ -19,11 +19,11 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { load as loadYaml } from 'js-yaml';
 import { REPO_ROOT } from '../e2e/support/paths.js';
-import { baselineBuild } from './baseline-build.js';
+import { DEFAULT_BASELINE, baselineBuild } from './baseline-build.js';
 import { fixed, median, numberOption, parseOptionValues, progress, runBench, table } from './support.js';
 
 const USAGE = `usage: node dist/bench/command-rules.js [options]   (after make build)
-  --baseline REV   the revision to compare with (default: HEAD~1); built once into .cache/bench-baseline/
+  --baseline REV   the revision to compare with (default: ${DEFAULT_BASELINE}); built once into .cache/bench-baseline/
   --rounds N       alternating rounds per build (default 40)`;
 
 /** The part of command-rules.js both builds export that the bench calls. */
@@ -105,9 +105,14 @@ interface Options {
 await runBench<Options>({
   name: 'command-rules',
   parse(argv) {
-    const values = parseOptionValues(argv, ['baseline', 'rounds'], USAGE);
+    const values = parseOptionValues(argv, ['baseline', 'rounds'], USAGE, {
+      valueOptional: { baseline: DEFAULT_BASELINE },
+    });
     if (!values) return undefined;
-    return { baseline: values.baseline ?? 'HEAD~1', rounds: numberOption('rounds', values.rounds, 40) };
+    return {
+      baseline: values.baseline ?? DEFAULT_BASELINE,
+      rounds: numberOption('rounds', values.rounds, 40),
+    };
   },
   async run({ baseline, rounds }) {
     const base = baselineBuild(baseline);

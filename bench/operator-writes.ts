@@ -16,9 +16,13 @@
  *     max), and its VmHWM at the end (reset at the start where /proc/<pid>/clear_refs lets us: a peak of
  *     the phase).
  *
- * The variants are every (Node.js runtime x flush window) pair (`--node`, `--flush-ms`), runtime outer, each
- * with its own operator, in one run: the first runtime with the first window is the baseline of every ratio.
- * Only the operator runs on the runtimes given; the agent side and the load run in this process, on its node.
+ * The variants are every (operator x flush window) pair, each with its own operator, in one run: the operator
+ * is the working tree's on each Node.js runtime given (`--node`), or another revision's build and the working
+ * tree's on one runtime (`--baseline`). Flush windows (`--flush-ms`) outer, the operators in alternating order
+ * (A B, B A, ...), the whole `--rounds` times. The ratios compare with the first operator at the same rate: at
+ * the same window and round when comparing builds, else at the first window. Only the operator varies; the
+ * agent side and the load run in this process, on its node, the working tree's code (the wire between agent
+ * and operator is versioned: an operator serves agents one revision apart while a rollout is under way).
  *
  * After the last command of a phase the bench waits until every command is visible, then until every report
  * is answered (the agent's queue acknowledged: a report that timed out is sent again, and would otherwise
@@ -29,6 +33,7 @@
  *
  *   make build && node dist/bench/operator-writes.js [--rates 10,500] [--commands 1000,5000]
  *     [--node /usr/bin/node,.cache/node/bin/node]
+ *   make build && node dist/bench/operator-writes.js --baseline [REV]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -48,7 +53,7 @@ import {
 import type { NodePlan } from '../api/agentapi/v1.js';
 import { GROUP, VERSION, type AuditRecord } from '../api/v1alpha1/index.js';
 import { silentLogger } from '../common/logging.js';
-import type { CapturedLine } from '../agent/capture/readline-output.js';
+import type { CapturedLine } from '../agent/capture/readline/parse.js';
 import { ClusterPlan } from '../agent/cluster/cluster-plan.js';
 import { OperatorClient } from '../agent/cluster/operator-client.js';
 import { PlanClient } from '../agent/cluster/plan-client.js';
@@ -62,6 +67,7 @@ import { KUBECTL } from '../e2e/support/paths.js';
 import { type Counts, delta, parseMetrics } from '../e2e/support/prometheus.js';
 import { type PrivateCluster, startPrivateCluster } from '../e2e/support/private-cluster.js';
 import {
+  alternating,
   atCleanup,
   checkpoint,
   fixed as f,
@@ -80,7 +86,15 @@ import {
   ticksToMs,
 } from './support.js';
 import { agentOnNode, selfSignedCert } from '../e2e/support/credentials.js';
-import { type Runtime, cliCommand, parseRuntimes, runtimeLabel } from './runtimes.js';
+import { DEFAULT_BASELINE } from './baseline-build.js';
+import {
+  type CliVariant,
+  type Runtime,
+  checkComparison,
+  cliCommand,
+  cliVariants,
+  parseRuntimes,
+} from './cli-variants.js';
 
 const USAGE = `usage: node dist/bench/operator-writes.js [options]   (after make build)
 
@@ -90,13 +104,19 @@ const USAGE = `usage: node dist/bench/operator-writes.js [options]   (after make
   --pods N          audited pods the sessions are spread over (default 4)
   --flush-ms LIST   the operator's AuditRecord flush windows (--flush-ms) to compare, side by side in this
                     run: every rate's phase under each, with its own operator (default 500,200: the old
-                    default and the current one)
+                    default and the current one; with --baseline, 200)
   --node LIST       node binaries to run the operator on, comma-separated, side by side in this run: every
-                    flush window's phases under each, runtime outer (default: the node running the bench);
-                    the agent side and the load stay in this process, on its node
+                    flush window's phases under each (default: the node running the bench); the agent side
+                    and the load stay in this process, on its node
+  --baseline [REV]  run the operator of revision REV (default: ${DEFAULT_BASELINE}) and the working tree's side by
+                    side in this run, on one runtime, and end with the ratios now / baseline; REV is built
+                    once into .cache/bench-baseline/, its operator run from its package.json "bin"
+  --rounds N        run the operators N times, every other round in reverse order (A B, B A, ...): the
+                    side-by-side table shows the median over rounds (default 2 with --baseline, else 1)
   -h, --help
 
-The first runtime with the first flush window is the baseline of every ratio, at the same rate.`;
+The baseline of every ratio is the first operator (the first runtime, or the baseline revision) at the same
+rate: with --baseline at the same flush window and round, else with the first flush window.`;
 
 const SYSTEM = 'container-auditor';
 const SHOP = 'bench';
@@ -117,13 +137,17 @@ interface Options {
   flushWindows: number[];
   /** Node.js runtimes the operator runs on; the first is the baseline. */
   runtimes: Runtime[];
+  /** The revision whose operator runs beside the working tree's. */
+  baseline: string | undefined;
+  rounds: number;
 }
 
 function parseOptions(argv: string[]): Options | undefined {
   const values = parseOptionValues(
     argv,
-    ['rates', 'commands', 'sessions', 'pods', 'flush-ms', 'node'] as const,
+    ['rates', 'commands', 'sessions', 'pods', 'flush-ms', 'node', 'baseline', 'rounds'] as const,
     USAGE,
+    { valueOptional: { baseline: DEFAULT_BASELINE } },
   );
   if (!values) return undefined;
   const list = (name: string, value: string) => value.split(',').map((v) => numberOption(name, v, 0));
@@ -134,15 +158,20 @@ function parseOptions(argv: string[]): Options | undefined {
   const pods = numberOption('pods', values.pods, 4);
   const sessions = numberOption('sessions', values.sessions, 8);
   if (sessions < pods) throw new Error('--sessions must be at least --pods (every pod gets a session)');
+  const runtimes = parseRuntimes(values.node);
+  checkComparison(runtimes, values.baseline);
   return {
     rates,
     commands: rates.map((_, i) => commands[commands.length === 1 ? 0 : i]!),
     sessions,
     pods,
-    flushWindows: (values['flush-ms'] ?? '500,200')
+    // Builds compare at the window the operator runs with by default; runtimes at the old default and that.
+    flushWindows: (values['flush-ms'] ?? (values.baseline !== undefined ? '200' : '500,200'))
       .split(',')
       .map((v) => numberOption('flush-ms', v, 0, { zero: true })),
-    runtimes: parseRuntimes(values.node),
+    runtimes,
+    baseline: values.baseline,
+    rounds: numberOption('rounds', values.rounds, values.baseline !== undefined ? 2 : 1),
   };
 }
 
@@ -192,7 +221,9 @@ interface Snapshot {
 // ---------------------------------------------------------------------------------------------------------
 
 interface Phase {
-  runtime: Runtime;
+  variant: CliVariant;
+  /** Which pass over the variants, from 0 (--rounds). */
+  round: number;
   flushMs: number;
   rate: number;
   commands: number;
@@ -264,6 +295,7 @@ function cpuMs(pid: number | 'self'): number {
 
 async function bench(opts: Options): Promise<void> {
   const started = nowMs();
+  const variants = cliVariants(opts.runtimes, opts.baseline);
   const dir = mkdtempSync(join(tmpdir(), 'ca-operator-bench-'));
   const s: Scratch = { dir, operatorLog: '' };
   scratch = s;
@@ -317,15 +349,15 @@ async function bench(opts: Options): Promise<void> {
   writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
   const { certFile, keyFile } = selfSignedCert(dir);
 
-  // The operator, through its CLI on the runtime measured, and in this process the agent side of the wire
-  // talking to it: one of each per (runtime, flush window), the previous pair stopped first (the queue and its
+  // The operator, through its CLI as the variant measured runs it, and in this process the agent side of the
+  // wire talking to it: one of each per (variant, flush window, round), the previous pair stopped first (the queue and its
   // seqs carry on).
   const queue = await RecordQueue.open({ dir: join(dir, 'queue'), logger: silentLogger() });
   const sink = queueSink(NODE, queue);
-  const startOperator = async (runtime: Runtime, flushMs: number) => {
-    progress(`starting the operator on ${runtimeLabel(runtime)} (${runtime.path}), --flush-ms ${flushMs}`);
+  const startOperator = async (variant: CliVariant, flushMs: number) => {
+    progress(`starting the operator: ${variant.label} (${variant.runtime.path}), --flush-ms ${flushMs}`);
     s.operatorLog = '';
-    const command = cliCommand(runtime, [
+    const command = cliCommand(variant, [
       'operator',
       ...['--kubeconfig', kubeconfig, '--tls-cert', certFile, '--tls-key', keyFile],
       ...['--host', '127.0.0.1', '--port', '0', '--probe-port', '0'],
@@ -448,13 +480,18 @@ async function bench(opts: Options): Promise<void> {
   const pidOf = (name: string) => Number(readFileSync(join(cluster.dir, `${name}.pid`), 'utf8'));
   const phases: Phase[] = [];
   let phaseNumber = 0;
-  // Runtime outer: a runtime's windows run one after the other, as --flush-ms alone did.
-  const variants = opts.runtimes.flatMap((runtime) =>
-    opts.flushWindows.map((flushMs) => ({ runtime, flushMs })),
-  );
-  for (const { runtime, flushMs } of variants) {
+  // Windows outer, the operators alternating (A B, B A, ...): neither always meets an emptier cluster (what
+  // earlier variants wrote stays, and an operator's memory grows with it) or a quieter machine.
+  const slots = Array.from({ length: opts.rounds }, (_, round) =>
+    opts.flushWindows.map((flushMs) => ({ round, flushMs })),
+  ).flat();
+  const runs = alternating(variants, slots.length).map((variant, k) => ({
+    ...slots[Math.floor(k / variants.length)]!,
+    variant,
+  }));
+  for (const { round, flushMs, variant } of runs) {
     await stopOperator();
-    const { op, scrapeOperator, plan, reporter } = await startOperator(runtime, flushMs);
+    const { op, scrapeOperator, plan, reporter } = await startOperator(variant, flushMs);
     const programs: Record<string, number | 'self'> = {
       operator: op.pid!,
       'kube-apiserver': pidOf('kube-apiserver'),
@@ -466,7 +503,7 @@ async function bench(opts: Options): Promise<void> {
       const phase = ++phaseNumber;
       checkpoint();
       progress(
-        `phase ${phase}: ${runtimeLabel(runtime)}, flush window ${flushMs} ms, ${total} commands at ${rate}/s over ${opts.sessions} sessions on ${opts.pods} pods`,
+        `phase ${phase}: ${variant.label}${opts.rounds > 1 ? `, round ${round + 1}` : ''}, flush window ${flushMs} ms, ${total} commands at ${rate}/s over ${opts.sessions} sessions on ${opts.pods} pods`,
       );
       const before = await snapshot(scrapeOperator);
       const reporterBefore = { ...reporter.stats };
@@ -529,7 +566,8 @@ async function bench(opts: Options): Promise<void> {
         seqs.filter((q) => visible.has(q)).map((q) => visible.get(q)! - appended.get(q)!),
       );
       phases.push({
-        runtime,
+        variant,
+        round,
         flushMs,
         rate,
         commands: total,
@@ -548,10 +586,10 @@ async function bench(opts: Options): Promise<void> {
   }
   s.watch?.abort();
   await stopOperator();
-  print(opts, phases, started);
+  print(opts, variants, phases, started);
 }
 
-function print(opts: Options, phases: Phase[], started: number): void {
+function print(opts: Options, variants: CliVariant[], phases: Phase[], started: number): void {
   const per1000 = (n: number, commands: number) => f((1000 * n) / commands, 0);
   const api = (p: Phase, resource: string, verbs: string[], subresource?: string) =>
     delta(
@@ -568,29 +606,46 @@ function print(opts: Options, phases: Phase[], started: number): void {
     delta(p.before.operator, p.after.operator, (n, l) => n === metric && outcomes.includes(l.outcome ?? ''));
   const writes = ['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE'];
   const recordWrites = (p: Phase) => (1000 * api(p, 'auditrecords', writes)) / p.commands;
-  const [baseRuntime] = opts.runtimes;
+  const eventWrites = (p: Phase) => (1000 * api(p, 'events', writes)) / p.commands;
+  const [base] = variants;
   const [baseWindow] = opts.flushWindows;
-  /** The phase of the same rate under the first runtime and the first flush window: what the ratios compare with. */
+  /**
+   * What a phase's ratios compare with: the phase of the same rate and round under the first variant, at the
+   * same flush window when builds are compared, else at the first window.
+   */
   const baselineOf = (p: Phase) =>
-    phases.find((q) => q.runtime === baseRuntime && q.flushMs === baseWindow && q.rate === p.rate) ?? p;
+    phases.find(
+      (q) =>
+        q.variant === base &&
+        q.round === p.round &&
+        q.rate === p.rate &&
+        q.flushMs === (opts.baseline !== undefined ? p.flushMs : baseWindow),
+    ) ?? p;
   const p50 = (p: Phase) => quantile(p.latencies, 0.5);
   const p99 = (p: Phase) => quantile(p.latencies, 0.99);
   const mib = (kib: number) => f(kib / 1024, 1);
   const rssMedian = (p: Phase) => median(p.memory.rss);
 
-  // Which variant a row is: the runtime's version too when there is more than one.
-  const several = opts.runtimes.length > 1;
-  const keyHeader = [...(several ? ['node'] : []), 'flush ms', 'rate /s'];
+  // Which variant a row is when there is more than one, and which round.
+  const several = variants.length > 1;
+  const keyHeader = [
+    ...(several ? [opts.baseline !== undefined ? 'build' : 'node'] : []),
+    ...(opts.rounds > 1 ? ['round'] : []),
+    'flush ms',
+    'rate /s',
+  ];
   const key = (p: Phase) => [
-    ...(several ? [[p.runtime.version, ...p.runtime.flags].join(' ')] : []),
+    ...(several ? [p.variant.name] : []),
+    ...(opts.rounds > 1 ? [String(p.round + 1)] : []),
     String(p.flushMs),
     String(p.rate),
   ];
-  const runtimes = opts.runtimes.map((r) => `${runtimeLabel(r)} (${r.path})`).join(', ');
+  const described = (v: CliVariant) => `${several ? `${v.name}: ` : ''}${v.label} (${v.runtime.path})`;
 
   const out: string[] = [
-    `# operator-writes: ${opts.sessions} shell sessions on ${opts.pods} pods, one operator replica on ${runtimes}, flush windows ${opts.flushWindows.join(', ')} ms`,
-    `# baseline of every ratio: the same rate with the operator on ${baseRuntime ? runtimeLabel(baseRuntime) : '-'}, flush window ${baseWindow ?? '-'} ms; the agent side on node ${process.version}`,
+    `# operator-writes: ${opts.sessions} shell sessions on ${opts.pods} pods, one operator replica at a time: ${variants.map(described).join(', ')}; flush windows ${opts.flushWindows.join(', ')} ms; ${opts.rounds} round(s)`,
+    `# baseline of every ratio: the same rate${opts.rounds > 1 ? ' and round' : ''} with the operator ${base ? base.label : '-'}, flush window ${opts.baseline !== undefined ? 'the same' : `${baseWindow ?? '-'} ms`}; the agent side on node ${process.version}, the working tree's`,
+    ...variants.flatMap(({ name, build }) => (build.subject ? [`# ${name}: ${build.subject}`] : [])),
     '',
     'API writes, counted by the API server (apiserver_request_total, every response code):',
     '',
@@ -703,58 +758,59 @@ function print(opts: Options, phases: Phase[], started: number): void {
     ),
   ];
 
-  if (several && baseRuntime) {
-    // Side by side: each runtime against the first at the same flush window and rate.
-    const versions = opts.runtimes.map((r) => r.version);
-    const majors = versions.map((v) => v.split('.')[0]!);
-    const names = opts.runtimes.map((r, i) =>
-      majors.filter((m) => m === majors[i]).length === 1
-        ? majors[i]!
-        : versions.filter((v) => v === versions[i]).length === 1
-          ? versions[i]!
-          : `#${i + 1}`,
-    );
-    const others = opts.runtimes.slice(1);
-    const rows: string[][] = [];
-    for (const flushMs of opts.flushWindows)
-      for (const rate of opts.rates) {
-        const of = (r: Runtime) =>
-          phases.find((p) => p.runtime === r && p.flushMs === flushMs && p.rate === rate);
-        const base = of(baseRuntime);
-        const cells = (p: Phase | undefined) =>
-          p ? [f(p50(p), 0), f(p99(p), 0), mib(rssMedian(p))] : ['-', '-', '-'];
-        const ratios = (p: Phase | undefined) =>
-          p && base
-            ? [f(p50(p) / p50(base), 2), f(p99(p) / p99(base), 2), f(rssMedian(p) / rssMedian(base), 2)]
-            : ['-', '-', '-'];
-        rows.push([
-          String(flushMs),
-          String(rate),
-          ...opts.runtimes.flatMap((r) => cells(of(r))),
-          ...others.flatMap((r) => ratios(of(r))),
-        ]);
-      }
-    out.push(
-      '',
-      `Side by side: latency p50 / p99 (ms) and the operator's RSS median (MiB) on each runtime (${opts.runtimes
-        .map((r, i) => `${names[i]}: ${runtimeLabel(r)}`)
-        .join(', ')}), and the ratios current / baseline (${names[0]}) at the same flush window and rate:`,
-      '',
-      table(
-        [
-          'flush ms',
-          'rate /s',
-          ...names.flatMap((n) => [`${n} p50`, `${n} p99`, `${n} RSS`]),
-          ...names
-            .slice(1)
-            .flatMap((n) => [`p50 ${n}/${names[0]}`, `p99 ${n}/${names[0]}`, `RSS ${n}/${names[0]}`]),
-        ],
-        rows,
-      ),
-    );
-  }
+  if (several && base) out.push('', sideBySide(opts, variants, phases, { recordWrites, eventWrites }));
   out.push('', `bench took ${f((nowMs() - started) / 1000, 0)} s`);
   console.log(out.join('\n'));
+}
+
+/**
+ * The operators side by side at each flush window and rate: latency, memory, CPU and writes, each the median
+ * over rounds, and their ratios to the first (the baseline).
+ */
+function sideBySide(
+  opts: Options,
+  variants: CliVariant[],
+  phases: Phase[],
+  per1000: { recordWrites: (p: Phase) => number; eventWrites: (p: Phase) => number },
+): string {
+  const metrics: [string, (p: Phase) => number, number][] = [
+    ['latency p50 ms', (p) => quantile(p.latencies, 0.5), 0],
+    ['latency p90 ms', (p) => quantile(p.latencies, 0.9), 0],
+    ['latency p99 ms', (p) => quantile(p.latencies, 0.99), 0],
+    ['operator RSS median MiB', (p) => median(p.memory.rss) / 1024, 1],
+    ['operator peak (VmHWM) MiB', (p) => p.memory.peak / 1024, 1],
+    ['operator CPU % of one core', (p) => p.cpu.operator ?? NaN, 0],
+    ['AuditRecord writes / 1,000 commands', per1000.recordWrites, 0],
+    ['Event writes / 1,000 commands', per1000.eventWrites, 0],
+  ];
+  const [base, ...others] = variants;
+  const rows: string[][] = [];
+  for (const flushMs of opts.flushWindows)
+    for (const rate of opts.rates) {
+      const over = (v: CliVariant, value: (p: Phase) => number) =>
+        median(phases.filter((p) => p.variant === v && p.flushMs === flushMs && p.rate === rate).map(value));
+      for (const [label, value, digits] of metrics)
+        rows.push([
+          `${flushMs} ms, ${rate}/s: ${label}`,
+          ...variants.map((v) => f(over(v, value), digits)),
+          ...others.map((v) => f(over(v, value) / over(base!, value), 2)),
+        ]);
+    }
+  return [
+    `Side by side: the operator as ${variants.map((v) => `${v.name}: ${v.label}`).join('; ')}; each cell the ` +
+      `median over ${opts.rounds} round(s) at the same flush window and rate; ratios ` +
+      `${others.map((v) => `${v.name} / ${base!.name}`).join(', ')} (above 1: slower, more memory, more CPU, ` +
+      'more writes):',
+    '',
+    table(
+      [
+        'flush window, rate: metric',
+        ...variants.map((v) => v.name),
+        ...others.map((v) => `${v.name} / ${base!.name}`),
+      ],
+      rows,
+    ),
+  ].join('\n');
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -780,15 +836,35 @@ function httpGet(port: number, path: string): Promise<string> {
   });
 }
 
-/** The ports the operator listens on, from the line it logs once started. */
-async function operatorPorts(op: ChildProcess): Promise<{ port: number; probePort: number }> {
-  let found: { port: number; probePort: number } | undefined;
+interface Ports {
+  port: number;
+  probePort: number;
+}
+
+/** The object in a log entry that holds numeric `port` and `probePort`, wherever a revision's logger puts it. */
+function portsIn(entry: unknown): Ports | undefined {
+  if (typeof entry !== 'object' || entry === null) return undefined;
+  const { port, probePort } = entry as Partial<Record<string, unknown>>;
+  if (typeof port === 'number' && typeof probePort === 'number') return { port, probePort };
+  for (const value of Object.values(entry)) {
+    const found = portsIn(value);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/**
+ * The ports the operator listens on, from the line it logs once started (the baseline's operator too, whose
+ * log fields may be named otherwise).
+ */
+async function operatorPorts(op: ChildProcess): Promise<Ports> {
+  let found: Ports | undefined;
   await until('the operator to start', 60_000, () => {
     if (op.exitCode !== null || op.signalCode !== null)
       throw new Error(`the operator exited:\n${scratch?.operatorLog ?? ''}`);
     for (const line of scratch?.operatorLog.split('\n') ?? []) {
       if (!line.includes('"Operator started"')) continue;
-      found = (JSON.parse(line) as { detail: { port: number; probePort: number } }).detail;
+      found = portsIn(JSON.parse(line));
     }
     return found !== undefined;
   });

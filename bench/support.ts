@@ -10,19 +10,38 @@ import { parseArgs } from 'node:util';
 // ---------------------------------------------------------------------------------------------------------
 // Options.
 
+/** Options the command line may have besides `--name value`. */
+export interface MoreOptions<Name extends string, Flag extends string> {
+  /** `--flag` alone: true when given. */
+  flags?: readonly Flag[];
+  /**
+   * Options whose value may be left out (`--baseline` alone, at the end or before another option): the value
+   * they then take.
+   */
+  valueOptional?: Partial<Record<Name, string>>;
+}
+
 /**
- * The command line: `--name value` for each of `names`, and -h/--help. The values given, or undefined when
- * --help printed `usage`. Unknown options are errors.
+ * The command line: `--name value` for each of `names`, the `flags` of `more`, and -h/--help. The values
+ * given, or undefined when --help printed `usage`. Unknown options are errors.
  */
-export function parseOptionValues<Name extends string>(
+export function parseOptionValues<Name extends string, Flag extends string = never>(
   argv: string[],
   names: readonly Name[],
   usage: string,
-): Partial<Record<Name, string>> | undefined {
+  more: MoreOptions<Name, Flag> = {},
+): (Partial<Record<Name, string>> & Partial<Record<Flag, boolean>>) | undefined {
+  const optional: Partial<Record<string, string>> = more.valueOptional ?? {};
+  const args = argv.flatMap((arg, k) => {
+    const implied = arg.startsWith('--') ? optional[arg.slice(2)] : undefined;
+    const next = argv[k + 1];
+    return implied !== undefined && (next === undefined || next.startsWith('-')) ? [arg, implied] : [arg];
+  });
   const { values } = parseArgs({
-    args: argv,
+    args,
     options: {
       ...Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])),
+      ...Object.fromEntries((more.flags ?? []).map((flag) => [flag, { type: 'boolean' as const }])),
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -31,7 +50,7 @@ export function parseOptionValues<Name extends string>(
     console.log(usage);
     return undefined;
   }
-  return values as Partial<Record<Name, string>>;
+  return values as Partial<Record<Name, string>> & Partial<Record<Flag, boolean>>;
 }
 
 /**
@@ -102,7 +121,12 @@ export function quantile(sorted: number[], q: number): number {
 }
 
 export const sortNum = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);
-export const median = (xs: number[]): number => quantile(sortNum(xs), 0.5);
+/** The middle value; for an even count the mean of the two middle ones (of 2 rounds: their mean). NaN for none. */
+export function median(xs: number[]): number {
+  const sorted = sortNum(xs);
+  const mid = sorted.length / 2;
+  return Number.isInteger(mid) ? (sorted[mid - 1]! + sorted[mid]!) / 2 : sorted[Math.floor(mid)]!;
+}
 
 /** A number with `digits` decimals, '-' when it is not finite. */
 export const fixed = (x: number, digits = 1): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
@@ -114,6 +138,16 @@ export function table(header: string[], rows: string[][]): string {
     `| ${cells.map((c, k) => (k === 0 ? c.padEnd(widths[k]!) : c.padStart(widths[k]!))).join(' | ')} |`;
   const rule = `|${widths.map((w, k) => (k === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
   return [line(header), rule, ...rows.map(line)].join('\n');
+}
+
+/**
+ * `items` `rounds` times, every other round in reverse order (A B, B A, A B, ...): what runs first in one
+ * round runs last in the next, so that neither always meets a fresh or a tired machine.
+ */
+export function alternating<T>(items: readonly T[], rounds: number): T[] {
+  return Array.from({ length: rounds }, (_, round) =>
+    round % 2 === 0 ? items : [...items].reverse(),
+  ).flat();
 }
 
 // ---------------------------------------------------------------------------------------------------------

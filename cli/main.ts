@@ -1,5 +1,5 @@
 /**
- * `container-auditor <command>`: the package's one executable (bin/container-auditor.js runs this).
+ * `container-auditor <command>`: the package's one executable (cli/container-auditor.js runs it, compiled).
  */
 import { AGENT_USAGE, UsageError, agentMain } from '../agent/main.js';
 import { OPERATOR_USAGE, OperatorUsageError, operatorMain } from '../operator/main.js';

@@ -1,6 +1,6 @@
 /**
  * The Node.js flags the operator and the agent run with: the images' ENTRYPOINT passes them to node before
- * bin/container-auditor.js (images/images.node.test.ts checks they are these; the demo runs the images), and
+ * cli/container-auditor.js (images/images.node.test.ts checks they are these; the demo runs the images), and
  * so do the tests that start the CLI.
  *
  * --max-semi-space-size=16: V8's young generation may grow to 3 x 16 MiB, the cap it had in Node.js 20.

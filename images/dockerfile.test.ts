@@ -298,12 +298,11 @@ describe("images/build.sh's build context (what its cache key hashes)", () => {
       expect(files).toEqual(contextFiles(join(REPO_ROOT, 'images', name, 'Dockerfile.dockerignore')));
       // What the Dockerfiles copy is there; tests, node_modules and dist are not.
       expect(files).toContain('package-lock.json');
-      expect(files).toContain('bin/container-auditor.js');
+      expect(files).toContain('cli/container-auditor.js');
       expect(files.some((f) => f.startsWith('operator/'))).toBe(true);
       expect(files.filter((f) => /\.test\.ts$|^node_modules\/|^dist\/|\/testdata\//.test(f))).toEqual([]);
-      if (name === 'agent') expect(files).toContain('bpf-scripts/exec/bpftrace-tracefs.sh');
-      else
-        expect(files.some((f) => f.startsWith('bpf-scripts/') || f.startsWith('runc-wrapper/'))).toBe(false);
+      if (name === 'agent') expect(files).toContain('agent/capture/exec/bpftrace-tracefs.sh');
+      else expect(files.some((f) => /\.bt\.tpl$|bpftrace-tracefs\.sh$|^runc-wrapper\//.test(f))).toBe(false);
     },
   );
 });

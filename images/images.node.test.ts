@@ -12,7 +12,7 @@
  *  - they run: `ctr run` of the image's ENTRYPOINT with `operator --help` (as 65532) and `agent --help`, and
  *    the agent's bpftrace; npm, npx, corepack and yarn are gone; /app holds exactly the lock file's production
  *    packages, none native or with install scripts, nothing in it writable by the image's user; the agent's
- *    compiled code finds and renders its bpf-scripts; the runc wrapper is a static executable that runs; the
+ *    compiled code finds and renders its bpftrace scripts; the runc wrapper is a static executable that runs; the
  *    pause image is /pause alone and runs;
  *  - build.sh run again builds nothing and says so; building left no network device, firewall chain or
  *    container-tools directory on the host.
@@ -48,7 +48,7 @@ const BUILD_TIMEOUT = 40 * 60_000;
 const TEST_TIMEOUT = 120_000;
 const NAMESPACE = 'container-auditor-images';
 const BUILD_SH = join(REPO_ROOT, 'images', 'build.sh');
-const ENTRYPOINT = ['node', ...NODE_FLAGS, '/app/bin/container-auditor.js'];
+const ENTRYPOINT = ['node', ...NODE_FLAGS, '/app/cli/container-auditor.js'];
 
 const IMAGES = [
   {
@@ -383,12 +383,12 @@ describe('images/operator/Dockerfile, beyond the common checks', () => {
   const ref = IMAGES[0].ref;
 
   it(
-    'carries none of the agent (bpf-scripts, runc wrapper, bpftrace); uid 65532 is named nonroot',
+    'carries none of the agent (bpftrace scripts, runc wrapper, bpftrace); uid 65532 is named nonroot',
     async () => {
       expect(
         await nodeJson<string[]>(
           ref,
-          existing(['/app/bpf-scripts', '/opt/container-auditor', '/usr/bin/bpftrace', '/app/dist/agent']),
+          existing(['/app/agent', '/opt/container-auditor', '/usr/bin/bpftrace', '/app/dist/agent']),
         ),
       ).toEqual(['/app/dist/agent']); // the one CLI: dist/ holds both commands
       const passwd = await run(ref, ['sh', '-c', 'getent passwd 65532; getent group 65532']);
@@ -427,7 +427,7 @@ describe('images/agent/Dockerfile, beyond the common checks', () => {
       expect(version.stderr).toBe('');
       expect(version.stdout).toBe(`bpftrace v${host.stdout.replace(/-[^-]*$/, '')}\n`);
       expect(version.code).toBe(0);
-      // What bpf-scripts/exec/bpftrace-tracefs.sh runs.
+      // What agent/capture/exec/bpftrace-tracefs.sh runs.
       const tools = await run(ref, ['sh', '-c', 'command -v unshare; command -v mount']);
       expect(tools.stdout).toBe('/usr/bin/unshare\n/usr/bin/mount\n');
     },
@@ -435,12 +435,12 @@ describe('images/agent/Dockerfile, beyond the common checks', () => {
   );
 
   it(
-    'has its bpf-scripts under /app, where the compiled agent looks, and renders them',
+    'has its bpftrace scripts under /app, where the compiled agent looks, and renders them',
     async () => {
       // The image's own dist computes the paths (import.meta.dirname there), as the agent does.
       const script = `
-        const exec = await import('/app/dist/agent/capture/exec-script.js');
-        const readline = await import('/app/dist/agent/capture/readline-script.js');
+        const exec = await import('/app/dist/agent/capture/exec/script.js');
+        const readline = await import('/app/dist/agent/capture/readline/script.js');
         const fs = await import('node:fs');
         process.stdout.write(JSON.stringify({
           exec: exec.execTemplatePath(),
@@ -455,9 +455,9 @@ describe('images/agent/Dockerfile, beyond the common checks', () => {
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
       const out = JSON.parse(result.stdout) as Record<string, string | number>;
-      expect(out.exec).toBe('/app/bpf-scripts/exec/exec.bt.tpl');
-      expect(out.tracefs).toBe('/app/bpf-scripts/exec/bpftrace-tracefs.sh');
-      expect(out.readline).toBe('/app/bpf-scripts/readline/readline.bt.tpl');
+      expect(out.exec).toBe('/app/agent/capture/exec/exec.bt.tpl');
+      expect(out.tracefs).toBe('/app/agent/capture/exec/bpftrace-tracefs.sh');
+      expect(out.readline).toBe('/app/agent/capture/readline/readline.bt.tpl');
       expect(out.execScript).toContain('4026531840');
       expect(out.readlineScript).toContain('uretprobe:/usr/bin/bash:readline');
       // The agent runs the tracefs wrapper itself: executable, by /bin/sh.

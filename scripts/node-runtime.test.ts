@@ -123,7 +123,7 @@ describe('the Node.js pins agree', () => {
   });
 
   it("the CLI's own check refuses a Node.js older than that major", () => {
-    const bin = readFileSync(join(REPO_ROOT, 'bin', 'container-auditor.js'), 'utf8');
+    const bin = readFileSync(join(REPO_ROOT, 'cli', 'container-auditor.js'), 'utf8');
     expect(bin).toContain(`const NEEDED_MAJOR = ${major};`);
   });
 

@@ -38,8 +38,8 @@ echo "Node.js $(node --version) ($(command -v node))"
 run_step "typecheck" npx tsc -p tsconfig.json --noEmit
 run_step "lint" npx eslint --max-warnings=0 .
 run_step "format" npx prettier --check --log-level=warn .
-run_step "shellcheck" shellcheck -x .ci/run scripts/*.sh e2e/cluster/*.sh e2e/stack/*.sh e2e/demo/*.sh e2e/node/*.sh \
-  e2e/lib/*.sh images/*.sh bpf-scripts/*/*.sh
+run_step "shellcheck" shellcheck -x .ci/run scripts/*.sh e2e/cluster/*.sh e2e/demo/*.sh e2e/node/*.sh \
+  e2e/lib/*.sh images/*.sh agent/capture/*/*.sh
 run_step "build (TypeScript, runc wrapper)" make -s build
 run_step "unit tests" jest unit
 run_step "control-plane binaries" bash e2e/cluster/build.sh

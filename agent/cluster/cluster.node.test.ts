@@ -20,10 +20,10 @@ import {
 import { REPO_ROOT } from '../../e2e/support/paths.js';
 import { buildRootfs } from '../../e2e/support/rootfs.js';
 import { openContainerShell } from '../../e2e/support/typing.js';
-import { FakeOperator, selfSignedCertificate } from './testdata/fake-operator.js';
+import { FakeOperator, selfSignedCertificate } from '../../test-support/fake-operator.js';
 
 const WRAPPER = join(REPO_ROOT, 'runc-wrapper', 'container-auditor-runc');
-const AGENT_BIN = join(REPO_ROOT, 'bin', 'container-auditor.js');
+const AGENT_BIN = join(REPO_ROOT, 'cli', 'container-auditor.js');
 const NS = `cluster-agent-${process.pid}`;
 const NODE = 'test-node';
 const TOKEN = 'test-token';

@@ -1,9 +1,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RecentErrors } from './backoff.js';
+import { RecentErrors } from '../core/recent-errors.js';
 import { OperatorClient, TokenError, errorText, isSafeOperatorUrl } from './operator-client.js';
-import { FakeOperator, selfSignedCertificate } from './testdata/fake-operator.js';
+import { FakeOperator, selfSignedCertificate } from '../../test-support/fake-operator.js';
 
 let dir: string;
 let tokenFile: string;

@@ -5,7 +5,7 @@ import type { NodePlan } from '../../api/agentapi/v1.js';
 import { silentLogger } from '../../common/logging.js';
 import { OperatorClient } from './operator-client.js';
 import { PLAN_FILE, PlanClient } from './plan-client.js';
-import { FakeOperator } from './testdata/fake-operator.js';
+import { FakeOperator } from '../../test-support/fake-operator.js';
 
 let dir: string;
 let tokenFile: string;

@@ -39,7 +39,7 @@ import { parseJson } from '../../api/parse-json.js';
 import { type AgentRecord, AgentRecord as AgentRecordSchema, type LossRecord } from '../../api/records/v1.js';
 import { type Logger, LogField } from '../../common/logging.js';
 import { StampingSink } from '../records/sink.js';
-import { RecentErrors } from './backoff.js';
+import { RecentErrors } from '../core/recent-errors.js';
 
 export const DEFAULT_QUEUE_MAX_BYTES = 256 * 1024 * 1024;
 /** Kept free for the `queue-full` loss record (a loss record is well under 3 KiB). */

@@ -12,12 +12,12 @@ import { compileCommandRules } from '../../common/rules/command-rules.js';
 import type { ContainerRecord } from '../containers/registry.js';
 import type { ContainerAudit } from '../plan/plan.js';
 import { commandRecord, containerRef, execArgvFields } from '../records/build.js';
-import { recordText } from '../records/escaped-text.js';
+import { recordText } from '../../api/records/text.js';
 import type { StampingSink } from '../records/sink.js';
 import { OperatorClient } from './operator-client.js';
 import { RecordQueue, queueLossRecord, queueSink } from './queue.js';
 import { Reporter } from './reporter.js';
-import { FakeOperator } from './testdata/fake-operator.js';
+import { FakeOperator } from '../../test-support/fake-operator.js';
 
 let dir: string;
 let tokenFile: string;

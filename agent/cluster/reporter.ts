@@ -35,7 +35,7 @@ import { parseJson } from '../../api/parse-json.js';
 import { type Logger, LogField } from '../../common/logging.js';
 import { Backoff, type BackoffPolicy } from '../../common/backoff.js';
 import { realClock, sleep } from '../../common/clock.js';
-import { RecentErrors } from './backoff.js';
+import { RecentErrors } from '../core/recent-errors.js';
 import { OPERATOR_RETRY_BACKOFF, type OperatorClient, errorText } from './operator-client.js';
 import type { Batch, RecordQueue } from './queue.js';
 

@@ -1,7 +1,7 @@
 /**
  * The agent's view of the containers on its node, fed by the runc wrapper's hand-offs (agent/handoff/spool.ts)
  * and queried by mount namespace: every line the readline probe captures carries the inode of its process's
- * mount namespace (bpf-scripts/readline/README.md), and that inode is what ties a line to a container.
+ * mount namespace (agent/capture/readline/README.md), and that inode is what ties a line to a container.
  *
  *   create, run   read the bundle's config.json, stat /proc/<init pid>/ns/{mnt,pid}, and record the container
  *   exec          record the exec'd pid, after checking it is in the container's mount namespace

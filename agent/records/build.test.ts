@@ -1,7 +1,17 @@
 import type { ContainerRecord } from '../containers/registry.js';
 import type { ContainerAudit } from '../plan/plan.js';
 import { compileCommandRules } from '../../common/rules/command-rules.js';
-import { argvFields, commandRecord, containerRef, cutArgv, execArgvFields } from './build.js';
+import { execLineFits } from '../../api/records/text.js';
+import { AgentRecord } from '../../api/records/v1.js';
+import { IDENTITY_LIMITS, MAX_COMMAND_TEXT } from '../../api/v1alpha1/auditrecord.js';
+import {
+  argvFields,
+  commandRecord,
+  containerRef,
+  cutArgv,
+  execArgvFields,
+  recordContainerId,
+} from './build.js';
 import { containerRecord } from '../containers/testdata/container-record.js';
 
 function rules(redact: { builtins: boolean; patterns: string[] }) {
@@ -95,6 +105,7 @@ describe('records from captured lines', () => {
       argv: ['mysql', '--password', '[REDACTED]', '-e', 'select 1'],
       redacted: true,
       alerts: [],
+      fitCut: false,
     });
   });
 
@@ -104,7 +115,51 @@ describe('records from captured lines', () => {
       argv: ['sh', '-c', 'rm -rf / [REDACTED]'],
       redacted: true,
       alerts: [{ name: 'rm', severity: 'high' }],
+      fitCut: false,
     });
+  });
+
+  it('cuts to the AuditRecord’s bound what redaction made longer than it, and says so', () => {
+    // 32 one-byte secrets (a pattern's most replacements, MAX_MATCHES) in a line at the largest
+    // maxCommandBytes: each marker is 9 bytes longer than its secret.
+    const secrets = (n: number) => Buffer.from('q '.repeat(32) + 'x'.repeat(n - 64));
+    const wide = {
+      ...audit,
+      maxCommandBytes: MAX_COMMAND_TEXT,
+      filter: rules({ builtins: false, patterns: ['q'] }),
+    };
+    const record = commandRecord(line(secrets(MAX_COMMAND_TEXT)), container, wide, time, undefined);
+    expect(record.command).toHaveLength(MAX_COMMAND_TEXT);
+    expect(record).toMatchObject({ redacted: true, truncated: true });
+    expect(AgentRecord.safeParse({ ...record, seq: 1, boot: 'b', node: 'n' }).success).toBe(true);
+    const exec = execArgvFields([secrets(MAX_COMMAND_TEXT - 1)], wide);
+    expect(exec).toMatchObject({ redacted: true, truncated: true });
+    expect(execLineFits(exec.argv)).toBe(true);
+  });
+
+  it('keeps an exec whose quoted command line an AuditRecord could not hold to one it can', () => {
+    const quotes = { ...audit, maxCommandBytes: MAX_COMMAND_TEXT };
+    const fields = execArgvFields([Buffer.alloc(MAX_COMMAND_TEXT - 1, "'")], quotes);
+    expect(fields.truncated).toBe(true);
+    expect(execLineFits(fields.argv)).toBe(true);
+    expect(fields.argv[0]!.length).toBeGreaterThan(MAX_COMMAND_TEXT / 4 - 4);
+  });
+
+  it('cuts a container’s identity to the AuditRecord’s bounds', () => {
+    const long = containerRecord(
+      {
+        kind: 'container',
+        podNamespace: 'shop',
+        podName: 'web-1',
+        containerName: 'app',
+        image: 'i'.repeat(5000),
+      },
+      { id: 'c'.repeat(1024), mntns: 7, pidns: 8 },
+    );
+    const ref = containerRef(long, 'p');
+    expect(ref.containerId).toBe('c'.repeat(IDENTITY_LIMITS.containerId));
+    expect(ref.image).toBe('i'.repeat(IDENTITY_LIMITS.image));
+    expect(recordContainerId('c'.repeat(1024))).toBe(ref.containerId);
   });
 });
 

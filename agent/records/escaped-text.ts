@@ -63,21 +63,3 @@ export function encodeEscaped(text: string): Buffer {
   parts.push(Buffer.from(text.slice(start), 'utf8'));
   return Buffer.concat(parts);
 }
-
-export function isUtf8(bytes: Uint8Array): boolean {
-  try {
-    STRICT.decode(bytes);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * How bytes appear in a record: `text` exact when they are UTF-8; otherwise `text` is a readable rendering
- * (U+FFFD for bad bytes) and `base64` holds the exact bytes.
- */
-export function recordText(bytes: Buffer): { text: string; base64?: string } {
-  if (isUtf8(bytes)) return { text: bytes.toString('utf8') };
-  return { text: bytes.toString('utf8'), base64: bytes.toString('base64') };
-}

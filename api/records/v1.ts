@@ -7,8 +7,10 @@
  * (node, boot, seq) identifies a record, which is what lets a receiver drop a batch it already has.
  */
 import { z } from 'zod';
+import { CommandBase64, CommandText, IDENTITY_LIMITS } from '../v1alpha1/auditrecord.js';
 import { SEVERITIES } from '../v1alpha1/containerauditpolicy.js';
 import { Timestamp } from '../v1alpha1/meta.js';
+import { execLineFits } from './text.js';
 
 export const RECORD_KINDS = ['command', 'exec', 'coverage', 'loss'] as const;
 
@@ -21,19 +23,26 @@ const Header = {
   node: z.string().min(1).max(253),
 };
 
-/** Which container a record is about, as far as the node knows (CRI annotations). */
+/**
+ * Which container a record is about, as far as the node knows (CRI annotations), within the bounds an
+ * AuditRecord takes (IDENTITY_LIMITS): the agent cuts to them (agent/records/build.ts), the operator copies.
+ */
 const ContainerRef = {
-  containerId: z.string().min(1).max(1024),
+  containerId: z.string().min(1).max(IDENTITY_LIMITS.containerId),
   pod: z
     .strictObject({
-      namespace: z.string().max(253).optional(),
-      name: z.string().max(253).optional(),
-      uid: z.string().max(253).optional(),
+      namespace: z.string().max(IDENTITY_LIMITS.namespace).optional(),
+      name: z.string().max(IDENTITY_LIMITS.podName).optional(),
+      uid: z.string().max(IDENTITY_LIMITS.podUid).optional(),
     })
     .optional(),
-  container: z.string().max(253).optional().describe('Container name.'),
-  image: z.string().max(4096).optional(),
-  policy: z.string().max(253).optional().describe('The policy that audits this container.'),
+  container: z.string().max(IDENTITY_LIMITS.containerName).optional().describe('Container name.'),
+  image: z.string().max(IDENTITY_LIMITS.image).optional(),
+  policy: z
+    .string()
+    .max(IDENTITY_LIMITS.policy)
+    .optional()
+    .describe('The policy that audits this container.'),
 };
 
 export const Alert = z.strictObject({ name: z.string().max(63), severity: z.enum(SEVERITIES) });
@@ -46,8 +55,10 @@ export const CommandRecord = z.strictObject({
   pid: Pid.describe("The shell's pid on the host."),
   nsPid: Pid.optional().describe("The shell's pid in the container's pid namespace."),
   uid: z.number().int().min(0).max(0xffffffff),
-  command: z.string().describe('Exact text when the bytes are UTF-8 (after redaction).'),
-  commandBase64: z.string().optional().describe('The exact bytes (after redaction) when not UTF-8.'),
+  command: CommandText.describe(
+    'Exact text when the bytes are UTF-8 (after redaction): api/records/text.ts.',
+  ),
+  commandBase64: CommandBase64.optional().describe('The exact bytes (after redaction) when not UTF-8.'),
   truncated: z.boolean(),
   redacted: z.boolean(),
   alerts: z.array(Alert),
@@ -56,30 +67,35 @@ export type CommandRecord = z.infer<typeof CommandRecord>;
 
 export const EXEC_SOURCES = ['kernel', 'runtime'] as const;
 
-export const ExecRecord = z.strictObject({
-  kind: z.literal('exec'),
-  ...Header,
-  ...ContainerRef,
-  source: z
-    .enum(EXEC_SOURCES)
-    .describe(
-      'kernel: seen by the exec probe; runtime: a `runc exec` (kubectl exec) handed off by the wrapper.',
-    ),
-  pid: Pid,
-  ppid: Pid.optional(),
-  nsPid: Pid.optional(),
-  uid: z.number().int().min(0).max(0xffffffff).optional(),
-  path: z.string().optional().describe('The file executed (kernel), when known.'),
-  pathBase64: z.string().optional().describe('The exact bytes of the path when not UTF-8.'),
-  argv: z.array(z.string()).describe('Arguments, exact when UTF-8 (after redaction).'),
-  argvBase64: z
-    .array(z.string())
-    .optional()
-    .describe('The exact bytes of each argument when any is not UTF-8.'),
-  truncated: z.boolean(),
-  redacted: z.boolean(),
-  alerts: z.array(Alert),
-});
+export const ExecRecord = z
+  .strictObject({
+    kind: z.literal('exec'),
+    ...Header,
+    ...ContainerRef,
+    source: z
+      .enum(EXEC_SOURCES)
+      .describe(
+        'kernel: seen by the exec probe; runtime: a `runc exec` (kubectl exec) handed off by the wrapper.',
+      ),
+    pid: Pid,
+    ppid: Pid.optional(),
+    nsPid: Pid.optional(),
+    uid: z.number().int().min(0).max(0xffffffff).optional(),
+    path: z.string().optional().describe('The file executed (kernel), when known.'),
+    pathBase64: z.string().optional().describe('The exact bytes of the path when not UTF-8.'),
+    argv: z.array(z.string()).describe('Arguments, exact when UTF-8 (after redaction).'),
+    argvBase64: z
+      .array(z.string())
+      .optional()
+      .describe('The exact bytes of each argument when any is not UTF-8.'),
+    truncated: z.boolean(),
+    redacted: z.boolean(),
+    alerts: z.array(Alert),
+  })
+  .refine((r) => execLineFits(r.argv, r.argvBase64), {
+    message: 'argv as one quoted command line (api/records/text.ts) must fit an AuditRecord',
+    path: ['argv'],
+  });
 export type ExecRecord = z.infer<typeof ExecRecord>;
 
 export const COVERAGE_STATUSES = ['covered', 'gap'] as const;

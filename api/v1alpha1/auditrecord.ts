@@ -20,7 +20,32 @@ export const RECORD_PLURAL = 'auditrecords';
  * (the operator also cuts a record by encoded size).
  */
 export const MAX_COMMANDS_PER_RECORD = 500;
+/**
+ * A recorded command's text: at most this many bytes of it (UTF-8 text is never longer in UTF-16 units than in
+ * bytes). Equal to the largest maxCommandBytes a policy takes; only redaction (a marker longer than what it
+ * replaced) or the quoting of an exec's argv can make a command longer, and the agent cuts those to this.
+ */
 export const MAX_COMMAND_TEXT = 65536;
+/** base64 of MAX_COMMAND_TEXT bytes. */
+export const MAX_COMMAND_BASE64 = Math.ceil(MAX_COMMAND_TEXT / 3) * 4;
+
+/**
+ * How long each part of a container's identity may be in an AuditRecord. The records an agent sends
+ * (api/records/v1.ts) take the same bounds, so the agent cuts once, to these, and the operator copies.
+ */
+export const IDENTITY_LIMITS = {
+  namespace: 253,
+  podName: 253,
+  podUid: 64,
+  containerName: 63,
+  containerId: 128,
+  image: 1024,
+  policy: 253,
+} as const;
+
+/** The command as recorded: shared with the wire record (api/records/v1.ts). */
+export const CommandText = z.string().max(MAX_COMMAND_TEXT);
+export const CommandBase64 = z.string().max(MAX_COMMAND_BASE64);
 
 export const SESSION_KINDS = ['shell', 'exec'] as const;
 export const RECORD_PHASES = ['Active', 'Closed'] as const;
@@ -31,15 +56,10 @@ export const RecordedCommand = z.strictObject({
   pid: z.number().int().min(0).describe('Host pid of the shell.'),
   nsPid: z.number().int().min(0).optional().describe("The shell's pid inside the container."),
   uid: z.number().int().min(0).optional().describe('uid of the process (as the node sees it), when known.'),
-  command: z
-    .string()
-    .max(MAX_COMMAND_TEXT)
-    .describe('The command as typed (after redaction), exact when the bytes are valid UTF-8.'),
-  commandBase64: z
-    .string()
-    .max(Math.ceil(MAX_COMMAND_TEXT / 3) * 4)
-    .optional()
-    .describe('The exact bytes, base64, when they are not valid UTF-8.'),
+  command: CommandText.describe(
+    'The command as typed (after redaction), exact when the bytes are valid UTF-8.',
+  ),
+  commandBase64: CommandBase64.optional().describe('The exact bytes, base64, when they are not valid UTF-8.'),
   truncated: z.boolean().default(false).describe('The command was longer than maxCommandBytes and was cut.'),
   redacted: z.boolean().default(false).describe('Part of the command was replaced by redaction.'),
   alert: z
@@ -67,19 +87,26 @@ export const AuditRecordSpec = z
   .strictObject({
     pod: z
       .strictObject({
-        name: z.string().max(253).regex(DNS_SUBDOMAIN, 'must be a pod name').describe('Pod name.'),
-        uid: z.string().max(64).describe('Pod uid: tells apart two pods that had the same name.'),
+        name: z
+          .string()
+          .max(IDENTITY_LIMITS.podName)
+          .regex(DNS_SUBDOMAIN, 'must be a pod name')
+          .describe('Pod name.'),
+        uid: z
+          .string()
+          .max(IDENTITY_LIMITS.podUid)
+          .describe('Pod uid: tells apart two pods that had the same name.'),
       })
       .describe('The audited pod (in the namespace of this record).'),
     container: z
       .strictObject({
         name: z
           .string()
-          .max(63)
+          .max(IDENTITY_LIMITS.containerName)
           .regex(DNS_LABEL, 'must be a container name')
           .describe('Container name in the pod.'),
-        id: z.string().max(128).describe('Container id in the runtime.'),
-        image: z.string().max(1024).optional().describe('Image reference, when known.'),
+        id: z.string().max(IDENTITY_LIMITS.containerId).describe('Container id in the runtime.'),
+        image: z.string().max(IDENTITY_LIMITS.image).optional().describe('Image reference, when known.'),
       })
       .describe('The audited container.'),
     node: z
@@ -89,7 +116,7 @@ export const AuditRecordSpec = z
       .describe('Node the container runs on.'),
     policy: z
       .string()
-      .max(253)
+      .max(IDENTITY_LIMITS.policy)
       .regex(DNS_SUBDOMAIN, 'must be a policy name')
       .describe('The ContainerAuditPolicy that selected the container.'),
     session: z

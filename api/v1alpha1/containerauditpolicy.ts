@@ -1,7 +1,7 @@
 /**
  * ContainerAuditPolicy: cluster-scoped. Says which containers are audited (selector), what is captured
  * (capture), what is hidden before a record leaves the node (redact), which commands raise alerts (alerts),
- * where records go (outputs) and how long they are kept (retention).
+ * where records go (outputs) and how long they are to be kept (retention: not enforced yet).
  *
  * This file is the single source of truth for the kind: the TypeScript types are inferred from it and the
  * CRD in `charts/container-auditor/crds/` is generated from it (`make crds`).
@@ -148,10 +148,10 @@ export const Outputs = withRules(
 export const Retention = z
   .strictObject({
     maxAge: Duration.default('720h').describe(
-      'How long AuditRecords are kept after their last command, in h, m and s units (e.g. 720h). At least 1m.',
+      'How long AuditRecords are to be kept after their last command, in h, m and s units (e.g. 720h). At least 1m. Not enforced yet: this version deletes no AuditRecord.',
     ),
   })
-  .describe('How long records are kept.');
+  .describe('How long records are to be kept (accepted and validated, not enforced yet).');
 
 export const ContainerAuditPolicySpec = z
   .strictObject({

@@ -370,7 +370,7 @@ describe('the chart installed by helm on a real node', () => {
     expect(pods.items).toHaveLength(2);
     for (const pod of pods.items)
       expect(pod.status.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
-    const pids = hostProcesses('/app/bin/container-auditor.js operator');
+    const pids = hostProcesses('/app/cli/container-auditor.js operator');
     expect(pids).toHaveLength(2);
     for (const pid of pids) {
       const status = procStatus(pid);
@@ -391,7 +391,7 @@ describe('the chart installed by helm on a real node', () => {
     expect(agent!.spec.hostPID).toBe(true);
     // Its only token is the projected one for the operator's audience: no kube-api-access volume.
     expect(agent!.spec.volumes.filter((v) => v.name.startsWith('kube-api-access'))).toEqual([]);
-    const [pid] = hostProcesses('/app/bin/container-auditor.js agent');
+    const [pid] = hostProcesses('/app/cli/container-auditor.js agent');
     expect(procStatus(pid!).Uid!.split(/\s+/)[0]).toBe('0');
     // What it keeps on the node, in the chart's hostPaths: the plan, and the heartbeat the wrapper reads.
     expect(existsSync(join(NODE_DIR, 'agent-state', PLAN_FILE))).toBe(true);
@@ -583,7 +583,7 @@ describe('the chart on a real node, through helm install and kubectl exec -it', 
       async () => (await kubectlOk(['get', 'pods', '-n', SYSTEM_NS, '-o', 'name'])).trim() === '',
       120_000,
     );
-    expect(hostProcesses('/app/bin/container-auditor.js')).toEqual([]);
+    expect(hostProcesses('/app/cli/container-auditor.js')).toEqual([]);
     // The audit trail stays: CRDs and every record.
     expect((await records()).length).toBeGreaterThanOrEqual(before);
     const got = await recordedCommands();

@@ -1,4 +1,4 @@
-import { ELLIPSIS, escapeControls, excerpt } from './escape.js';
+import { ELLIPSIS, escapeControls, excerpt, shortened } from './escape.js';
 
 describe('escapeControls', () => {
   it('leaves ordinary text alone, non-ASCII included', () => {
@@ -56,5 +56,21 @@ describe('excerpt', () => {
     const cut = excerpt('é'.repeat(100), 11, 'bytes');
     expect(Buffer.byteLength(cut)).toBeLessThanOrEqual(11);
     expect(cut).toBe(`éééé${ELLIPSIS}`);
+  });
+});
+
+describe('shortened', () => {
+  it.each([
+    ['short', 10, 'short'],
+    ['abcdefghij', 10, 'abcdefghij'],
+    ['abcdefghijk', 10, 'abcdefg…'],
+    ['ééééé', 9, 'ééé…'],
+    ['a😀b', 5, 'a…'],
+    // Escaped already: left as it is, not escaped twice.
+    ['a\\x08b', 10, 'a\\x08b'],
+  ])('%j in %d bytes -> %j', (text, max, want) => {
+    const cut = shortened(text, max, 'bytes');
+    expect(cut).toBe(want);
+    expect(Buffer.byteLength(cut)).toBeLessThanOrEqual(max);
   });
 });

@@ -64,22 +64,42 @@ const sizeOf = (s: string, unit: ExcerptUnit): number =>
   unit === 'bytes' ? Buffer.byteLength(s) : s.length === 1 ? 1 : [...s].length;
 
 /**
- * `text` escaped (escapeControls) and cut to at most `max` (default 80) code points (or UTF-8 bytes with unit
- * 'bytes'), ending in an ellipsis when cut; an escape is never split.
+ * An Event's note (its message): Kubernetes refuses a longer one, and STYLE.md keeps it under 1 KiB. Every
+ * Event the operator writes is cut to it (excerpt, or shortened for text escaped already).
  */
-export function excerpt(text: string, max = 80, unit: ExcerptUnit = 'chars'): string {
-  const escaped = escapeControls(text);
-  if (sizeOf(escaped, unit) <= max) return escaped;
+export const MAX_EVENT_NOTE_BYTES = 1024;
+
+/** `text`, each code point shown by `show`, cut to fit `max` with an ellipsis; a shown piece is never split. */
+function cutShown(text: string, max: number, unit: ExcerptUnit, show: (ch: string) => string): string {
   const room = max - sizeOf(ELLIPSIS, unit);
   if (room < 0) return '';
   let out = '';
   let used = 0;
   for (const ch of text) {
-    const piece = shown(ch);
+    const piece = show(ch);
     const n = sizeOf(piece, unit);
     if (used + n > room) break;
     out += piece;
     used += n;
   }
   return out + ELLIPSIS;
+}
+
+/**
+ * `text` escaped (escapeControls) and cut to at most `max` (default 80) code points (or UTF-8 bytes with unit
+ * 'bytes'), ending in an ellipsis when cut; an escape is never split.
+ */
+export function excerpt(text: string, max = 80, unit: ExcerptUnit = 'chars'): string {
+  const escaped = escapeControls(text);
+  if (sizeOf(escaped, unit) <= max) return escaped;
+  return cutShown(text, max, unit, shown);
+}
+
+/**
+ * `text` as it is (escaped already, say: escaping twice would double its backslashes), cut like excerpt: to
+ * at most `max` code points or UTF-8 bytes, with an ellipsis, never inside a surrogate pair.
+ */
+export function shortened(text: string, max: number, unit: ExcerptUnit = 'chars'): string {
+  if (sizeOf(text, unit) <= max) return text;
+  return cutShown(text, max, unit, (ch) => ch);
 }

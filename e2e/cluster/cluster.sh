@@ -94,10 +94,13 @@ cmd_prefix() {
 
 # ---------------------------------------------------------------- processes
 
-# pid files, start_detached, stop_component, show_log_tail, port_holder
+# pid files, start_detached, stop_component, wait_ready, show_log_tail, port_holder
 state_dir=$CLUSTER_DIR
 # shellcheck source=e2e/lib/processes.sh
 . "$script_dir/../lib/processes.sh"
+# start_etcd_member, etcd_healthy_on
+# shellcheck source=e2e/lib/etcd.sh
+. "$script_dir/../lib/etcd.sh"
 # make_pki, write_kubeconfig_file
 # shellcheck source=e2e/lib/pki.sh
 . "$script_dir/../lib/pki.sh"
@@ -108,15 +111,6 @@ stop_all() {
 }
 
 # ---------------------------------------------------------------- health
-
-etcd_healthy() {
-	local resp
-	# Plain HTTP on loopback; bash's /dev/tcp avoids depending on curl.
-	# shellcheck disable=SC2016 # $0 is for the inner bash
-	resp=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" &&
-		printf "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' "$ETCD_PORT" 2>/dev/null) || return 1
-	[[ $resp == *'"health":"true"'* ]]
-}
 
 apiserver_ready() {
 	[[ -f $kubeconfig && -x $bin_dir/kubectl ]] || return 1
@@ -159,26 +153,6 @@ write_kubeconfig() {
 
 # ---------------------------------------------------------------- commands
 
-start_etcd() {
-	local etcd_env=() v
-	# etcd reads any ETCD_* environment variable as a flag (ETCD_PORT here is
-	# ours, a developer may have others for a real etcd); keep them out.
-	for v in $(compgen -e); do
-		[[ $v != ETCD_* ]] || etcd_env+=(-u "$v")
-	done
-	mkdir -p "$CLUSTER_DIR/etcd"
-	chmod 700 "$CLUSTER_DIR/etcd" # etcd warns about looser permissions
-	start_detached etcd env "${etcd_env[@]}" "$bin_dir/etcd" \
-		--name=local \
-		--initial-cluster="local=http://127.0.0.1:$ETCD_PEER_PORT" \
-		--data-dir="$CLUSTER_DIR/etcd" \
-		--listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
-		--advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
-		--listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
-		--initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
-		--unsafe-no-fsync=true
-}
-
 start_apiserver() {
 	# ServiceAccount admission is off because no controller-manager creates the
 	# `default` service accounts it would insist on; the service CIDR is only
@@ -204,30 +178,14 @@ start_apiserver() {
 		--endpoint-reconciler-type=none
 }
 
-# Polls `$2` until it succeeds, while process $1 is alive, until $3 (SECONDS).
-wait_for() {
-	local name=$1 check=$2 deadline=$3 t0=$SECONDS next_report=$((SECONDS + 10))
-	log "Waiting for $name to become ready (up to $((deadline - SECONDS))s) ..."
-	until "$check"; do
-		running_pid "$name" >/dev/null || up_failed "$name exited during startup" "$name"
-		if ((SECONDS >= deadline)); then
-			if [[ $name == kube-apiserver ]]; then # say which readiness checks fail
-				"$bin_dir/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s get --raw '/readyz?verbose' 2>&1 |
-					sed 's/\\n/\n/g' | grep -E '^\[-\]' >&2 || true
-			fi
-			up_failed "$name did not become ready within ${CLUSTER_READY_TIMEOUT}s (CLUSTER_READY_TIMEOUT)" "$name"
-		fi
-		if ((SECONDS >= next_report)); then
-			log "... still waiting for $name, $((SECONDS - t0))s elapsed"
-			next_report=$((SECONDS + 10))
-		fi
-		sleep 0.3
-	done
-}
-
-# Fail `up`: show the relevant log and stop whatever this run started.
+# Fail `up`: show the relevant log (for the apiserver, which readiness checks fail) and stop whatever this run
+# started.
 up_failed() {
 	err "$1"
+	if [[ $2 == kube-apiserver ]] && running_pid kube-apiserver >/dev/null; then
+		"$bin_dir/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s get --raw '/readyz?verbose' 2>&1 |
+			sed 's/\\n/\n/g' | grep -E '^\[-\]' >&2 || true
+	fi
 	show_log_tail "$2"
 	stop_all
 	exit 1
@@ -289,13 +247,15 @@ cmd_up() {
 	start=$SECONDS
 	deadline=$((start + CLUSTER_READY_TIMEOUT))
 	log "Starting etcd on 127.0.0.1:$ETCD_PORT (log: $CLUSTER_DIR/etcd.log)"
-	start_etcd
+	start_etcd_member local "$CLUSTER_DIR/etcd" "$ETCD_PORT" "$ETCD_PEER_PORT"
 	# etcd first: the apiserver would only retry against it, and waiting here
 	# makes a failure point at the right log.
-	wait_for etcd etcd_healthy "$deadline"
+	log "Waiting for etcd to become ready (up to $((deadline - SECONDS))s) ..."
+	wait_ready etcd $((deadline - SECONDS)) CLUSTER_READY_TIMEOUT etcd_healthy_on "$ETCD_PORT"
 	log "Starting kube-apiserver on https://127.0.0.1:$APISERVER_PORT (log: $CLUSTER_DIR/kube-apiserver.log)"
 	start_apiserver
-	wait_for kube-apiserver apiserver_ready "$deadline"
+	log "Waiting for kube-apiserver to become ready (up to $((deadline - SECONDS))s) ..."
+	wait_ready kube-apiserver $((deadline - SECONDS)) CLUSTER_READY_TIMEOUT apiserver_ready
 	trap - EXIT INT TERM
 
 	log "Cluster is up in $((SECONDS - start))s: https://127.0.0.1:$APISERVER_PORT (admin kubeconfig: $kubeconfig)"

@@ -68,6 +68,7 @@ bin_dir=$repo_dir/.cache/bin
 kubectl_bin=$bin_dir/kubectl
 helm_bin=$bin_dir/helm
 node_script=$repo_dir/e2e/node/node.sh
+harness=$repo_dir/dist/e2e/harness/main.js # the test harness's command line (make build)
 image_archives=("$repo_dir/.cache/images/operator.tar" "$repo_dir/.cache/images/agent.tar")
 marker=$DEMO_DIR/.container-auditor-demo # `down` deletes only a directory that has it
 settings_file=$DEMO_DIR/demo.env         # NODE_DIR=<the node the demo runs on>
@@ -105,9 +106,6 @@ if [[ -f $settings_file ]]; then
 fi
 own_node() { [[ $NODE_DIR == "$own_node_dir" ]]; }
 export KUBECONFIG=$NODE_DIR/kubeconfig
-
-# shellcheck source=e2e/lib/image.sh
-. "$script_dir/../lib/image.sh"
 
 kubectl() { "$kubectl_bin" --kubeconfig "$KUBECONFIG" "$@"; }
 helm() {
@@ -189,7 +187,7 @@ claim_demo_dir() {
 install_and_build() {
 	if [[ $DEMO_BUILD == 0 ]]; then
 		local f
-		for f in "$kubectl_bin" "$helm_bin" "${image_archives[@]}"; do
+		for f in "$kubectl_bin" "$helm_bin" "$harness" "${image_archives[@]}"; do
 			[[ -e $f ]] || die "$f is missing (DEMO_BUILD=0): build it first, or run without DEMO_BUILD=0"
 		done
 		return 0
@@ -221,13 +219,13 @@ start_node() {
 	fi
 }
 
-# The demo pod's image: the host's bash and busybox (e2e/lib/image.sh), made once per DEMO_DIR.
+# The demo pod's image: the host's bash and busybox, the node stack's shell image (the harness's `image shell`,
+# buildShellImage in e2e/support/image.ts), made once per DEMO_DIR.
 build_demo_image() {
 	[[ -f $demo_archive ]] && return 0
 	step "Building the demo pod's image $DEMO_IMAGE: the host's bash and busybox, one layer"
 	mkdir -p "$images_dir"
-	shell_image_archive "$images_dir/demo-shell-rootfs" "$DEMO_IMAGE" "$demo_archive"
-	rm -rf "$images_dir/demo-shell-rootfs"
+	node "$harness" image shell "$demo_archive" "$DEMO_IMAGE" 9>&- || die "building the demo pod's image failed"
 }
 
 import_images() {

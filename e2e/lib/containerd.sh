@@ -1,5 +1,6 @@
 # A private containerd's leftovers, found and removed (its shims, runc containers, mounts, cgroups): sourced by
-# e2e/stack/stack.sh and e2e/node/node.sh. The sourcing script sets `socket` (containerd's), `containerd_dir`
+# e2e/node/node.sh (the node stack's containerd, e2e/stack/, does the same in TypeScript: Containerd.stop in
+# e2e/support/containerd.ts). The sourcing script sets `socket` (containerd's), `containerd_dir`
 # (its root and state are root/ and state/ in it), `runc_root`, `cgroup_root`, SHIM_SOCKET_ROOT, and defines
 # log.
 # shellcheck shell=bash

@@ -1,7 +1,7 @@
 # Processes of a local cluster or node, started detached and recognised by their pid files: sourced by
 # cluster.sh and node.sh. The sourcing script sets `state_dir` (absolute: every process's command line names
 # it, which is how its pids are told from recycled ones and from another cluster's) and defines log, and
-# up_failed MESSAGE COMPONENT (what to do when a component does not start).
+# up_failed MESSAGE COMPONENT (what to do when a component does not start or get ready).
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # state_dir is the sourcing script's
 
@@ -63,6 +63,22 @@ start_detached() {
 		sleep 0.1
 	done
 	up_failed "$name did not start" "$name"
+}
+
+# Runs the check "${@:4}" until it succeeds, while component $1 runs, for up to $2 seconds (the setting $3
+# says how long); saying every 15 s that it still waits. up_failed if the component exits or time runs out.
+wait_ready() { # component seconds setting check...
+	local name=$1 seconds=$2 setting=$3 t0=$SECONDS next=$((SECONDS + 15))
+	shift 3
+	until "$@"; do
+		running_pid "$name" >/dev/null || up_failed "$name exited during startup" "$name"
+		((SECONDS - t0 < seconds)) || up_failed "$name: '$*' did not succeed within ${seconds}s ($setting)" "$name"
+		if ((SECONDS >= next)); then
+			log "... still waiting for $name ($*), $((SECONDS - t0))s"
+			next=$((SECONDS + 15))
+		fi
+		sleep 0.3
+	done
 }
 
 # TERM, up to ~10 s grace, then KILL.

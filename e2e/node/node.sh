@@ -48,6 +48,9 @@ set -euo pipefail
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_dir=$(cd "$script_dir/../.." && pwd)
 bin_dir="$repo_dir/.cache/bin"
+harness="$repo_dir/dist/e2e/harness/main.js" # the test harness's command line (make build): images
+# The Node.js scripts/setup.sh chose (scripts/node-runtime.sh), for the harness, also when run without make.
+export PATH="$repo_dir/.cache/node/bin:$PATH"
 
 NODE_DIR=${NODE_DIR:-$repo_dir/.cache/k8s-node}
 case $NODE_DIR in
@@ -132,10 +135,10 @@ die() {
 state_dir=$NODE_DIR # the components' pid files and logs (every command line names it)
 # shellcheck source=e2e/lib/processes.sh
 . "$script_dir/../lib/processes.sh"
+# shellcheck source=e2e/lib/etcd.sh
+. "$script_dir/../lib/etcd.sh"
 # shellcheck source=e2e/lib/containerd.sh
 . "$script_dir/../lib/containerd.sh"
-# shellcheck source=e2e/lib/image.sh
-. "$script_dir/../lib/image.sh"
 # shellcheck source=e2e/lib/pki.sh
 . "$script_dir/../lib/pki.sh"
 
@@ -420,20 +423,7 @@ write_proxy_config() {
 
 # ---------------------------------------------------------------- components
 
-start_etcd() {
-	local etcd_env=() v
-	for v in $(compgen -e); do [[ $v != ETCD_* ]] || etcd_env+=(-u "$v"); done
-	mkdir -p "$NODE_DIR/etcd"
-	chmod 700 "$NODE_DIR/etcd"
-	start_detached etcd env "${etcd_env[@]}" "$bin_dir/etcd" \
-		--name=node --data-dir="$NODE_DIR/etcd" \
-		--initial-cluster="node=http://127.0.0.1:$etcd_peer_port" \
-		--listen-client-urls="http://127.0.0.1:$NODE_ETCD_PORT" \
-		--advertise-client-urls="http://127.0.0.1:$NODE_ETCD_PORT" \
-		--listen-peer-urls="http://127.0.0.1:$etcd_peer_port" \
-		--initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer_port" \
-		--unsafe-no-fsync=true
-}
+start_etcd() { start_etcd_member node "$NODE_DIR/etcd" "$NODE_ETCD_PORT" "$etcd_peer_port"; }
 
 start_apiserver() {
 	local issuer=https://kubernetes.default.svc.cluster.local
@@ -517,11 +507,7 @@ stop_all() {
 
 # ---------------------------------------------------------------- readiness
 
-etcd_healthy() {
-	# shellcheck disable=SC2016 # $0 is for the inner bash
-	[[ $(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" &&
-		printf "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' "$NODE_ETCD_PORT" 2>/dev/null) == *'"health":"true"'* ]]
-}
+etcd_healthy() { etcd_healthy_on "$NODE_ETCD_PORT"; }
 apiserver_ready() { [[ $(kubectl --request-timeout=5s get --raw /readyz 2>/dev/null) == ok ]]; }
 cri_ready() { [[ -S $socket ]] && ctr --address "$socket" version >/dev/null 2>&1; }
 node_ready() {
@@ -532,18 +518,7 @@ coredns_ready() {
 }
 
 # Polls check $2 until it succeeds while component $1 runs, for up to NODE_READY_TIMEOUT s.
-wait_until() {
-	local name=$1 check=$2 t0=$SECONDS next=$((SECONDS + 15))
-	until "$check"; do
-		running_pid "$name" >/dev/null || up_failed "$name exited during startup" "$name"
-		((SECONDS - t0 < NODE_READY_TIMEOUT)) || up_failed "$check: not within ${NODE_READY_TIMEOUT}s (NODE_READY_TIMEOUT)" "$name"
-		if ((SECONDS >= next)); then
-			log "... still waiting ($check), $((SECONDS - t0))s"
-			next=$((SECONDS + 15))
-		fi
-		sleep 0.5
-	done
-}
+wait_until() { wait_ready "$1" "$NODE_READY_TIMEOUT" NODE_READY_TIMEOUT "$2"; }
 
 # ---------------------------------------------------------------- images of the node
 
@@ -554,8 +529,8 @@ node_images() {
 		die "building the pause image failed (see $logs_dir/images.log)"
 	if [[ ! -f $images_dir/coredns.tar ]]; then
 		cp "$bin_dir/coredns" "$images_dir/coredns-rootfs/coredns"
-		oci_archive "$images_dir/coredns-rootfs" "$coredns_image" "$images_dir/coredns.tar" \
-			'{"Entrypoint":["/coredns"]}'
+		node "$harness" image archive "$images_dir/coredns-rootfs" "$images_dir/coredns.tar" "$coredns_image" \
+			/coredns || die "building the CoreDNS image failed (the harness, $harness: make build)"
 	fi
 	ctr_import "$repo_dir/.cache/images/pause.tar" "$images_dir/coredns.tar"
 }

@@ -1,7 +1,7 @@
 /*
  * The pod sandbox's "pause" process, as Kubernetes' own (build/pause/linux/pause.c) does it: it holds the
  * pod's namespaces, exits 0 on SIGINT or SIGTERM (containerd stops a sandbox with SIGTERM, then SIGKILL), and
- * reaps the children that get re-parented to it as the pod's init. Built with `gcc -static` by stack.sh, so the
+ * reaps the children that get re-parented to it as the pod's init. Built with `gcc -static` by stack.ts, so the
  * image needs nothing else.
  */
 #include <signal.h>

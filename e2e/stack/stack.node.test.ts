@@ -1,5 +1,5 @@
 /**
- * The node stack (stack.sh, stack.ts): a containerd with its CRI plugin on, driven through crictl the way a
+ * The node stack (stack.ts, and the harness's command line over it, e2e/harness/cli.ts): a containerd with its CRI plugin on, driven through crictl the way a
  * kubelet drives it, with the runc wrapper as the runtime binary of the `container-auditor` handler.
  *
  * Proves, in order, on one stack in a directory of its own:
@@ -11,17 +11,19 @@
  *   its container runs `sleep infinity` from the demo image with PATH set, the wrapper handed off both the
  *   sandbox and the container (and their bundles carry the CRI annotations naming the pod), and lines typed
  *   in `crictl exec -it <container> bash -i` reach bash, which the wrapper hands off as an exec;
- * - a pod with handler `runc` does not go through the wrapper;
+ * - a pod with handler `runc`, run through the command line (`stack run-pod`), does not go through the wrapper;
+ * - the command line finds the stack from its directory alone (`stack status`, `env`, `rm-pod`);
  * - removing the pods and taking the stack down leaves no process, shim, socket, mount, cgroup or directory.
  *
  * Node tier: root, Debian's containerd 1.6, runc, gcc, busybox-static; crictl (built by
- * e2e/cluster/build.sh, or by stack.sh up when missing: minutes, hence beforeAll's time-out).
+ * e2e/cluster/build.sh, or by Stack.up when missing: minutes, hence beforeAll's time-out).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Handoff } from '../../api/handoff/v1.js';
+import { runHarness } from '../harness/cli.js';
 import { childrenOf, isAlive, mountsUnder } from '../support/containerd.js';
 import {
   AUDITED_HANDLER,
@@ -76,6 +78,18 @@ function processState(pid: number): string | undefined {
   }
 }
 
+/** The harness's command line (`node dist/e2e/harness/main.js ...`) against this test's stack, in-process. */
+async function harness(...argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runHarness(argv, {
+    out: (line) => out.push(line),
+    err: (line) => err.push(line),
+    env: { STACK_DIR: theStack().dir },
+  });
+  return { code, out, err };
+}
+
 function handoffsFor(id: string, verb?: Handoff['verb']): Handoff[] {
   return theStack()
     .handoffs()
@@ -95,9 +109,7 @@ beforeAll(async () => {
 }, 20 * 60_000);
 
 afterAll(async () => {
-  const down = await stack?.down();
-  if (down && down.code !== 0)
-    throw new Error(`stack.sh down exited ${down.code}:\n${down.stdout}${down.stderr}`);
+  await stack?.down();
 }, 180_000);
 
 test(
@@ -276,15 +288,53 @@ test(
 );
 
 test(
-  'a pod with the default handler (runc) does not go through the wrapper',
+  'a pod with the default handler (runc), run through the command line, does not go through the wrapper',
   async () => {
     const s = theStack();
-    plain = await s.runPod({ ...plainPod, runtimeHandler: DEFAULT_HANDLER });
+    const run = await harness(
+      'stack',
+      'run-pod',
+      ...['--name', plainPod.name, '--namespace', plainPod.namespace, '--uid', plainPod.uid],
+      ...['--runtime', DEFAULT_HANDLER],
+    );
+    expect(run).toMatchObject({ code: 0, err: [] });
+    const podId = /^POD_ID=([0-9a-f]+)$/.exec(run.out[0] ?? '')?.[1];
+    const containerId = /^CONTAINER_ID=([0-9a-f]+)$/.exec(run.out[1] ?? '')?.[1];
+    if (!podId || !containerId) throw new Error(`stack run-pod printed ${run.out.join('\n')}`);
+    plain = { podId, containerId };
     const sandbox = await s.crictlJson<{ status: { runtimeHandler: string } }>(['inspectp', plain.podId]);
     expect(sandbox.status.runtimeHandler).toBe(DEFAULT_HANDLER);
     expect(await s.crictlOk(['exec', plain.containerId, 'bash', '-c', 'echo plain'])).toBe('plain\n');
     expect(handoffsFor(plain.podId)).toEqual([]);
     expect(handoffsFor(plain.containerId)).toEqual([]);
+  },
+  TEST_TIMEOUT,
+);
+
+test(
+  'the command line finds the stack from its directory alone',
+  async () => {
+    const s = theStack();
+    const status = await harness('stack', 'status');
+    expect(status.code).toBe(0);
+    expect(status.out).toEqual([
+      `running: containerd pid ${s.containerdPid()}, CRI socket ${s.socket}, 2 pod(s)`,
+    ]);
+    const env = await harness('stack', 'env');
+    expect(env.out).toContain(`export CRI_CONFIG_FILE='${s.crictlConfig}'`);
+    expect(env.out).toContain(`export CONTAINER_RUNTIME_ENDPOINT='unix://${s.socket}'`);
+    // The lines work in a shell: crictl finds the stack through them.
+    const listed = spawnSync('bash', ['-c', `${env.out.join('\n')}\ncrictl pods -q | wc -l`], {
+      encoding: 'utf8',
+    });
+    expect(listed.stdout.trim()).toBe('2');
+    expect(
+      await harness('stack', 'run-pod', '--name', 'Not_A_DNS_Name', '--namespace', 'x', '--uid', 'u'),
+    ).toMatchObject({
+      code: 1,
+      err: ["harness: error: run-pod: name must be a DNS name, got 'Not_A_DNS_Name'"],
+    });
+    expect((await harness('stack', 'run-pod', '--name', 'x')).code).toBe(2);
   },
   TEST_TIMEOUT,
 );
@@ -316,19 +366,25 @@ test(
     // The wrapper saw the audited pod's containers go (runc delete; the shim may run it more than once).
     expect(handoffsFor(audited.containerId, 'delete').length).toBeGreaterThan(0);
     expect(handoffsFor(audited.podId, 'delete').length).toBeGreaterThan(0);
-    await s.removePod(plain.podId);
+    expect(await harness('stack', 'rm-pod', plain.podId)).toMatchObject({
+      code: 0,
+      out: [`Removed pod ${plain.podId}`],
+    });
     expect(await s.crictlOk(['pods', '-q'])).toBe('');
     for (const pid of pids) await waitFor(`pid ${pid} to be gone`, () => !isAlive(pid));
 
-    const down = await s.down();
-    expect(down.code).toBe(0);
+    expect(await harness('stack', 'down')).toMatchObject({ code: 0, err: [] });
     expect(existsSync(s.dir)).toBe(false);
     expect(mountsUnder(s.dir)).toEqual([]);
     expect(s.shimPids()).toEqual([]);
     expect(shims.filter(isAlive)).toEqual([]);
     for (const socket of shimSockets) expect(existsSync(socket)).toBe(false);
     expect(topCgroups(cgroupRoot!)).toEqual([]);
-    expect((await s.script(['down'])).code).toBe(0); // stack.sh down is idempotent
+    await s.down(); // idempotent
+    expect(await harness('stack', 'status')).toMatchObject({
+      code: 1,
+      out: [`not running (STACK_DIR=${s.dir})`],
+    });
   },
   TEST_TIMEOUT,
 );

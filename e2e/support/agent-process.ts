@@ -1,7 +1,8 @@
 /**
- * The standalone agent as a user runs it (`container-auditor agent --standalone ...`, from bin/, so `make
- * build` must have run), with its records read from stdout as they come, each stamped with when it came.
- * Tests use it, and so does bench/agent-capture.ts (compiled into dist/: REPO_ROOT finds bin/ from there too).
+ * The standalone agent as a user runs it (`container-auditor agent --standalone ...`, through
+ * cli/container-auditor.js, so `make build` must have run), with its records read from stdout as they come,
+ * each stamped with when it came. Tests use it, and so does bench/agent-capture.ts (compiled into dist/:
+ * REPO_ROOT finds cli/ from there too).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { AgentRecord as AgentRecordSchema } from '../../api/records/v1.js';
 import { NODE_FLAGS } from '../../cli/node-flags.js';
 import { REPO_ROOT } from './paths.js';
 
-export const AGENT_BIN = join(REPO_ROOT, 'bin', 'container-auditor.js');
+export const AGENT_BIN = join(REPO_ROOT, 'cli', 'container-auditor.js');
 
 export interface AgentProcessOptions {
   policy: string;
@@ -21,8 +22,8 @@ export interface AgentProcessOptions {
   node?: string;
   extraArgs?: string[];
   /**
-   * How to run `container-auditor <args>`: by default this process's node with the images' NODE_FLAGS on bin/
-   * (benches run it on other Node.js runtimes too).
+   * How to run `container-auditor <args>`: by default this process's node with the images' NODE_FLAGS on
+   * cli/container-auditor.js (benches run it on other Node.js runtimes too).
    */
   launch?: (args: string[]) => { command: string; args: string[] };
   /**

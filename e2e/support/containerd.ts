@@ -1,8 +1,13 @@
 /**
- * A private containerd for node tests: its own root, state, gRPC socket and config file (version 2, CRI
- * disabled), all in a temporary directory, so it never meets the host's containerd or another test's. Tests
- * drive it with `ctr` (containerd.ctr(namespace, args)) and run containers from a plain directory
- * (`ctr run --rootfs`) with any runc-compatible runtime binary (`--runc-binary`).
+ * A private containerd for node tests: its own root, state, gRPC socket and config file (version 2), all in a
+ * directory of its own (a new temporary one unless told), so it never meets the host's containerd or another
+ * test's. Tests drive it with `ctr` (containerd.ctr(namespace, args)) and run containers from a plain directory
+ * (`ctr run --rootfs`) with any runc-compatible runtime binary (`--runc-binary`). The CRI plugin is off unless
+ * asked for (`cri`: e2e/stack/ drives it with crictl as a kubelet would).
+ *
+ * A `detached` containerd outlives the process that started it (a session of its own, its pid in
+ * `containerd.pid`): a later process finds it again with Containerd.attach(dir), e.g. the harness's command
+ * line (e2e/harness/main.ts) between `stack up` and `stack down`.
  *
  * A rootfs directory can be shared by containers: with `--rootfs`, ctr puts the directory's path in the spec's
  * root.path and containerd mounts nothing; runc bind-mounts it onto itself inside each container's own mount
@@ -86,14 +91,22 @@ export function writeRuncBinaryScript(path: string, options: RuncBinaryScriptOpt
  * configured by its environment alone: hand-offs into `handoffDir`, its log at `<dir>/wrapper.log`, and never
  * the host's /etc/container-auditor/runc-wrapper.conf.
  */
-export function writeWrapperRuntimeScript(path: string, options: { handoffDir: string; dir: string }): void {
+export function writeWrapperRuntimeScript(
+  path: string,
+  options: {
+    handoffDir: string;
+    dir: string;
+    /** The wrapper's configuration file (e.g. for ack_timeout_ms); default none, `<dir>/no-config-file`. */
+    configFile?: string;
+  },
+): void {
   writeRuncBinaryScript(path, {
     exec: RUNC_WRAPPER,
     env: {
       CONTAINER_AUDITOR_RUNC: RUNC,
       CONTAINER_AUDITOR_HANDOFF_DIR: options.handoffDir,
       CONTAINER_AUDITOR_WRAPPER_LOG: join(options.dir, 'wrapper.log'),
-      CONTAINER_AUDITOR_RUNC_CONFIG: join(options.dir, 'no-config-file'),
+      CONTAINER_AUDITOR_RUNC_CONFIG: options.configFile ?? join(options.dir, 'no-config-file'),
     },
   });
 }
@@ -159,9 +172,21 @@ export interface ExecOptions {
 }
 
 export interface ContainerdOptions {
+  /** Its directory, created if missing; default a new temporary one. stop() removes it. */
+  dir?: string;
+  /** Leave the CRI plugin on (its settings go in extraConfig); default off. */
+  cri?: boolean;
   /** TOML appended to the generated config. */
   extraConfig?: string;
+  /** Outlive this process: a session of its own, found again by Containerd.attach(dir). Default false. */
+  detached?: boolean;
   startTimeoutMs?: number;
+}
+
+/** What stop() must know that outlives the process that started containerd (a detached one's). */
+interface ContainerdRecord {
+  pid: number;
+  createdShimSocketDirs: string[];
 }
 
 const DEFAULT_CTR_TIMEOUT_MS = 60_000;
@@ -176,11 +201,12 @@ export class Containerd {
   readonly runcRoot: string;
   /** Passed as --fifo-dir, so ctr does not put its FIFOs in /run/containerd/fifo. */
   readonly fifoDir: string;
-  private child: ChildProcess | undefined;
-  private exited = false;
+  /** containerd's pid and the shim socket directories it made, for a later process (attach). */
+  private readonly recordFile: string;
+  private processId: number | undefined;
   private stopped = false;
   private readonly namespaces = new Set<string>();
-  private readonly createdShimSocketDirs: string[] = [];
+  private createdShimSocketDirs: string[] = [];
 
   private constructor(readonly dir: string) {
     this.address = join(dir, 'containerd.sock');
@@ -190,11 +216,13 @@ export class Containerd {
     this.logFile = join(dir, 'containerd.log');
     this.runcRoot = join(dir, 'runc');
     this.fifoDir = join(dir, 'fifo');
+    this.recordFile = join(dir, 'containerd.pid');
   }
 
-  /** Starts a containerd in a new temporary directory and waits until it answers `ctr version`. */
+  /** Starts a containerd (in a new temporary directory unless told) and waits until it answers `ctr version`. */
   static async start(options: ContainerdOptions = {}): Promise<Containerd> {
-    const containerd = new Containerd(mkdtempSync(join(tmpdir(), 'ca-containerd-')));
+    if (options.dir) mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+    const containerd = new Containerd(options.dir ?? mkdtempSync(join(tmpdir(), 'ca-containerd-')));
     try {
       await containerd.boot(options);
     } catch (error) {
@@ -203,6 +231,41 @@ export class Containerd {
       throw new Error(message, { cause: error });
     }
     return containerd;
+  }
+
+  /**
+   * The containerd of `dir` that start() left running (detached), found by its pid file; whether it still runs
+   * or not (see running()), stop() then cleans up after it.
+   */
+  static attach(dir: string): Containerd {
+    const containerd = new Containerd(dir);
+    try {
+      const record = JSON.parse(readFileSync(containerd.recordFile, 'utf8')) as ContainerdRecord;
+      containerd.processId = record.pid;
+      containerd.createdShimSocketDirs = record.createdShimSocketDirs;
+    } catch {
+      // never started, or its record is gone: nothing runs that stop() could tell from another's
+    }
+    return containerd;
+  }
+
+  /** containerd's pid, as started (whether it still runs: running()). */
+  get pid(): number | undefined {
+    return this.processId;
+  }
+
+  /**
+   * Whether this containerd runs: its pid is a process (not a zombie) whose command line is containerd with
+   * this config file, so a recycled pid or another containerd never counts.
+   */
+  running(): boolean {
+    if (this.processId === undefined) return false;
+    try {
+      const argv = readFileSync(`/proc/${this.processId}/cmdline`, 'utf8').split('\0');
+      return /(^|\/)containerd$/.test(argv[0] ?? '') && argv.includes(this.configFile);
+    } catch {
+      return false;
+    }
   }
 
   private async boot(options: ContainerdOptions): Promise<void> {
@@ -219,7 +282,7 @@ export class Containerd {
         `root = ${toml(this.root)}`,
         `state = ${toml(this.state)}`,
         'disabled_plugins = [',
-        '  "io.containerd.grpc.v1.cri",',
+        ...(options.cri ? [] : ['  "io.containerd.grpc.v1.cri",']),
         '  "io.containerd.snapshotter.v1.aufs",',
         '  "io.containerd.snapshotter.v1.btrfs",',
         '  "io.containerd.snapshotter.v1.devmapper",',
@@ -238,19 +301,33 @@ export class Containerd {
       ].join('\n'),
     );
     const log = openSync(this.logFile, 'a', 0o600);
+    let child: ChildProcess;
     try {
-      this.child = spawn(CONTAINERD, ['--config', this.configFile], {
+      // Only stdio is inherited (Node opens everything else close-on-exec): a detached containerd holds no
+      // pipe of its caller's, which would keep a test runner reading that caller's output waiting.
+      child = spawn(CONTAINERD, ['--config', this.configFile], {
         cwd: this.dir,
         stdio: ['ignore', log, log],
+        detached: options.detached ?? false,
       });
     } finally {
       closeSync(log);
     }
-    this.child.on('exit', () => (this.exited = true));
-    const spawnError = new Promise<never>((_, reject) => this.child!.on('error', reject));
+    const spawnError = new Promise<never>((_, reject) => child.on('error', reject));
+    let exited = false;
+    child.on('exit', () => (exited = true));
+    if (options.detached) child.unref();
+    this.processId = child.pid;
+    if (this.processId !== undefined) {
+      const record: ContainerdRecord = {
+        pid: this.processId,
+        createdShimSocketDirs: this.createdShimSocketDirs,
+      };
+      writeFileSync(this.recordFile, `${JSON.stringify(record)}\n`);
+    }
     const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
     for (;;) {
-      if (this.exited) throw new Error(`containerd exited during start-up (code ${this.child.exitCode})`);
+      if (exited) throw new Error(`containerd exited during start-up (code ${child.exitCode})`);
       const version = await Promise.race([
         runCommand(CTR, ['--address', this.address, 'version'], { timeoutMs: 5_000 }),
         spawnError,
@@ -380,7 +457,7 @@ export class Containerd {
 
   /** Kills and deletes every task and deletes every container of a namespace. */
   async removeAll(namespace: string): Promise<void> {
-    if (this.exited || this.stopped) return;
+    if (this.stopped || !this.running()) return;
     for (const id of await this.listIds(namespace, 'tasks')) {
       await this.ctr(namespace, ['tasks', 'delete', '--force', id], { timeoutMs: 20_000 });
     }
@@ -398,7 +475,7 @@ export class Containerd {
   async stop(): Promise<void> {
     if (this.stopped) return;
     const shimSockets = this.shimSockets();
-    if (this.child && !this.exited) {
+    if (this.running()) {
       try {
         const listed = await runCommand(CTR, ['--address', this.address, 'namespaces', 'ls', '-q'], {
           timeoutMs: 20_000,
@@ -426,14 +503,15 @@ export class Containerd {
     }
   }
 
+  /** TERM, up to 10 s grace, then KILL. */
   private async stopContainerd(): Promise<void> {
-    const child = this.child;
-    if (!child || this.exited) return;
-    child.kill('SIGTERM');
-    for (let i = 0; i < 100 && !this.exited; i++) await sleep(100);
-    if (!this.exited) {
-      child.kill('SIGKILL');
-      for (let i = 0; i < 50 && !this.exited; i++) await sleep(100);
+    if (!this.running()) return;
+    const pid = this.processId!;
+    signal(pid, 'SIGTERM');
+    for (let i = 0; i < 100 && this.running(); i++) await sleep(100);
+    if (this.running()) {
+      signal(pid, 'SIGKILL');
+      for (let i = 0; i < 50 && isAlive(pid); i++) await sleep(100);
     }
   }
 
@@ -572,20 +650,33 @@ export function unmountUnder(dir: string): void {
   }
 }
 
-/** ctr puts containers in cgroup /<namespace>/<id>; runc removes <id>, nobody removes <namespace>. */
-function removeEmptyCgroups(namespace: string): void {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(namespace)) return;
+/**
+ * Removes the cgroup directory `name` at the top of every mounted hierarchy, with what is under it, deepest
+ * first, as far as they are empty (in use ones stay). ctr puts containers in /<namespace>/<id> and runc
+ * removes <id> but nobody <namespace>; the node stack's pods get cgroups under a parent of their own.
+ */
+export function removeEmptyCgroups(name: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) return;
   const hierarchies = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .filter((line) => / - cgroup2? /.test(line))
     .map((line) => line.split(' ')[4] ?? '');
-  for (const hierarchy of hierarchies) {
-    const dir = join(hierarchy, namespace);
+  const removeDepthFirst = (dir: string): void => {
+    for (const entry of readdirOrEmpty(dir)) {
+      try {
+        if (statSync(join(dir, entry)).isDirectory()) removeDepthFirst(join(dir, entry));
+      } catch {
+        // gone meanwhile
+      }
+    }
     try {
-      if (statSync(dir).isDirectory()) rmdirSync(dir);
+      rmdirSync(dir);
     } catch {
       // absent, or still in use
     }
+  };
+  for (const hierarchy of hierarchies) {
+    if (existsSync(join(hierarchy, name))) removeDepthFirst(join(hierarchy, name));
   }
 }
 

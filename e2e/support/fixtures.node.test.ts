@@ -17,8 +17,8 @@ import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { ReadlineCapture } from '../../agent/capture/readline-capture.js';
-import type { CapturedLine } from '../../agent/capture/readline-output.js';
+import { ReadlineCapture } from '../../agent/capture/readline/capture.js';
+import type { CapturedLine } from '../../agent/capture/readline/parse.js';
 import { type ReadlineTarget, resolveReadlineTargets } from '../../agent/targets/resolve.js';
 import { type CommandResult, Containerd, unmountUnder } from './containerd.js';
 import {

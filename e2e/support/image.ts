@@ -15,6 +15,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { CommandResult, Containerd } from './containerd.js';
+import { buildShellRootfs } from './rootfs.js';
 
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -178,6 +179,24 @@ export function buildImageArchive(
     return { path: archive, ref: options.ref, name, manifest, config, layer, diffId, platform };
   } finally {
     rmSync(layout, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The shell image, one definition for every pod that runs one (the node stack's, the demo's): the host's bash
+ * and its libraries plus busybox's applets (buildShellRootfs, built in `rootfsDir`, which is removed after),
+ * PATH set, working directory /root, command `sleep infinity`.
+ */
+export function buildShellImage(rootfsDir: string, archive: string, ref: string): ImageArchive {
+  try {
+    buildShellRootfs(rootfsDir);
+    return buildImageArchive(rootfsDir, archive, {
+      ref,
+      cmd: ['/bin/sleep', 'infinity'],
+      workingDir: '/root',
+    });
+  } finally {
+    rmSync(rootfsDir, { recursive: true, force: true });
   }
 }
 

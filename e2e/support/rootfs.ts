@@ -5,11 +5,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import {
+  chmodSync,
   copyFileSync,
   existsSync,
   mkdirSync,
   readFileSync,
   realpathSync,
+  rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -56,6 +58,21 @@ export function buildRootfs(root: string, options: RootfsOptions = {}): void {
   }
   writeFileSync(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
   writeFileSync(join(root, 'etc', 'group'), 'root:x:0:\n');
+}
+
+/**
+ * The root of the shell image (a demo pod's, the node stack's; see buildShellImage in image.ts), made anew in
+ * `root`: buildRootfs with the host's bash (it must stay the dynamic binary exporting readline that Debian
+ * ships: that is what the agent probes), the directories a distribution's image has, a sticky /tmp, and root's
+ * login shell bash.
+ */
+export function buildShellRootfs(root: string): void {
+  rmSync(root, { recursive: true, force: true });
+  buildRootfs(root, { bash: true });
+  for (const dir of ['run', 'var/tmp', 'usr/bin', 'usr/sbin', 'sbin'])
+    mkdirSync(join(root, dir), { recursive: true });
+  chmodSync(join(root, 'tmp'), 0o1777);
+  writeFileSync(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/bash\n');
 }
 
 export interface BundleOptions {

@@ -3,6 +3,7 @@
  * escapes only ESC and CR in an Event's message; a backspace, a line feed (typed after Ctrl-V, or pasted) or
  * U+202E would otherwise show another command, or a line that looks like the kubelet's.
  */
+import { MAX_EVENT_NOTE_BYTES } from '../../common/text/escape.js';
 import {
   addToFold,
   commandEventBody,
@@ -11,7 +12,6 @@ import {
   coverageEventOf,
   eventMessage,
   foldEventBody,
-  MAX_MESSAGE_BYTES,
   startFold,
 } from './events.js';
 import { command, coverageRecord, exec } from './testdata/fakes.js';
@@ -54,7 +54,7 @@ describe('Event messages with hostile command text', () => {
 
   it('stay under 1 KiB when escaping makes the text longer, and never end inside an escape', () => {
     const message = eventMessage(commandEventOf(command(5, '\b'.repeat(2000)))!);
-    expect(Buffer.byteLength(message)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(Buffer.byteLength(message)).toBeLessThanOrEqual(MAX_EVENT_NOTE_BYTES);
     expect(message).toMatch(/(\\x08)+…$/);
   });
 
@@ -70,7 +70,7 @@ describe('Event messages with hostile command text', () => {
     let fold = startFold(commandEventOf(command(10, 'a'))!);
     for (let i = 10; i < 30; i++) fold = addToFold(fold, commandEventOf(command(i, '\b'.repeat(500)))!);
     const message = foldEventBody(fold, { burst: 25, perSecond: 5 }).message!;
-    expect(Buffer.byteLength(message)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(Buffer.byteLength(message)).toBeLessThanOrEqual(MAX_EVENT_NOTE_BYTES);
     expect(message).toMatch(/: ((\\x08)+…; )+\.\.\.$/);
   });
 });

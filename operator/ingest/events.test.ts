@@ -1,3 +1,4 @@
+import { MAX_EVENT_NOTE_BYTES } from '../../common/text/escape.js';
 import {
   addToFold,
   aggregateKey,
@@ -5,7 +6,6 @@ import {
   commandEventOf,
   eventMessage,
   foldEventBody,
-  MAX_MESSAGE_BYTES,
   startFold,
 } from './events.js';
 import { command, exec } from './testdata/fakes.js';
@@ -53,7 +53,7 @@ describe('command Events', () => {
 
   it('keeps the message under 1 KiB', () => {
     const message = eventMessage(commandEventOf(command(1, 'ü'.repeat(5000)))!);
-    expect(Buffer.byteLength(message)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(Buffer.byteLength(message)).toBeLessThanOrEqual(MAX_EVENT_NOTE_BYTES);
     expect(message.endsWith('…')).toBe(true);
   });
 
@@ -86,6 +86,6 @@ describe('fold summary', () => {
     expect(body.message).toMatch(
       /^20 commands folded, 1 with alerts by the Event rate limit \(burst 25, 5\/s\): cmd 10; cmd 11; .*cmd 19; \.\.\.$/,
     );
-    expect(Buffer.byteLength(body.message!)).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(Buffer.byteLength(body.message!)).toBeLessThanOrEqual(MAX_EVENT_NOTE_BYTES);
   });
 });

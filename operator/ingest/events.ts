@@ -21,14 +21,11 @@
 import type { CoreV1Event } from '@kubernetes/client-node';
 import type { Alert, CommandRecord, CoverageRecord, ExecRecord } from '../../api/records/v1.js';
 import { SEVERITIES } from '../../api/v1alpha1/index.js';
-import { ELLIPSIS, excerpt } from '../../common/text/escape.js';
+import { ELLIPSIS, MAX_EVENT_NOTE_BYTES, excerpt } from '../../common/text/escape.js';
 import { EVENT_COMPONENT } from '../../common/kube/identity.js';
 import { displayText } from './sessions.js';
 import { eventName } from './naming.js';
 import type { RateLimit } from '../../common/token-bucket.js';
-
-/** Kubernetes takes more, but an Event's note should stay under 1 KiB (STYLE.md). */
-export const MAX_MESSAGE_BYTES = 1024;
 
 export const REASONS = {
   shell: 'ShellCommand',
@@ -97,7 +94,7 @@ export function eventMessage(e: CommandEvent): string {
     .join(', ');
   const head = alerts ? `${alerts} in ${who}: ` : `${who}: `;
   const text = e.truncated ? `${e.text}${ELLIPSIS}` : e.text;
-  return excerpt(head + text, MAX_MESSAGE_BYTES, 'bytes');
+  return excerpt(head + text, MAX_EVENT_NOTE_BYTES, 'bytes');
 }
 
 /** Repeats of the same command (same pod, container, shell and text) aggregate into one Event. */
@@ -207,7 +204,7 @@ export function coverageMessage(e: CoverageEvent): string {
   const text = e.late
     ? `${e.container} was audited late${e.coveredFrom ? ` (from ${e.coveredFrom})` : ''}: earlier commands may be missing`
     : `${e.container} is not audited: ${e.reason || 'the agent gave no reason'}`;
-  return excerpt(text, MAX_MESSAGE_BYTES, 'bytes');
+  return excerpt(text, MAX_EVENT_NOTE_BYTES, 'bytes');
 }
 
 export function coverageEventBody(e: CoverageEvent): CoreV1Event {
@@ -270,7 +267,7 @@ export function addToFold(fold: Fold, e: CommandEvent): Fold {
   };
 }
 
-/** The summary: counts, then as many whole samples as fit under MAX_MESSAGE_BYTES (none is cut here). */
+/** The summary: counts, then as many whole samples as fit under MAX_EVENT_NOTE_BYTES (none is cut here). */
 export function foldMessage(fold: Fold, limit: RateLimit): string {
   const what = `${fold.count} command${fold.count === 1 ? '' : 's'} folded`;
   const alerts = fold.alerts > 0 ? `, ${fold.alerts} with alerts` : '';
@@ -280,7 +277,7 @@ export function foldMessage(fold: Fold, limit: RateLimit): string {
   let bytes = Buffer.byteLength(head) + Buffer.byteLength(more);
   for (const sample of fold.samples) {
     const add = Buffer.byteLength(sample) + (shown > 0 ? 2 : 0);
-    if (bytes + add > MAX_MESSAGE_BYTES) break;
+    if (bytes + add > MAX_EVENT_NOTE_BYTES) break;
     bytes += add;
     shown++;
   }

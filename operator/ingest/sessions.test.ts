@@ -1,10 +1,9 @@
-import { MAX_COMMAND_TEXT, type RecordedCommand } from '../../api/v1alpha1/index.js';
+import { AgentRecord } from '../../api/records/v1.js';
+import { IDENTITY_LIMITS, MAX_COMMAND_TEXT, type RecordedCommand } from '../../api/v1alpha1/index.js';
 import {
   fitCommands,
   mergeLosses,
   nameOf,
-  quoteArgv,
-  quoteArgvBytes,
   recordedCommand,
   sameSession,
   sessionKey,
@@ -93,11 +92,6 @@ describe('recordedCommand', () => {
     expect(c.pid).toBe(5003);
   });
 
-  it('quotes argv bytes the same way as text', () => {
-    const argv = ['printf', '%s\\n', "it's", ''];
-    expect(quoteArgvBytes(argv.map((a) => Buffer.from(a))).toString()).toBe(quoteArgv(argv));
-  });
-
   it('keeps the exact bytes of a non-UTF-8 argv as base64', () => {
     const bytes = [Buffer.from('cat'), Buffer.from([0x66, 0xff])];
     const c = recordedCommand(
@@ -108,11 +102,32 @@ describe('recordedCommand', () => {
     );
   });
 
-  it('cuts text beyond MAX_COMMAND_TEXT and marks it truncated', () => {
-    const long = 'x'.repeat(MAX_COMMAND_TEXT + 10);
-    const c = recordedCommand(exec(1, [long, long]));
-    expect(c.command.length).toBe(MAX_COMMAND_TEXT);
-    expect(c.truncated).toBe(true);
+  it('copies a command at the bound whole: the agent cut it, nothing is cut here', () => {
+    const full = 'x'.repeat(MAX_COMMAND_TEXT);
+    expect(recordedCommand(command(1, full, { truncated: true }))).toMatchObject({
+      command: full,
+      truncated: true,
+    });
+    const half = 'y'.repeat(MAX_COMMAND_TEXT / 2 - 1);
+    expect(recordedCommand(exec(2, [half, half])).command).toHaveLength(MAX_COMMAND_TEXT - 1);
+  });
+
+  it('never sees text or identity beyond the AuditRecord’s bounds: a forged record is refused whole', () => {
+    const long = 'x'.repeat(MAX_COMMAND_TEXT / 2 + 10);
+    expect(AgentRecord.safeParse(exec(1, ['x'.repeat(MAX_COMMAND_TEXT / 2 - 1)])).success).toBe(true);
+    const refused = [
+      exec(1, [long, long]),
+      exec(1, ["'".repeat(MAX_COMMAND_TEXT / 4)]), // quoting makes it four times longer
+      command(1, 'x'.repeat(MAX_COMMAND_TEXT + 1)),
+      command(1, 'ls', { commandBase64: 'A'.repeat(MAX_COMMAND_TEXT * 2) }),
+      command(1, 'ls', { containerId: 'c'.repeat(IDENTITY_LIMITS.containerId + 1) }),
+      command(1, 'ls', { image: 'i'.repeat(IDENTITY_LIMITS.image + 1) }),
+      command(1, 'ls', { container: 'a'.repeat(IDENTITY_LIMITS.containerName + 1) }),
+      command(1, 'ls', {
+        pod: { namespace: 'shop', name: 'web-0', uid: 'u'.repeat(IDENTITY_LIMITS.podUid + 1) },
+      }),
+    ];
+    for (const record of refused) expect(AgentRecord.safeParse(record).success).toBe(false);
   });
 });
 

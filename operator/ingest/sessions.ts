@@ -10,10 +10,10 @@
  *   session; a restarted container continues the same exec session.
  * A record without pod namespace, pod name or container name cannot become an AuditRecord (sessionOf: undefined).
  */
+import { execCommandLine, quoteArgv } from '../../api/records/text.js';
 import type { CommandRecord, ExecRecord, Alert } from '../../api/records/v1.js';
 import {
   API_VERSION,
-  MAX_COMMAND_TEXT,
   MAX_COMMANDS_PER_RECORD,
   RECORD_KIND,
   SEVERITIES,
@@ -52,14 +52,10 @@ export interface SessionIdentity {
   nsPid?: number;
 }
 
-function cutText(text: string, max: number): string {
-  if (text.length <= max) return text;
-  // Do not split a surrogate pair.
-  const end = /[\uD800-\uDBFF]/.test(text[max - 1] ?? '') ? max - 1 : max;
-  return text.slice(0, end);
-}
-
-/** The session a command or exec record belongs to; undefined without pod identity. */
+/**
+ * The session a command or exec record belongs to; undefined without pod identity. Its fields are copied: the
+ * record's schema (api/records/v1.ts) holds them to the AuditRecord's bounds, which the agent cut them to.
+ */
 export function sessionOf(record: CommandRecord | ExecRecord): SessionIdentity | undefined {
   const namespace = record.pod?.namespace;
   const pod = record.pod?.name;
@@ -69,10 +65,10 @@ export function sessionOf(record: CommandRecord | ExecRecord): SessionIdentity |
   return {
     namespace,
     pod,
-    podUid: cutText(record.pod?.uid ?? '', 64),
-    container: cutText(container, 63),
-    containerId: cutText(record.containerId, 128),
-    ...(record.image !== undefined ? { image: cutText(record.image, 1024) } : {}),
+    podUid: record.pod?.uid ?? '',
+    container,
+    containerId: record.containerId,
+    ...(record.image !== undefined ? { image: record.image } : {}),
     node: record.node,
     boot: record.boot,
     policy: record.policy ?? '',
@@ -167,56 +163,20 @@ function alertFields(alerts: readonly Alert[]): Pick<RecordedCommand, 'alert' | 
   };
 }
 
-const SAFE_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
-
-/** argv as one line a reader can paste into a POSIX shell: arguments that need it are single-quoted. */
-export function quoteArgv(argv: readonly string[]): string {
-  return argv.map((a) => (SAFE_WORD.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
-}
-
-/** The same quoting over raw bytes (arguments that are not UTF-8). */
-export function quoteArgvBytes(argv: readonly Buffer[]): Buffer {
-  const quote = Buffer.from("'");
-  const escaped = Buffer.from("'\\''");
-  const parts = argv.map((a) => {
-    if (SAFE_WORD.test(a.toString('latin1'))) return a;
-    const out: Buffer[] = [quote];
-    let from = 0;
-    for (let i = a.indexOf(0x27); i !== -1; i = a.indexOf(0x27, from)) {
-      out.push(a.subarray(from, i), escaped);
-      from = i + 1;
-    }
-    out.push(a.subarray(from), quote);
-    return Buffer.concat(out);
-  });
-  return Buffer.concat(parts.flatMap((p, i) => (i === 0 ? [p] : [Buffer.from(' '), p])));
-}
-
-function commandText(
-  text: string,
-  base64: string | undefined,
-): { command: string; commandBase64?: string; cut: boolean } {
-  const command = cutText(text, MAX_COMMAND_TEXT);
-  let cut = command.length < text.length;
-  if (base64 === undefined) return { command, cut };
-  const bytes = Buffer.from(base64, 'base64');
-  cut ||= bytes.length > MAX_COMMAND_TEXT;
-  return { command, commandBase64: bytes.subarray(0, MAX_COMMAND_TEXT).toString('base64'), cut };
-}
-
 /** The text a command or exec record shows: the line typed, or the quoted argv. */
 export function displayText(record: CommandRecord | ExecRecord): string {
   return record.kind === 'command' ? record.command : quoteArgv(record.argv);
 }
 
-/** A command or exec record as an AuditRecord stores it (text bounded by MAX_COMMAND_TEXT, marked truncated). */
+/**
+ * A command or exec record as an AuditRecord stores it: a copy (the agent cut it to the AuditRecord's bounds,
+ * and the record's schema holds it to them), an exec's argv as its quoted command line.
+ */
 export function recordedCommand(record: CommandRecord | ExecRecord): RecordedCommand {
-  const base64 =
+  const text =
     record.kind === 'command'
-      ? record.commandBase64
-      : record.argvBase64 &&
-        quoteArgvBytes(record.argvBase64.map((a) => Buffer.from(a, 'base64'))).toString('base64');
-  const text = commandText(displayText(record), base64);
+      ? { command: record.command, commandBase64: record.commandBase64 }
+      : execCommandLine(record.argv, record.argvBase64);
   return {
     seq: record.seq,
     time: record.time,
@@ -226,7 +186,7 @@ export function recordedCommand(record: CommandRecord | ExecRecord): RecordedCom
     ...(record.uid !== undefined ? { uid: record.uid } : {}),
     command: text.command,
     ...(text.commandBase64 !== undefined ? { commandBase64: text.commandBase64 } : {}),
-    truncated: record.truncated || text.cut,
+    truncated: record.truncated,
     redacted: record.redacted,
     ...alertFields(record.alerts),
   };

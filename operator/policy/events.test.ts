@@ -1,18 +1,4 @@
-import { cutToBytes, policyEventName } from './events.js';
-
-describe('cutToBytes', () => {
-  it.each([
-    ['short', 10, 'short'],
-    ['abcdefghij', 10, 'abcdefghij'],
-    ['abcdefghijk', 10, 'abcdefg…'],
-    ['ééééé', 9, 'ééé…'],
-    ['a😀b', 5, 'a…'],
-  ])('%j in %d bytes -> %j', (text, max, want) => {
-    const cut = cutToBytes(text, max);
-    expect(cut).toBe(want);
-    expect(Buffer.byteLength(cut)).toBeLessThanOrEqual(max);
-  });
-});
+import { policyEventName } from './events.js';
 
 describe('policyEventName', () => {
   const policy = { name: 'p', uid: 'u', generation: 2 };

@@ -11,13 +11,12 @@ import type { CoreV1Event } from '@kubernetes/client-node';
 import { type Clock, realClock } from '../../common/clock.js';
 import type { EventSink } from '../../common/kube/event-sink.js';
 import { EVENT_COMPONENT } from '../../common/kube/identity.js';
+import { MAX_EVENT_NOTE_BYTES, shortened } from '../../common/text/escape.js';
 import { POLICY_KIND } from '../../api/v1alpha1/containerauditpolicy.js';
 import { API_VERSION } from '../../api/v1alpha1/meta.js';
 
 export const EVENT_NAMESPACE = 'default';
 export const INVALID_POLICY_REASON = 'InvalidPolicy';
-/** The API server takes longer notes, but `kubectl describe` shows them on one line. */
-const MAX_NOTE_BYTES = 1023;
 
 export interface PolicyRef {
   name: string;
@@ -29,21 +28,6 @@ export interface PolicyRef {
 export interface PolicyEvents {
   /** A Warning Event saying why the policy is invalid; resolves when written or already there. */
   invalidPolicy(policy: PolicyRef, message: string): Promise<void>;
-}
-
-/** `text` cut to fit `maxBytes` of UTF-8, on a character boundary. */
-export function cutToBytes(text: string, maxBytes: number): string {
-  if (Buffer.byteLength(text) <= maxBytes) return text;
-  const budget = maxBytes - Buffer.byteLength('…');
-  let bytes = 0;
-  let end = 0;
-  // By code point, so a surrogate pair is never split.
-  for (const char of text) {
-    bytes += Buffer.byteLength(char);
-    if (bytes > budget) break;
-    end += char.length;
-  }
-  return `${text.slice(0, end)}…`;
 }
 
 /** The deterministic name of the Event telling `message` about `policy`. */
@@ -68,7 +52,8 @@ export function invalidPolicyEvent(
   time: Date,
   instance?: string,
 ): CoreV1Event {
-  const note = cutToBytes(message, MAX_NOTE_BYTES);
+  // The message is a condition's, escaped already (status.ts): cut, not escaped again.
+  const note = shortened(message, MAX_EVENT_NOTE_BYTES, 'bytes');
   return {
     metadata: { name: policyEventName(policy, INVALID_POLICY_REASON, note), namespace: EVENT_NAMESPACE },
     involvedObject: { apiVersion: API_VERSION, kind: POLICY_KIND, name: policy.name, uid: policy.uid },
