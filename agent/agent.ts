@@ -23,8 +23,9 @@
  *
  * This file is the loop and its I/O (spool, state directory, bpftrace, sink); resolving and pinning the
  * targets is targets/target-resolver.ts. What they decide is in core/ (pure, unit-tested without root):
- * attribution, plan decisions, batch and acknowledgement order, booking, coverage and loss records, restart
- * state. Wall time and timers come from one injected clock (`AgentOptions.clock`).
+ * attribution, what becomes of a captured line or exec (the record, or why none, and the counters),
+ * plan decisions, batch and acknowledgement order, booking, coverage and loss records, restart state. Wall
+ * time and timers come from one injected clock (`AgentOptions.clock`).
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
