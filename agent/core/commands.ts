@@ -117,8 +117,8 @@ export interface ExecGates {
 /**
  * An exec the kernel saw becomes an exec record when its container is audited for execs, within its limits,
  * and the wrapper did not hand the same exec off first. Unlike lines, execs of no audited container are not
- * counted (the probe sees every execve of the node's containers). The record says what the kernel cut: argv
- * past the probe's bound or a path too long to read make it `truncated`, as does the container's own limit.
+ * counted. The record says what the kernel cut: argv past the probe's bound or a path too long to read make
+ * it `truncated`, as does the container's own limit.
  */
 export function kernelExecOutcome(
   exec: CapturedExec,
