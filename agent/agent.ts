@@ -23,14 +23,15 @@
  *
  * This file is the loop and its I/O (spool, state directory, bpftrace, sink); resolving and pinning the
  * targets is targets/target-resolver.ts. What they decide is in core/ (pure, unit-tested without root):
- * attribution, plan decisions, batch and acknowledgement order, booking, coverage and loss records, restart
- * state. Wall time and timers come from one injected clock (`AgentOptions.clock`).
+ * attribution, what becomes of a captured line or exec (the record, or why none, and the counters),
+ * plan decisions, batch and acknowledgement order, booking, coverage and loss records, restart state. Wall
+ * time and timers come from one injected clock (`AgentOptions.clock`).
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Handoff, parseHandoff } from '../api/handoff/v1.js';
-import { recordText } from '../api/records/text.js';
+import type { UnstampedRecord } from '../api/records/v1.js';
 import { type Clock, realClock, type Timer } from '../common/clock.js';
 import { type Logger, LogField } from '../common/logging.js';
 import { excerpt } from '../common/text/escape.js';
@@ -42,7 +43,17 @@ import { type CaptureLoss, type KernelDrop, ReadlineCapture } from './capture/re
 import type { CapturedLine } from './capture/readline/parse.js';
 import { NsPidLookup } from './containers/proc-status.js';
 import { type ContainerRecord, ContainerRegistry } from './containers/registry.js';
-import { attribute, type Audited, type Captured } from './core/attribution.js';
+import { attribute, type Attribution, type Audited, type Captured } from './core/attribution.js';
+import {
+  type Counter,
+  type Counts,
+  type ExecKey,
+  execProgramToProbe,
+  kernelDropOutcome,
+  kernelExecOutcome,
+  lineOutcome,
+  runtimeExecOutcome,
+} from './core/commands.js';
 import {
   awaitsAcknowledgement,
   createTimes,
@@ -65,9 +76,8 @@ import { RecentErrors } from './core/recent-errors.js';
 import { FOUND_AGAIN, KNOWN_DIR, rememberedFile, rescanOrder } from './core/restart.js';
 import { HEARTBEAT_FILE, HandoffSpool } from './handoff/spool.js';
 import { WrapperDrops } from './handoff/wrapper-drops.js';
-import { ExecDedup, type ExecSource } from './records/exec-dedup.js';
+import { ExecDedup } from './records/exec-dedup.js';
 import type { AuditPlan, ContainerAudit } from './plan/plan.js';
-import { commandRecord, containerRef, execArgvFields } from './records/build.js';
 import { type DropWindow, type LineLimits, DEFAULT_LINE_LIMITS, LineLimiter } from './records/line-limits.js';
 import type { RecordSink } from './records/sink.js';
 import { PinnedFiles } from './targets/pin.js';
@@ -532,29 +542,16 @@ export class Agent {
    */
   private onExec(h: Handoff): void {
     const entry = this.audited.get(h.id);
-    const args = h.process?.args ?? [];
-    if (
-      entry?.audit.execs &&
-      h.pid !== null &&
-      this.isFirstOfTwins(entry.container.id, h.pid, Buffer.from(args[0] ?? ''), 'runtime')
-    ) {
-      this.options.sink.write({
-        kind: 'exec',
-        time: new Date(h.time).toISOString(),
-        ...containerRef(entry.container, entry.audit.policy),
-        source: 'runtime',
-        pid: h.pid,
-        ...(h.process?.user ? { uid: h.process.user.uid } : {}),
-        ...execArgvFields(
-          args.map((a) => Buffer.from(a)),
-          entry.audit,
-        ),
-      });
-      this.stats.execsRecorded++;
-    }
-    const program = args[0];
-    if (!entry || !entry.audit.interactiveShells || !program?.startsWith('/')) return;
-    this.targets.add(entry.container, [program], `attached when an exec of ${quote(program)} was handed off`);
+    const outcome = runtimeExecOutcome(h, entry, (key) => this.firstOfTwins(key));
+    if ('write' in outcome) this.options.sink.write(outcome.write);
+    this.count(outcome.counts);
+    const program = execProgramToProbe(h, entry);
+    if (entry && program)
+      this.targets.add(
+        entry.container,
+        [program],
+        `attached when an exec of ${quote(program)} was handed off`,
+      );
   }
 
   // ---- restarts ----
@@ -617,42 +614,24 @@ export class Agent {
 
   /**
    * A line of an audited shell becomes a record, unless its container is over its limits (records/line-limits.ts):
-   * then it is counted, and reported as a loss. The work a line takes is charged to its container.
+   * then it is counted, and reported as a loss (core/commands.ts decides). The work a line takes is charged
+   * to its container.
    */
   private onLine(line: CapturedLine): void {
-    this.stats.linesCaptured++;
-    const entry = this.attributed(line.mntns, 'line');
-    if (!entry) {
-      this.stats.linesDropped++;
-      return;
-    }
-    const { container } = entry;
     // performance.now() (monotonic) measures what a line costs and refills the limiter's buckets: durations;
     // the clock dates the drops.
-    const started = performance.now();
-    const over = this.limiter.admit(container.id, 'line', started, this.clock.now());
-    // A key block's state follows every line, dropped ones included (cheap: two string searches).
-    const inKeyBlock =
-      entry.audit.redactKeyBlocks &&
-      this.keyBlocks.inside(`${line.mntns}/${line.pid}`, line.bytes.toString('latin1'));
-    if (over) {
-      this.stats.rateLimited++;
-      return;
-    }
-    const time = this.monotonicToDate(line.ns);
-    this.options.sink.write(
-      commandRecord(
-        line,
-        entry.container,
-        entry.audit,
-        time,
-        this.nsPids.of(line.pid, line.mntns),
-        inKeyBlock,
-      ),
-    );
-    this.stats.commandsRecorded++;
-    const done = performance.now();
-    this.limiter.charge(container.id, done - started, done);
+    let started = 0;
+    const outcome = lineOutcome(line, this.attribution(line.mntns, 'line'), {
+      overLimit: (id) => {
+        started = performance.now();
+        return this.limiter.admit(id, 'line', started, this.clock.now()) !== undefined;
+      },
+      inKeyBlock: (shell, text) => this.keyBlocks.inside(shell, text),
+      time: (ns) => this.monotonicToDate(ns),
+      nsPid: (pid, mntns) => this.nsPids.of(pid, mntns),
+    });
+    if ('write' in outcome) this.write(outcome.write, outcome.containerId, started);
+    this.count(outcome.counts);
   }
 
   /**
@@ -660,14 +639,11 @@ export class Agent {
    * kernel budget (capture/readline/script.ts): reported with its other drops, as a `rate-limited` loss.
    */
   private onKernelDrop(drop: KernelDrop): void {
-    const entry = this.attributed(drop.mntns, 'line');
-    if (!entry) {
-      this.stats.linesDropped += drop.lines;
-      return;
-    }
-    this.stats.rateLimited += drop.lines;
+    const outcome = kernelDropOutcome(drop, this.attribution(drop.mntns, 'line'));
+    this.count(outcome.counts);
+    if (outcome.containerId === undefined) return;
     this.limiter.droppedInKernel(
-      entry.container.id,
+      outcome.containerId,
       drop.lines,
       drop.bytes,
       performance.now(),
@@ -676,47 +652,39 @@ export class Agent {
   }
 
   private onKernelExec(exec: CapturedExec): void {
-    const entry = this.attributed(exec.mntns, 'exec');
-    if (!entry) return;
-    const { container } = entry;
-    const started = performance.now(); // a duration, as in onLine
-    if (this.limiter.admit(container.id, 'exec', started, this.clock.now())) {
-      this.stats.rateLimited++;
-      return;
-    }
-    if (!this.isFirstOfTwins(container.id, exec.pid, exec.argv[0] ?? Buffer.alloc(0), 'kernel')) return;
-    const path = recordText(exec.filename);
-    const nsPid = this.nsPids.of(exec.pid, exec.mntns);
-    this.options.sink.write({
-      kind: 'exec',
-      time: this.monotonicToDate(exec.ns).toISOString(),
-      ...containerRef(entry.container, entry.audit.policy),
-      source: 'kernel',
-      pid: exec.pid,
-      ...(exec.ppid > 0 ? { ppid: exec.ppid } : {}),
-      ...(nsPid !== undefined ? { nsPid } : {}),
-      uid: exec.uid,
-      path: path.text,
-      ...(path.base64 !== undefined ? { pathBase64: path.base64 } : {}),
-      ...execArgvFields(exec.argv, entry.audit, exec.truncated || exec.filenameTruncated),
+    let started = 0; // a duration, as in onLine
+    const outcome = kernelExecOutcome(exec, this.attribution(exec.mntns, 'exec'), {
+      overLimit: (id) => {
+        started = performance.now();
+        return this.limiter.admit(id, 'exec', started, this.clock.now()) !== undefined;
+      },
+      firstOfTwins: (key) => this.firstOfTwins(key),
+      time: (ns) => this.monotonicToDate(ns),
+      nsPid: (pid, mntns) => this.nsPids.of(pid, mntns),
     });
-    this.stats.execsRecorded++;
+    if ('write' in outcome) this.write(outcome.write, outcome.containerId, started);
+    this.count(outcome.counts);
+  }
+
+  /** Writes a record of a captured event and charges its container what it took since `started`. */
+  private write(record: UnstampedRecord, containerId: string, started: number): void {
+    this.options.sink.write(record);
     const done = performance.now();
-    this.limiter.charge(container.id, done - started, done);
+    this.limiter.charge(containerId, done - started, done);
   }
 
-  /** The audited container a line or exec of mount namespace `mntns` belongs to, if any (core/attribution.ts). */
-  private attributed(mntns: number, kind: Captured): Audited | undefined {
-    const attribution = attribute(this.registry.byMntns(mntns), this.audited, kind);
-    return attribution.to === 'container' ? attribution.entry : undefined;
+  private count(counts: Counts): void {
+    for (const [counter, n] of Object.entries(counts) as [Counter, number][]) this.stats[counter] += n;
   }
 
-  /** False (and counted) for the other source's view of an exec already recorded. */
-  private isFirstOfTwins(containerId: string, pid: number, firstArg: Buffer, source: ExecSource): boolean {
-    if (this.execDedup.admit(containerId, pid, firstArg.toString('latin1'), source, this.clock.now()))
-      return true;
-    this.stats.execTwinsDropped++;
-    return false;
+  /** Which audited container a line or exec of mount namespace `mntns` belongs to, if any (core/attribution.ts). */
+  private attribution(mntns: number, kind: Captured): Attribution {
+    return attribute(this.registry.byMntns(mntns), this.audited, kind);
+  }
+
+  /** False for the other source's view of an exec already recorded (records/exec-dedup.ts). */
+  private firstOfTwins(key: ExecKey): boolean {
+    return this.execDedup.admit(key.containerId, key.pid, key.firstArg, key.source, this.clock.now());
   }
 
   /** The drops over the line limits since the last report: one `rate-limited` loss per container. */
