@@ -1,19 +1,8 @@
 import { containerRecord } from '../containers/testdata/container-record.js';
-import type { ContainerAudit } from '../plan/plan.js';
 import { attribute, type Audited } from './attribution.js';
+import { containerAudit } from './testdata/container-audit.js';
 
-const audit = (over: Partial<ContainerAudit> = {}): ContainerAudit => ({
-  policy: 'p',
-  interactiveShells: true,
-  execs: false,
-  maxCommandBytes: 64,
-  filter: {
-    apply: (text) => ({ text, redacted: false, alerts: [] }),
-    applyArgv: (args) => ({ args: [...args], redacted: false, alerts: [] }),
-  },
-  redactKeyBlocks: false,
-  ...over,
-});
+const audit = containerAudit;
 
 const web = containerRecord({ kind: 'container', containerName: 'web' }, { id: 'web', mntns: 100 });
 const db = containerRecord({ kind: 'container', containerName: 'db' }, { id: 'db', mntns: 200 });

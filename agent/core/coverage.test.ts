@@ -9,18 +9,9 @@ import {
   resolutionGap,
   type ShellTarget,
 } from './coverage.js';
+import { containerAudit } from './testdata/container-audit.js';
 
-const audit: ContainerAudit = {
-  policy: 'shells',
-  interactiveShells: true,
-  execs: false,
-  maxCommandBytes: 64,
-  filter: {
-    apply: (text) => ({ text, redacted: false, alerts: [] }),
-    applyArgv: (args) => ({ args: [...args], redacted: false, alerts: [] }),
-  },
-  redactKeyBlocks: false,
-};
+const audit: ContainerAudit = containerAudit({ policy: 'shells' });
 const web = containerRecord(
   {
     kind: 'container',

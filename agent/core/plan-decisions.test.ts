@@ -3,19 +3,10 @@ import type { ContainerRecord } from '../containers/registry.js';
 import type { AuditPlan, ContainerAudit } from '../plan/plan.js';
 import type { Audited } from './attribution.js';
 import { execProbeChange, replan } from './plan-decisions.js';
+import { containerAudit } from './testdata/container-audit.js';
 
-const rules = (policy: string, over: Partial<ContainerAudit> = {}): ContainerAudit => ({
-  policy,
-  interactiveShells: true,
-  execs: false,
-  maxCommandBytes: 64,
-  filter: {
-    apply: (text) => ({ text, redacted: false, alerts: [] }),
-    applyArgv: (args) => ({ args: [...args], redacted: false, alerts: [] }),
-  },
-  redactKeyBlocks: false,
-  ...over,
-});
+const rules = (policy: string, over: Partial<ContainerAudit> = {}): ContainerAudit =>
+  containerAudit({ policy, ...over });
 
 /** A plan that audits the containers named in `audits` under the rules given (the same object each time). */
 function plan(audits: Record<string, ContainerAudit>, execs = false): AuditPlan {
