@@ -1,4 +1,4 @@
-/** What an integration test needs to talk to the control plane that e2e/jest/global-setup.ts started. */
+/** What an integration test needs to talk to the control plane that e2e/jest/global-setup.mjs started. */
 import { type CommandResult, runCommand } from './command.js';
 import { type CoreV1Api, type CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { AuditRecord } from '../../api/v1alpha1/auditrecord.js';
