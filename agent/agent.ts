@@ -47,10 +47,12 @@ import { attribute, type Attribution, type Audited, type Captured } from './core
 import {
   type Counter,
   type Counts,
+  type ExecGates,
   type ExecKey,
   execProgramToProbe,
   kernelDropOutcome,
   kernelExecOutcome,
+  type LineGates,
   lineOutcome,
   runtimeExecOutcome,
 } from './core/commands.js';
@@ -618,20 +620,34 @@ export class Agent {
    * to its container.
    */
   private onLine(line: CapturedLine): void {
-    // performance.now() (monotonic) measures what a line costs and refills the limiter's buckets: durations;
-    // the clock dates the drops.
-    let started = 0;
-    const outcome = lineOutcome(line, this.attribution(line.mntns, 'line'), {
-      overLimit: (id) => {
-        started = performance.now();
-        return this.limiter.admit(id, 'line', started, this.clock.now()) !== undefined;
-      },
-      inKeyBlock: (shell, text) => this.keyBlocks.inside(shell, text),
-      time: (ns) => this.monotonicToDate(ns),
-      nsPid: (pid, mntns) => this.nsPids.of(pid, mntns),
-    });
-    if ('write' in outcome) this.write(outcome.write, outcome.containerId, started);
+    const outcome = lineOutcome(line, this.attribution(line.mntns, 'line'), this.lineGates);
+    if ('write' in outcome) this.write(outcome.write, outcome.containerId);
     this.count(outcome.counts);
+  }
+
+  /**
+   * The loop's answers to the core's questions about a line or an exec, made once (not per event: they sit on
+   * the hot path). performance.now() (monotonic) marks when the limiter admitted the event, so that `write`
+   * charges the container what the event cost: a duration; the clock dates the drops.
+   */
+  private workStarted = 0;
+  private readonly lineGates: LineGates = {
+    overLimit: (id) => this.admit(id, 'line'),
+    inKeyBlock: (shell, text) => this.keyBlocks.inside(shell, text),
+    time: (ns) => this.monotonicToDate(ns),
+    nsPid: (pid, mntns) => this.nsPids.of(pid, mntns),
+  };
+  private readonly execGates: ExecGates = {
+    overLimit: (id) => this.admit(id, 'exec'),
+    firstOfTwins: (key) => this.firstOfTwins(key),
+    time: (ns) => this.monotonicToDate(ns),
+    nsPid: (pid, mntns) => this.nsPids.of(pid, mntns),
+  };
+
+  /** True when the container is over its limits for one more line or exec; else marks the work's start. */
+  private admit(containerId: string, kind: 'line' | 'exec'): boolean {
+    this.workStarted = performance.now();
+    return this.limiter.admit(containerId, kind, this.workStarted, this.clock.now()) !== undefined;
   }
 
   /**
@@ -652,25 +668,16 @@ export class Agent {
   }
 
   private onKernelExec(exec: CapturedExec): void {
-    let started = 0; // a duration, as in onLine
-    const outcome = kernelExecOutcome(exec, this.attribution(exec.mntns, 'exec'), {
-      overLimit: (id) => {
-        started = performance.now();
-        return this.limiter.admit(id, 'exec', started, this.clock.now()) !== undefined;
-      },
-      firstOfTwins: (key) => this.firstOfTwins(key),
-      time: (ns) => this.monotonicToDate(ns),
-      nsPid: (pid, mntns) => this.nsPids.of(pid, mntns),
-    });
-    if ('write' in outcome) this.write(outcome.write, outcome.containerId, started);
+    const outcome = kernelExecOutcome(exec, this.attribution(exec.mntns, 'exec'), this.execGates);
+    if ('write' in outcome) this.write(outcome.write, outcome.containerId);
     this.count(outcome.counts);
   }
 
-  /** Writes a record of a captured event and charges its container what it took since `started`. */
-  private write(record: UnstampedRecord, containerId: string, started: number): void {
+  /** Writes a record of a captured event and charges its container what it took since the limiter admitted it. */
+  private write(record: UnstampedRecord, containerId: string): void {
     this.options.sink.write(record);
     const done = performance.now();
-    this.limiter.charge(containerId, done - started, done);
+    this.limiter.charge(containerId, done - this.workStarted, done);
   }
 
   private count(counts: Counts): void {
